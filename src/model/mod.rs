@@ -1,0 +1,1 @@
+//! Pure domain types: tags and versions, update policies, image references.

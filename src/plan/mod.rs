@@ -1,0 +1,1 @@
+//! Pure planning: given workloads and tag lists, which updates?

@@ -1,0 +1,15 @@
+//! Test bed for tagwatch's tests and benchmarks.
+//!
+//! - [`registry`]: the real CNCF distribution server (`docker-registry`) on a free loopback port,
+//!   anonymous, basic or token auth, with real images pushed into it.
+//! - [`stub_registry`]: a scripted registry for what the real one cannot do (paging, 429, 5xx, garbage).
+//! - [`apiserver`]: an in-process Kubernetes API server speaking the real REST protocol.
+//! - [`cluster`]: hands a test a `kube::Client` for the in-process server, or for a real cluster when
+//!   `TAGWATCH_E2E_KUBECONFIG` is set.
+//! - [`wait`]: polling with a deadline (tests never sleep for fixed times).
+
+pub mod apiserver;
+pub mod cluster;
+pub mod registry;
+pub mod stub_registry;
+pub mod wait;
