@@ -4,5 +4,17 @@
 //! Data flows one way: discover → resolve → decide → apply → record. `model` and `plan` are
 //! pure (no I/O); everything else is a thin edge around them.
 
+pub mod app;
+pub mod apply;
+pub mod cli;
+pub mod commands;
+pub mod cycle;
+pub mod discover;
+pub mod http;
+pub mod metrics;
 pub mod model;
 pub mod plan;
+pub mod pull_secrets;
+pub mod registry;
+pub mod schedule;
+pub mod watch;

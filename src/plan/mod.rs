@@ -1,1 +1,9 @@
 //! Pure planning: given workloads and tag lists, which updates?
+
+pub mod digest;
+pub mod explain;
+pub mod ordering;
+pub mod patch;
+pub mod resolve;
+pub mod skip;
+pub mod update;

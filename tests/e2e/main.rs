@@ -1,5 +1,9 @@
 //! End-to-end tests: one test binary, one module per topic (links once: faster CI).
 //! Each runs against the test bed, or against a real cluster when `TAGWATCH_E2E_KUBECONFIG` is set.
+// Tests may panic on what they set up themselves.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod apiserver_fidelity;
 mod registry_harness;
+mod support;
+mod watcher;

@@ -1,0 +1,124 @@
+//! Writes a planned update: the guarded JSON Patch, then the `ImageUpdated` Event.
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Api, Client};
+
+use crate::model::workload::WorkloadId;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The workload changed underneath (a failed `test` op answers 422, a stale version 409):
+    /// nothing was written; re-plan from the fresh object.
+    #[error("{workload} changed since it was read (HTTP {code}); nothing written")]
+    Conflict { workload: WorkloadId, code: u16 },
+    #[error("{workload}: API server refused the patch (HTTP {code} {reason}): {message}")]
+    Refused {
+        workload: WorkloadId,
+        code: u16,
+        reason: String,
+        message: String,
+    },
+    #[error("{workload}: {source}")]
+    Transport {
+        workload: WorkloadId,
+        source: kube::Error,
+    },
+}
+
+impl ApplyError {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ApplyError::Conflict { .. } => "conflict",
+            ApplyError::Refused { .. } => "refused",
+            ApplyError::Transport { .. } => "transport",
+        }
+    }
+}
+
+pub async fn patch_deployment(
+    client: &Client,
+    workload: &WorkloadId,
+    patch: json_patch::Patch,
+) -> Result<Deployment, ApplyError> {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), &workload.namespace);
+    let params = PatchParams {
+        field_manager: Some("tagwatch".into()),
+        ..PatchParams::default()
+    };
+    match api
+        .patch(&workload.name, &params, &Patch::Json::<()>(patch))
+        .await
+    {
+        Ok(deployment) => Ok(deployment),
+        Err(kube::Error::Api(status)) if status.code == 422 || status.code == 409 => {
+            Err(ApplyError::Conflict {
+                workload: workload.clone(),
+                code: status.code,
+            })
+        }
+        Err(kube::Error::Api(status)) => Err(ApplyError::Refused {
+            workload: workload.clone(),
+            code: status.code,
+            reason: status.reason.clone(),
+            message: status.message.clone(),
+        }),
+        Err(source) => Err(ApplyError::Transport {
+            workload: workload.clone(),
+            source,
+        }),
+    }
+}
+
+pub fn deployment_reference(workload: &WorkloadId, uid: Option<&str>) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("apps/v1".into()),
+        kind: Some("Deployment".into()),
+        namespace: Some(workload.namespace.clone()),
+        name: Some(workload.name.clone()),
+        uid: uid.map(str::to_string),
+        ..ObjectReference::default()
+    }
+}
+
+/// Publishes an Event on the workload; a failure is logged, never fatal: Events are a report,
+/// not state.
+pub async fn publish(
+    recorder: &Recorder,
+    reference: &ObjectReference,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
+    let event = Event {
+        type_,
+        reason: reason.to_string(),
+        note: Some(truncate(note, 1000)),
+        action: action.to_string(),
+        secondary: None,
+    };
+    if let Err(e) = recorder.publish(&event, reference).await {
+        tracing::warn!(
+            namespace = reference.namespace.as_deref().unwrap_or(""),
+            name = reference.name.as_deref().unwrap_or(""),
+            reason,
+            error = %e,
+            "cannot publish event"
+        );
+    }
+}
+
+/// Event notes are limited to 1 kB by the API server.
+fn truncate(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut cut = max;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+    }
+    text
+}

@@ -1,0 +1,179 @@
+//! Command-line flags (each also an environment variable), parsed by clap.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tagwatch",
+    version,
+    about = "Keeps opted-in Kubernetes Deployments on the newest allowed image tag"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log format.
+    #[arg(long, env = "TAGWATCH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    /// Log level or filter (`info`, `tagwatch=debug`).
+    #[arg(
+        long,
+        env = "TAGWATCH_LOG_LEVEL",
+        default_value = "info",
+        global = true
+    )]
+    pub log_level: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The service: watch Deployments, poll registries, apply updates.
+    Run(RunArgs),
+    /// One read-only pass: print each opted-in container's decision and exit. Writes nothing.
+    Plan(PlanArgs),
+    /// Resolve the next tag for one image reference against its registry (or a tag list).
+    Resolve(ResolveArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ClusterArgs {
+    /// Kubeconfig file; default: $KUBECONFIG, ~/.kube/config, then in-cluster.
+    #[arg(long, env = "TAGWATCH_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Namespace to watch (repeatable); default: all namespaces.
+    #[arg(
+        long = "namespace",
+        short = 'n',
+        env = "TAGWATCH_NAMESPACES",
+        value_delimiter = ','
+    )]
+    pub namespaces: Vec<String>,
+    /// Label selector narrowing the Deployments considered (`team=web`).
+    #[arg(long, env = "TAGWATCH_SELECTOR")]
+    pub selector: Option<String>,
+    /// Default poll interval per repository (`30s`, `1m`; at least 1s).
+    #[arg(long, env = "TAGWATCH_INTERVAL", default_value = "1m", value_parser = parse_interval)]
+    pub interval: Duration,
+    /// Registry (`host[:port]`) reached over plain HTTP (repeatable).
+    #[arg(
+        long = "insecure-registry",
+        env = "TAGWATCH_INSECURE_REGISTRIES",
+        value_delimiter = ','
+    )]
+    pub insecure_registries: Vec<String>,
+    /// A docker config.json with credentials, used after the workloads' pull secrets.
+    #[arg(long, env = "TAGWATCH_REGISTRY_CREDENTIALS")]
+    pub registry_credentials: Option<PathBuf>,
+    /// Concurrent requests per registry.
+    #[arg(long, env = "TAGWATCH_REGISTRY_CONCURRENCY", default_value_t = 4)]
+    pub registry_concurrency: usize,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Address for /metrics, /healthz and /readyz.
+    #[arg(long, env = "TAGWATCH_LISTEN", default_value = "0.0.0.0:9809")]
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ResolveArgs {
+    /// Image reference with its current tag (`ghcr.io/org/app:1.2.3`).
+    pub image: String,
+    /// Update policy: major, minor, patch, digest, glob:<pattern>, regex:<pattern>.
+    #[arg(long, default_value = "minor")]
+    pub policy: String,
+    /// Prerelease channels a GA version may move to (`rc,beta`, `*`).
+    #[arg(long, default_value = "")]
+    pub prerelease: String,
+    /// Regex every candidate tag must match.
+    #[arg(long = "match")]
+    pub filter: Option<String>,
+    /// Alias the image tracks (as `tagwatch.dev/track`).
+    #[arg(long)]
+    pub track: Option<String>,
+    /// Print why each tag was chosen or rejected.
+    #[arg(long)]
+    pub explain: bool,
+    #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    #[arg(long, env = "TAGWATCH_USERNAME")]
+    pub username: Option<String>,
+    /// Read the password from standard input.
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// Plain HTTP to the registry.
+    #[arg(long)]
+    pub insecure: bool,
+    /// Resolve against the tags in FILE (one per line) instead of the registry.
+    #[arg(long)]
+    pub tags_file: Option<PathBuf>,
+}
+
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    let interval = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if interval < Duration::from_secs(1) {
+        return Err("the interval must be at least 1s".into());
+    }
+    Ok(interval)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn run_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "tagwatch",
+            "run",
+            "--namespace",
+            "a",
+            "-n",
+            "b",
+            "--interval",
+            "30s",
+            "--insecure-registry",
+            "127.0.0.1:5000",
+        ])
+        .unwrap();
+        let Command::Run(run) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(run.cluster.namespaces, vec!["a", "b"]);
+        assert_eq!(run.cluster.interval, Duration::from_secs(30));
+        assert_eq!(run.listen.port(), 9809);
+    }
+
+    #[test]
+    fn intervals_below_a_second_are_refused() {
+        let err = Cli::try_parse_from(["tagwatch", "run", "--interval", "10ms"]).unwrap_err();
+        assert!(err.to_string().contains("at least 1s"), "{err}");
+    }
+}

@@ -1,0 +1,157 @@
+//! `tagwatch plan`: one read-only pass over the cluster, printed.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::ListParams;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::Api;
+use serde::Serialize;
+
+use crate::app;
+use crate::cli::{Output, PlanArgs};
+use crate::cycle::{Context, Poller};
+use crate::metrics::Metrics;
+use crate::plan::update::Outcome;
+use crate::pull_secrets::PullSecrets;
+
+#[derive(Debug, Serialize)]
+pub struct Row {
+    pub workload: String,
+    pub container: String,
+    pub image: String,
+    /// `update`, `up-to-date`, `skip`, `no-listing` or `invalid`.
+    pub decision: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    pub reason: String,
+}
+
+pub async fn plan(args: PlanArgs) -> anyhow::Result<()> {
+    let client = app::kube_client(args.cluster.kubeconfig.as_deref()).await?;
+    let metrics = Metrics::unregistered()?;
+    let deployments = list_deployments(&client, &args).await?;
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        fanout: app::fanout(&args.cluster, metrics.clone())?,
+        secrets: PullSecrets::new(client.clone(), app::fallback_credentials(&args.cluster)?),
+        metrics,
+        // Never used: a dry run publishes nothing.
+        recorder: Recorder::new(
+            client,
+            Reporter {
+                controller: "tagwatch".into(),
+                instance: None,
+            },
+        ),
+        default_interval: args.cluster.interval,
+    });
+    let mut poller = Poller::new(ctx);
+    let plans = poller.dry_run(&deployments).await;
+    let mut rows = Vec::new();
+    for (workload, plan) in &plans {
+        for problem in &workload.problems {
+            rows.push(Row {
+                workload: workload.id.to_string(),
+                container: problem.container.clone().unwrap_or_else(|| "*".into()),
+                image: String::new(),
+                decision: "invalid",
+                tag: None,
+                reason: format!("{}: {}", problem.field, problem.reason),
+            });
+        }
+        for ((name, outcome), container) in plan.outcomes.iter().zip(&workload.containers) {
+            let (decision, tag, reason) = match outcome {
+                Outcome::Update(p) => ("update", Some(p.to_tag.clone()), p.reason.to_string()),
+                Outcome::UpToDate => ("up-to-date", None, String::new()),
+                Outcome::Skip(reason) => ("skip", None, reason.to_string()),
+                Outcome::NotListed => (
+                    "no-listing",
+                    None,
+                    poller
+                        .listing_failure(&container.image.repository)
+                        .unwrap_or("not listed")
+                        .to_string(),
+                ),
+            };
+            rows.push(Row {
+                workload: workload.id.to_string(),
+                container: name.clone(),
+                image: container.image_text.clone(),
+                decision,
+                tag,
+                reason,
+            });
+        }
+    }
+    match args.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+        Output::Table => print_table(&rows),
+    }
+    Ok(())
+}
+
+async fn list_deployments(
+    client: &kube::Client,
+    args: &PlanArgs,
+) -> anyhow::Result<Vec<Arc<Deployment>>> {
+    let mut params = ListParams::default();
+    if let Some(selector) = &args.cluster.selector {
+        params = params.labels(selector);
+    }
+    let apis: Vec<Api<Deployment>> = if args.cluster.namespaces.is_empty() {
+        vec![Api::all(client.clone())]
+    } else {
+        args.cluster
+            .namespaces
+            .iter()
+            .map(|ns| Api::namespaced(client.clone(), ns))
+            .collect()
+    };
+    let mut all = Vec::new();
+    for api in apis {
+        all.extend(api.list(&params).await?.items.into_iter().map(Arc::new));
+    }
+    Ok(all)
+}
+
+fn print_table(rows: &[Row]) {
+    let header = ["WORKLOAD", "CONTAINER", "IMAGE", "DECISION", "REASON"];
+    let cells: Vec<[String; 5]> = rows
+        .iter()
+        .map(|r| {
+            let decision = match &r.tag {
+                Some(tag) => format!("{} → {tag}", r.decision),
+                None => r.decision.to_string(),
+            };
+            [
+                r.workload.clone(),
+                r.container.clone(),
+                r.image.clone(),
+                decision,
+                r.reason.clone(),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &cells {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cols: [&str; 5]| {
+        let mut out = String::new();
+        for (i, (cell, w)) in cols.iter().zip(widths).enumerate() {
+            if i == 4 {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        println!("{}", out.trim_end());
+    };
+    line(header);
+    for row in &cells {
+        line([&row[0], &row[1], &row[2], &row[3], &row[4]]);
+    }
+}

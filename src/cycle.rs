@@ -1,0 +1,532 @@
+//! One poll round: discover → list due repositories → decide → apply → record.
+//!
+//! A repository is listed once per round however many workloads use it. A workload is planned
+//! when one of its repositories was listed this round, or when the workload itself changed (then
+//! with the last complete listing, so a person's `app:1` takes effect without waiting a poll).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::runtime::events::{EventType, Recorder};
+use kube::Client;
+
+use crate::apply::{deployment_reference, patch_deployment, publish, ApplyError};
+use crate::discover;
+use crate::metrics::Metrics;
+use crate::model::image::Repository;
+use crate::model::policy::Policy;
+use crate::model::workload::{Workload, WorkloadId};
+use crate::plan::patch;
+use crate::plan::update::{self, Digest, Inputs, Outcome, WorkloadPlan};
+use crate::pull_secrets::PullSecrets;
+use crate::registry::fanout::Fanout;
+use crate::registry::{Credentials, RegistryError};
+use crate::schedule::Schedule;
+
+pub struct Context {
+    pub client: Client,
+    pub fanout: Fanout,
+    pub secrets: PullSecrets,
+    pub metrics: Metrics,
+    pub recorder: Recorder,
+    pub default_interval: Duration,
+}
+
+/// What a round did, for logs and tests.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RoundReport {
+    pub listed: usize,
+    pub listing_failures: usize,
+    pub planned: usize,
+    pub applied: usize,
+    pub conflicts: usize,
+}
+
+pub struct Poller {
+    ctx: Arc<Context>,
+    /// Why the last listing of a repository failed (cleared by a success).
+    failures: HashMap<Repository, String>,
+    schedule: Schedule,
+    listings: HashMap<Repository, Arc<Vec<String>>>,
+    digests: HashMap<(Repository, String), String>,
+    /// The resourceVersion each workload was last planned at.
+    planned: HashMap<WorkloadId, String>,
+    /// Problems already reported per workload, so each is reported once, not every round.
+    reported: HashMap<WorkloadId, BTreeSet<String>>,
+}
+
+impl Poller {
+    pub fn new(ctx: Arc<Context>) -> Poller {
+        Poller {
+            ctx,
+            failures: HashMap::new(),
+            schedule: Schedule::default(),
+            listings: HashMap::new(),
+            digests: HashMap::new(),
+            planned: HashMap::new(),
+            reported: HashMap::new(),
+        }
+    }
+
+    pub fn next_wakeup(&self) -> Option<Instant> {
+        self.schedule.next_wakeup()
+    }
+
+    /// A webhook named this repository: list it in the next round. False if nobody uses it.
+    pub fn trigger(&mut self, repo: &Repository) -> bool {
+        self.schedule.trigger(repo, Instant::now())
+    }
+
+    /// A round: lists the repositories that are due, plans what changed or was listed.
+    pub async fn round(&mut self, deployments: &[Arc<Deployment>]) -> RoundReport {
+        self.run_round(deployments, false).await
+    }
+
+    /// A round that lists every repository now, whatever its schedule ("poll now").
+    pub async fn round_all(&mut self, deployments: &[Arc<Deployment>]) -> RoundReport {
+        self.run_round(deployments, true).await
+    }
+
+    async fn run_round(&mut self, deployments: &[Arc<Deployment>], all: bool) -> RoundReport {
+        let started = Instant::now();
+        let mut report = RoundReport::default();
+        let workloads: Vec<Workload> = deployments
+            .iter()
+            .filter_map(|d| discover::workload(d))
+            .collect();
+        self.report_problems(&workloads).await;
+        self.ctx
+            .metrics
+            .workloads_watched
+            .set(workloads.len() as i64);
+
+        let wanted = self.intervals(&workloads);
+        self.listings.retain(|repo, _| wanted.contains_key(repo));
+        self.schedule.sync(&wanted, Instant::now(), rand::random());
+        self.ctx
+            .metrics
+            .repositories_watched
+            .set(wanted.len() as i64);
+
+        let due = if all {
+            let mut repos: Vec<Repository> = wanted.keys().cloned().collect();
+            repos.sort();
+            repos
+        } else {
+            self.schedule.due(Instant::now())
+        };
+        let listed = self.list(&due, &workloads, &mut report).await;
+        if !listed.is_empty() {
+            self.read_policy_digests(&listed, &workloads).await;
+        }
+
+        let inputs = Inputs {
+            tags: self.listings.clone(),
+            digests: self.digests.clone(),
+        };
+        for workload in &workloads {
+            let changed = workload.resource_version.as_ref() != self.planned.get(&workload.id);
+            let uses_listed = workload
+                .containers
+                .iter()
+                .any(|c| listed.contains(&c.image.repository));
+            if !(changed || uses_listed) {
+                continue;
+            }
+            report.planned += 1;
+            let plan = update::plan(workload, &inputs);
+            self.record_skips(workload, &plan).await;
+            let done = self.apply(workload, &plan, &mut report).await;
+            if done {
+                if let Some(rv) = &workload.resource_version {
+                    self.planned.insert(workload.id.clone(), rv.clone());
+                }
+            } else {
+                // Re-plan next round from the fresh object the reflector will bring.
+                self.planned.remove(&workload.id);
+            }
+        }
+        let present: BTreeSet<&WorkloadId> = workloads.iter().map(|w| &w.id).collect();
+        self.planned.retain(|id, _| present.contains(id));
+        self.reported.retain(|id, _| present.contains(id));
+
+        if !due.is_empty() {
+            self.ctx.metrics.poll_cycles.inc();
+            self.ctx
+                .metrics
+                .poll_cycle_duration
+                .observe(started.elapsed().as_secs_f64());
+        }
+        report
+    }
+
+    /// Read-only pass for `tagwatch plan`: lists every repository now and plans every workload.
+    /// Writes nothing to the cluster (no patch, no Event).
+    pub async fn dry_run(
+        &mut self,
+        deployments: &[Arc<Deployment>],
+    ) -> Vec<(Workload, WorkloadPlan)> {
+        let workloads: Vec<Workload> = deployments
+            .iter()
+            .filter_map(|d| discover::workload(d))
+            .collect();
+        let wanted = self.intervals(&workloads);
+        self.schedule.sync(&wanted, Instant::now(), 0.0);
+        let mut all: Vec<Repository> = wanted.keys().cloned().collect();
+        all.sort();
+        let mut report = RoundReport::default();
+        let listed = self.list(&all, &workloads, &mut report).await;
+        self.read_policy_digests(&listed, &workloads).await;
+        let inputs = Inputs {
+            tags: self.listings.clone(),
+            digests: self.digests.clone(),
+        };
+        workloads
+            .into_iter()
+            .map(|w| {
+                let plan = update::plan(&w, &inputs);
+                (w, plan)
+            })
+            .collect()
+    }
+
+    /// Why the last listing of `repo` failed, if it did.
+    pub fn listing_failure(&self, repo: &Repository) -> Option<&str> {
+        self.failures.get(repo).map(String::as_str)
+    }
+
+    /// The poll interval per repository: the shortest any of its users asks for.
+    fn intervals(&self, workloads: &[Workload]) -> HashMap<Repository, Duration> {
+        let mut wanted: HashMap<Repository, Duration> = HashMap::new();
+        for workload in workloads {
+            let interval = workload.interval.unwrap_or(self.ctx.default_interval);
+            for container in &workload.containers {
+                wanted
+                    .entry(container.image.repository.clone())
+                    .and_modify(|i| *i = (*i).min(interval))
+                    .or_insert(interval);
+            }
+        }
+        wanted
+    }
+
+    /// Lists the due repositories; returns the ones whose listing is complete.
+    async fn list(
+        &mut self,
+        due: &[Repository],
+        workloads: &[Workload],
+        report: &mut RoundReport,
+    ) -> BTreeSet<Repository> {
+        let mut jobs = Vec::new();
+        for repo in due {
+            let credentials = self.credentials_for(repo, workloads).await;
+            jobs.push((repo.clone(), credentials));
+        }
+        let mut listed = BTreeSet::new();
+        for (repo, result) in self.ctx.fanout.list_tags(jobs).await {
+            let now = Instant::now();
+            match result {
+                Ok(tags) => {
+                    report.listed += 1;
+                    self.schedule.succeeded(&repo, now, rand::random());
+                    self.listings.insert(repo.clone(), Arc::new(tags));
+                    self.failures.remove(&repo);
+                    self.ctx
+                        .metrics
+                        .registry_last_success
+                        .with_label_values(&[&repo.registry])
+                        .set(unix_now());
+                    listed.insert(repo);
+                }
+                Err(error) => {
+                    report.listing_failures += 1;
+                    self.failures.insert(repo.clone(), error.to_string());
+                    let delay =
+                        self.schedule
+                            .failed(&repo, error.retry_after(), now, rand::random());
+                    tracing::warn!(
+                        repository = %repo,
+                        error = %error,
+                        retry_in_seconds = delay.as_secs_f64(),
+                        "tag listing failed; no decision for this repository this round"
+                    );
+                    self.ctx
+                        .metrics
+                        .updates
+                        .with_label_values(&["skipped", listing_reason(&error)])
+                        .inc();
+                    if matches!(error, RegistryError::Unauthorized { .. }) {
+                        for w in users(&repo, workloads) {
+                            self.ctx.secrets.forget_namespace(&w.id.namespace);
+                        }
+                    }
+                }
+            }
+        }
+        self.update_backoff_gauges();
+        listed
+    }
+
+    fn update_backoff_gauges(&self) {
+        let now = Instant::now();
+        let mut worst: BTreeMap<&str, f64> = BTreeMap::new();
+        for repo in self.schedule.repositories() {
+            let backoff = self
+                .schedule
+                .backoff(repo, now)
+                .map_or(0.0, |d| d.as_secs_f64());
+            let entry = worst.entry(repo.registry.as_str()).or_insert(0.0);
+            *entry = entry.max(backoff);
+        }
+        for (registry, seconds) in worst {
+            self.ctx
+                .metrics
+                .registry_backoff_seconds
+                .with_label_values(&[registry])
+                .set(seconds);
+        }
+    }
+
+    /// One login per repository: the first user whose pull secrets hold one for the registry.
+    async fn credentials_for(&self, repo: &Repository, workloads: &[Workload]) -> Credentials {
+        for workload in users(repo, workloads) {
+            let credentials = self.ctx.secrets.credentials(workload, &repo.registry).await;
+            if !credentials.is_anonymous() {
+                return credentials;
+            }
+        }
+        Credentials::Anonymous
+    }
+
+    /// HEAD the current tag of every `digest`-policy container in a freshly listed repository.
+    async fn read_policy_digests(&mut self, listed: &BTreeSet<Repository>, workloads: &[Workload]) {
+        let mut wanted = BTreeSet::new();
+        for workload in workloads {
+            for c in &workload.containers {
+                if c.policy == Policy::Digest && listed.contains(&c.image.repository) {
+                    if let Some(tag) = &c.image.tag {
+                        wanted.insert((c.image.repository.clone(), tag.clone()));
+                    }
+                }
+            }
+        }
+        let mut jobs = Vec::new();
+        for (repo, tag) in wanted {
+            let credentials = self.credentials_for(&repo, workloads).await;
+            jobs.push((repo, tag, credentials));
+        }
+        for (key, result) in self.ctx.fanout.digests(jobs).await {
+            match result {
+                Ok(Some(digest)) => {
+                    self.digests.insert(key, digest);
+                }
+                Ok(None) => {
+                    self.digests.remove(&key);
+                }
+                Err(error) => {
+                    tracing::warn!(repository = %key.0, tag = %key.1, error = %error, "cannot read digest");
+                    self.digests.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// Reads pinned digests, writes the guarded patch, records the outcome. False when the
+    /// workload must be planned again (conflict or failure).
+    async fn apply(
+        &self,
+        workload: &Workload,
+        plan: &WorkloadPlan,
+        report: &mut RoundReport,
+    ) -> bool {
+        let pending: Vec<_> = plan.pending().collect();
+        if pending.is_empty() {
+            return true;
+        }
+        let mut digests = BTreeMap::new();
+        let mut complete = true;
+        for p in pending.iter().filter(|p| p.digest == Digest::ToRead) {
+            let credentials = self
+                .ctx
+                .secrets
+                .credentials(workload, &p.repository.registry)
+                .await;
+            match self
+                .ctx
+                .fanout
+                .client()
+                .manifest_digest(&p.repository, &p.to_tag, &credentials)
+                .await
+            {
+                Ok(Some(digest)) => {
+                    digests.insert(p.container.clone(), digest);
+                }
+                Ok(None) | Err(_) => {
+                    complete = false;
+                    tracing::warn!(workload = %workload.id, container = %p.container, tag = %p.to_tag,
+                        "cannot read the digest to pin; update postponed");
+                    self.ctx
+                        .metrics
+                        .updates
+                        .with_label_values(&["failed", "digest_unavailable"])
+                        .inc();
+                }
+            }
+        }
+        let (changes, state) = update::finish(plan, &digests);
+        if changes.is_empty() {
+            return complete;
+        }
+        let patch = patch::build(&changes, &state, Some(&workload.annotations));
+        let reference = deployment_reference(&workload.id, workload.uid.as_deref());
+        match patch_deployment(&self.ctx.client, &workload.id, patch).await {
+            Ok(_) => {
+                report.applied += 1;
+                for (change, p) in changes.iter().zip(pending.iter()) {
+                    tracing::info!(
+                        workload = %workload.id,
+                        container = %change.container,
+                        from = %change.from,
+                        to = %change.to,
+                        reason = p.reason,
+                        "image updated"
+                    );
+                    self.ctx
+                        .metrics
+                        .updates
+                        .with_label_values(&["applied", p.reason])
+                        .inc();
+                }
+                publish(
+                    &self.ctx.recorder,
+                    &reference,
+                    EventType::Normal,
+                    "ImageUpdated",
+                    "Update",
+                    patch::change_cause(&changes),
+                )
+                .await;
+                complete
+            }
+            Err(error) => {
+                if let ApplyError::Conflict { .. } = error {
+                    report.conflicts += 1;
+                    self.ctx.metrics.patch_conflicts.inc();
+                    tracing::info!(workload = %workload.id, error = %error, "workload changed underneath; will re-plan");
+                } else {
+                    tracing::warn!(workload = %workload.id, error = %error, "update failed");
+                }
+                self.ctx
+                    .metrics
+                    .updates
+                    .with_label_values(&["failed", error.kind()])
+                    .inc();
+                false
+            }
+        }
+    }
+
+    /// Bad annotations: a Warning Event naming the annotation, once per distinct problem.
+    async fn report_problems(&mut self, workloads: &[Workload]) {
+        for workload in workloads {
+            let messages: BTreeSet<String> =
+                workload.problems.iter().map(|p| p.to_string()).collect();
+            self.report_once(
+                workload,
+                messages,
+                "InvalidAnnotation",
+                "invalid_annotation",
+            )
+            .await;
+        }
+    }
+
+    async fn record_skips(&mut self, workload: &Workload, plan: &WorkloadPlan) {
+        let mut messages = BTreeSet::new();
+        for (container, outcome) in &plan.outcomes {
+            if let Outcome::Skip(reason) = outcome {
+                self.ctx
+                    .metrics
+                    .updates
+                    .with_label_values(&["skipped", reason.kind()])
+                    .inc();
+                messages.insert(format!("container {container}: {reason}"));
+            }
+        }
+        self.report_once(workload, messages, "UpdateSkipped", "skip")
+            .await;
+    }
+
+    async fn report_once(
+        &mut self,
+        workload: &Workload,
+        messages: BTreeSet<String>,
+        reason: &str,
+        tag: &str,
+    ) {
+        let key = workload.id.clone();
+        let reported = self.reported.entry(key).or_default();
+        let fresh: Vec<String> = messages
+            .into_iter()
+            .map(|m| format!("{tag}: {m}"))
+            .filter(|m| !reported.contains(m))
+            .collect();
+        if fresh.is_empty() {
+            return;
+        }
+        reported.extend(fresh.iter().cloned());
+        let reference = deployment_reference(&workload.id, workload.uid.as_deref());
+        for message in fresh {
+            let text = message
+                .split_once(": ")
+                .map_or(message.as_str(), |(_, m)| m);
+            tracing::warn!(workload = %workload.id, problem = %text, "workload skipped");
+            if reason == "InvalidAnnotation" {
+                self.ctx
+                    .metrics
+                    .updates
+                    .with_label_values(&["skipped", "invalid_annotation"])
+                    .inc();
+            }
+            publish(
+                &self.ctx.recorder,
+                &reference,
+                EventType::Warning,
+                reason,
+                "Skip",
+                text.to_string(),
+            )
+            .await;
+        }
+    }
+}
+
+fn users<'a>(
+    repo: &'a Repository,
+    workloads: &'a [Workload],
+) -> impl Iterator<Item = &'a Workload> {
+    workloads
+        .iter()
+        .filter(move |w| w.containers.iter().any(|c| &c.image.repository == repo))
+}
+
+fn listing_reason(error: &RegistryError) -> &'static str {
+    match error {
+        RegistryError::Unauthorized { .. } => "registry_unauthorized",
+        RegistryError::NotFound { .. } => "registry_not_found",
+        RegistryError::RateLimited { .. } => "registry_rate_limited",
+        RegistryError::Server { .. } => "registry_server_error",
+        RegistryError::Status { .. } => "registry_unexpected_status",
+        RegistryError::Malformed { .. } => "registry_malformed",
+        RegistryError::Token { .. } => "registry_token",
+        RegistryError::Transport { .. } => "registry_transport",
+    }
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}

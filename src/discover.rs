@@ -1,0 +1,465 @@
+//! Deployments → workloads: reads the opt-in annotations and tagwatch's own state annotations.
+//!
+//! Pure: takes the object the reflector holds, returns a value. Bad annotations become
+//! [`Problem`]s on the workload (reported and skipped by the caller), never errors that stop others.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::str::FromStr;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Container;
+
+use crate::model::alias::Alias;
+use crate::model::channels::Channels;
+use crate::model::filter::parse_filter;
+use crate::model::image::ImageRef;
+use crate::model::policy::Policy;
+use crate::model::workload::{
+    keys, Pin, Problem, WatchedContainer, Workload, WorkloadId, MIN_WORKLOAD_INTERVAL,
+};
+
+/// Whether the Deployment opted in: `tagwatch.dev/policy` present and not `off`.
+pub fn opted_in(deployment: &Deployment) -> bool {
+    deployment
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(keys::POLICY))
+        .is_some_and(|p| !p.trim().eq_ignore_ascii_case("off"))
+}
+
+/// The workload for an opted-in Deployment; `None` when it did not opt in.
+pub fn workload(deployment: &Deployment) -> Option<Workload> {
+    if !opted_in(deployment) {
+        return None;
+    }
+    let meta = &deployment.metadata;
+    let annotations: BTreeMap<String, String> = meta.annotations.clone().unwrap_or_default();
+    let get = |key: &str| annotations.get(key).map(String::as_str);
+    let id = WorkloadId {
+        namespace: meta.namespace.clone().unwrap_or_else(|| "default".into()),
+        name: meta.name.clone().unwrap_or_default(),
+    };
+    let mut problems = Vec::new();
+    let mut problem = |container: Option<&str>, field: &str, reason: String| {
+        problems.push(Problem {
+            container: container.map(str::to_string),
+            field: field.to_string(),
+            reason,
+        })
+    };
+
+    let policy = get(keys::POLICY).map(Policy::from_str).transpose();
+    let channels = get(keys::PRERELEASE)
+        .map(Channels::from_str)
+        .transpose()
+        .map(Option::unwrap_or_default);
+    let filter = get(keys::MATCH).map(parse_filter).transpose();
+    let pin = match get(keys::PIN)
+        .map(|p| p.trim().to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("tag") | Some("") => Ok(Pin::Tag),
+        Some("digest") => Ok(Pin::Digest),
+        Some(other) => Err(format!("unknown pin `{other}`: expected `tag` or `digest`")),
+    };
+    let interval = match get(keys::INTERVAL) {
+        None => Ok(None),
+        Some(text) => humantime::parse_duration(text.trim())
+            .map(|d| Some(d.max(MIN_WORKLOAD_INTERVAL)))
+            .map_err(|e| format!("`{text}` is not a duration like 30s or 5m: {e}")),
+    };
+    let state = State::read(&annotations);
+
+    let (policy, channels, filter, pin, interval) = match (policy, channels, filter, pin, interval)
+    {
+        (Ok(Some(policy)), Ok(channels), Ok(filter), Ok(pin), Ok(interval)) => {
+            (policy, channels, filter, pin, interval)
+        }
+        (policy, channels, filter, pin, interval) => {
+            if let Err(e) = policy {
+                problem(None, keys::POLICY, e.to_string());
+            }
+            if let Err(e) = channels {
+                problem(None, keys::PRERELEASE, e.to_string());
+            }
+            if let Err(e) = filter {
+                problem(None, keys::MATCH, e.to_string());
+            }
+            if let Err(e) = pin {
+                problem(None, keys::PIN, e);
+            }
+            if let Err(e) = interval {
+                problem(None, keys::INTERVAL, e);
+            }
+            return Some(empty_workload(deployment, id, problems, annotations));
+        }
+    };
+    let state = match state {
+        Ok(state) => state,
+        Err((field, reason)) => {
+            problem(None, field, reason);
+            return Some(empty_workload(deployment, id, problems, annotations));
+        }
+    };
+
+    let pod_spec = deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref());
+    let regular: &[Container] = pod_spec.map(|p| p.containers.as_slice()).unwrap_or(&[]);
+    let init: &[Container] = pod_spec
+        .and_then(|p| p.init_containers.as_deref())
+        .unwrap_or(&[]);
+    let named: Option<BTreeSet<&str>> = get(keys::CONTAINERS).map(|list| {
+        list.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect()
+    });
+    if let Some(named) = &named {
+        for name in named {
+            if !regular.iter().chain(init).any(|c| c.name == *name) {
+                problem(
+                    None,
+                    keys::CONTAINERS,
+                    format!("names container `{name}`, which the pod template does not have"),
+                );
+            }
+        }
+    }
+    let candidates = regular
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            (
+                c,
+                format!("/spec/template/spec/containers/{i}/image"),
+                false,
+            )
+        })
+        .chain(init.iter().enumerate().map(|(i, c)| {
+            (
+                c,
+                format!("/spec/template/spec/initContainers/{i}/image"),
+                true,
+            )
+        }));
+
+    let mut containers = Vec::new();
+    for (container, image_path, is_init) in candidates {
+        let selected = match &named {
+            Some(named) => named.contains(container.name.as_str()),
+            None => !is_init,
+        };
+        if !selected {
+            continue;
+        }
+        let name = container.name.as_str();
+        let override_key = format!("{}{name}", keys::POLICY_PREFIX);
+        let policy = match get(&override_key).map(Policy::from_str) {
+            None => policy.clone(),
+            Some(Ok(Policy::Off)) => continue,
+            Some(Ok(p)) => p,
+            Some(Err(e)) => {
+                problem(Some(name), &override_key, e.to_string());
+                continue;
+            }
+        };
+        let image_text = container.image.clone().unwrap_or_default();
+        let image = match ImageRef::parse(&image_text) {
+            Ok(image) => image,
+            Err(e) => {
+                problem(Some(name), "image", e.to_string());
+                continue;
+            }
+        };
+        containers.push(WatchedContainer {
+            name: name.to_string(),
+            image_path,
+            image_text,
+            image,
+            policy,
+            channels: channels.clone(),
+            filter: filter.clone(),
+            pin,
+            applied: state.applied.get(name).cloned(),
+            track: state.track_for(name),
+            rejected: state.rejected_for(name),
+        });
+    }
+    let mut workload = empty_workload(deployment, id, problems, annotations);
+    workload.containers = containers;
+    workload.interval = interval;
+    Some(workload)
+}
+
+fn empty_workload(
+    deployment: &Deployment,
+    id: WorkloadId,
+    problems: Vec<Problem>,
+    annotations: BTreeMap<String, String>,
+) -> Workload {
+    let pod_spec = deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref());
+    Workload {
+        id,
+        uid: deployment.metadata.uid.clone(),
+        resource_version: deployment.metadata.resource_version.clone(),
+        interval: None,
+        service_account: pod_spec
+            .and_then(|p| p.service_account_name.clone())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "default".into()),
+        pull_secrets: pod_spec
+            .and_then(|p| p.image_pull_secrets.as_ref())
+            .map(|secrets| secrets.iter().map(|s| s.name.clone()).collect())
+            .unwrap_or_default(),
+        containers: Vec::new(),
+        problems,
+        annotations,
+    }
+}
+
+/// tagwatch's own state annotations, parsed.
+struct State {
+    applied: BTreeMap<String, String>,
+    /// `None` key: a bare alias, for every container.
+    track: BTreeMap<Option<String>, Alias>,
+    rejected: BTreeMap<Option<String>, BTreeSet<String>>,
+}
+
+impl State {
+    fn read(annotations: &BTreeMap<String, String>) -> Result<State, (&'static str, String)> {
+        let applied = match annotations.get(keys::APPLIED) {
+            None => BTreeMap::new(),
+            Some(text) => serde_json::from_str(text).map_err(|e| {
+                (
+                    keys::APPLIED,
+                    format!("not a JSON map of container to image ({e}); delete the annotation to reset"),
+                )
+            })?,
+        };
+        let track = match annotations.get(keys::TRACK).map(|t| t.trim()) {
+            None | Some("") => BTreeMap::new(),
+            Some(text) if text.starts_with('{') => {
+                let map: BTreeMap<String, String> = serde_json::from_str(text).map_err(|e| {
+                    (
+                        keys::TRACK,
+                        format!("not an alias nor a JSON map of container to alias: {e}"),
+                    )
+                })?;
+                map.into_iter()
+                    .map(|(c, a)| {
+                        Alias::from_str(&a)
+                            .map(|a| (Some(c), a))
+                            .map_err(|e| (keys::TRACK, e.to_string()))
+                    })
+                    .collect::<Result<_, _>>()?
+            }
+            Some(text) => {
+                let alias = Alias::from_str(text).map_err(|e| (keys::TRACK, e.to_string()))?;
+                BTreeMap::from([(None, alias)])
+            }
+        };
+        let rejected = match annotations.get(keys::REJECTED).map(|t| t.trim()) {
+            None | Some("") => BTreeMap::new(),
+            Some(text) if text.starts_with('{') => {
+                let map: BTreeMap<String, BTreeSet<String>> =
+                    serde_json::from_str(text).map_err(|e| {
+                        (
+                            keys::REJECTED,
+                            format!("not a JSON map of container to tag list: {e}"),
+                        )
+                    })?;
+                map.into_iter().map(|(c, tags)| (Some(c), tags)).collect()
+            }
+            Some(text) => BTreeMap::from([(
+                None,
+                text.split(',')
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+            )]),
+        };
+        Ok(State {
+            applied,
+            track,
+            rejected,
+        })
+    }
+
+    fn track_for(&self, container: &str) -> Option<Alias> {
+        self.track
+            .get(&Some(container.to_string()))
+            .or_else(|| self.track.get(&None))
+            .copied()
+    }
+
+    fn rejected_for(&self, container: &str) -> BTreeSet<String> {
+        let mut tags = self
+            .rejected
+            .get(&Some(container.to_string()))
+            .cloned()
+            .unwrap_or_default();
+        if let Some(all) = self.rejected.get(&None) {
+            tags.extend(all.iter().cloned());
+        }
+        tags
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde_json::json;
+
+    fn deployment(annotations: serde_json::Value, containers: serde_json::Value) -> Deployment {
+        serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "shop", "annotations": annotations},
+            "spec": {
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {"spec": {
+                    "containers": containers,
+                    "initContainers": [{"name": "migrate", "image": "reg/migrate:1.0.0"}],
+                    "imagePullSecrets": [{"name": "pull"}],
+                    "serviceAccountName": "builder"
+                }}
+            }
+        }))
+        .unwrap()
+    }
+
+    fn web(image: &str) -> serde_json::Value {
+        json!([{"name": "web", "image": image}])
+    }
+
+    #[test]
+    fn not_opted_in_without_policy_or_with_off() {
+        assert!(workload(&deployment(json!({}), web("reg/app:1.0.0"))).is_none());
+        assert!(workload(&deployment(
+            json!({"tagwatch.dev/policy": "off"}),
+            web("a:1.0.0")
+        ))
+        .is_none());
+    }
+
+    #[test]
+    fn reads_settings_and_state() {
+        let w = workload(&deployment(
+            json!({
+                "tagwatch.dev/policy": "minor",
+                "tagwatch.dev/prerelease": "rc",
+                "tagwatch.dev/pin": "digest",
+                "tagwatch.dev/interval": "2s",
+                "tagwatch.dev/applied": "{\"web\":\"reg/app:1.2.3\"}",
+                "tagwatch.dev/track": "1",
+                "tagwatch.dev/rejected": "1.2.4",
+            }),
+            web("reg/app:1.2.3"),
+        ))
+        .unwrap();
+        assert!(w.problems.is_empty(), "{:?}", w.problems);
+        assert_eq!(w.id.to_string(), "shop/web");
+        assert_eq!(
+            w.interval,
+            Some(MIN_WORKLOAD_INTERVAL),
+            "raised to the minimum"
+        );
+        assert_eq!(w.service_account, "builder");
+        assert_eq!(w.pull_secrets, vec!["pull".to_string()]);
+        assert_eq!(w.containers.len(), 1, "init containers only when named");
+        let c = &w.containers[0];
+        assert_eq!(c.image_path, "/spec/template/spec/containers/0/image");
+        assert_eq!(c.policy, Policy::Minor);
+        assert_eq!(c.pin, Pin::Digest);
+        assert_eq!(c.applied.as_deref(), Some("reg/app:1.2.3"));
+        assert_eq!(c.track, Some(Alias::new(1, None)));
+        assert!(c.rejected.contains("1.2.4"));
+    }
+
+    #[test]
+    fn named_containers_include_init_containers_and_overrides_apply() {
+        let w = workload(&deployment(
+            json!({
+                "tagwatch.dev/policy": "patch",
+                "tagwatch.dev/containers": "web, migrate",
+                "tagwatch.dev/policy.migrate": "major",
+            }),
+            web("reg/app:1.2.3"),
+        ))
+        .unwrap();
+        let names: Vec<_> = w
+            .containers
+            .iter()
+            .map(|c| (c.name.as_str(), c.policy.clone()))
+            .collect();
+        assert_eq!(
+            names,
+            vec![("web", Policy::Patch), ("migrate", Policy::Major)]
+        );
+        assert_eq!(
+            w.containers[1].image_path,
+            "/spec/template/spec/initContainers/0/image"
+        );
+    }
+
+    #[test]
+    fn bad_annotations_become_problems_naming_the_annotation() {
+        let cases = [
+            (
+                json!({"tagwatch.dev/policy": "sideways"}),
+                "tagwatch.dev/policy",
+            ),
+            (
+                json!({"tagwatch.dev/policy": "minor", "tagwatch.dev/match": "v1["}),
+                "tagwatch.dev/match",
+            ),
+            (
+                json!({"tagwatch.dev/policy": "minor", "tagwatch.dev/pin": "both"}),
+                "tagwatch.dev/pin",
+            ),
+            (
+                json!({"tagwatch.dev/policy": "minor", "tagwatch.dev/interval": "soon"}),
+                "tagwatch.dev/interval",
+            ),
+            (
+                json!({"tagwatch.dev/policy": "minor", "tagwatch.dev/track": "1.2.3"}),
+                "tagwatch.dev/track",
+            ),
+            (
+                json!({"tagwatch.dev/policy": "minor", "tagwatch.dev/applied": "web=x"}),
+                "tagwatch.dev/applied",
+            ),
+            (
+                json!({"tagwatch.dev/policy": "minor", "tagwatch.dev/containers": "nope"}),
+                "tagwatch.dev/containers",
+            ),
+        ];
+        for (annotations, field) in cases {
+            let w = workload(&deployment(annotations.clone(), web("reg/app:1.0.0"))).unwrap();
+            assert!(
+                w.problems.iter().any(|p| p.field == field),
+                "{annotations}: {:?}",
+                w.problems
+            );
+        }
+    }
+
+    #[test]
+    fn a_bad_image_skips_only_that_container() {
+        let w = workload(&deployment(
+            json!({"tagwatch.dev/policy": "minor"}),
+            json!([{"name": "web", "image": "Bad Image"}, {"name": "side", "image": "reg/side:1.0.0"}]),
+        ))
+        .unwrap();
+        assert_eq!(w.containers.len(), 1);
+        assert_eq!(w.containers[0].name, "side");
+        assert_eq!(w.problems.len(), 1);
+        assert_eq!(w.problems[0].container.as_deref(), Some("web"));
+    }
+}

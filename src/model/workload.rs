@@ -1,0 +1,142 @@
+//! A workload that opted in, as tagwatch understands it: validated settings per container and the
+//! state tagwatch keeps in the workload's own annotations.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::time::Duration;
+
+use regex::Regex;
+
+use super::alias::Alias;
+use super::channels::Channels;
+use super::image::ImageRef;
+use super::policy::Policy;
+
+/// Annotation keys: the whole user-facing vocabulary in one place.
+pub mod keys {
+    pub const POLICY: &str = "tagwatch.dev/policy";
+    /// `tagwatch.dev/policy.<container>` overrides the policy for one container.
+    pub const POLICY_PREFIX: &str = "tagwatch.dev/policy.";
+    pub const PRERELEASE: &str = "tagwatch.dev/prerelease";
+    pub const MATCH: &str = "tagwatch.dev/match";
+    pub const PIN: &str = "tagwatch.dev/pin";
+    pub const INTERVAL: &str = "tagwatch.dev/interval";
+    pub const CONTAINERS: &str = "tagwatch.dev/containers";
+    /// What tagwatch last wrote, per container (JSON map container → image).
+    pub const APPLIED: &str = "tagwatch.dev/applied";
+    /// The alias a container follows (`1`), or a JSON map container → alias.
+    pub const TRACK: &str = "tagwatch.dev/track";
+    /// Tags never to apply again, per container (JSON map container → [tags]) or a comma list for all.
+    pub const REJECTED: &str = "tagwatch.dev/rejected";
+    pub const CHANGE_CAUSE: &str = "kubernetes.io/change-cause";
+}
+
+/// The shortest `tagwatch.dev/interval` a workload may ask for: registries are shared.
+pub const MIN_WORKLOAD_INTERVAL: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct WorkloadId {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl fmt::Display for WorkloadId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Pin {
+    #[default]
+    Tag,
+    Digest,
+}
+
+/// One container tagwatch keeps current.
+#[derive(Debug, Clone)]
+pub struct WatchedContainer {
+    pub name: String,
+    /// JSON pointer to the container's `image` field, for the guarded patch.
+    pub image_path: String,
+    /// The image string exactly as in the spec (compared verbatim by the patch's `test` op).
+    pub image_text: String,
+    pub image: ImageRef,
+    pub policy: Policy,
+    pub channels: Channels,
+    pub filter: Option<Regex>,
+    pub pin: Pin,
+    /// What tagwatch last wrote into this container, if anything.
+    pub applied: Option<String>,
+    /// The alias intent remembered from an earlier `app:1`.
+    pub track: Option<Alias>,
+    pub rejected: BTreeSet<String>,
+}
+
+/// Something a person must fix before tagwatch can serve (part of) the workload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// `None` when the whole workload is affected.
+    pub container: Option<String>,
+    /// The annotation (or field) at fault, e.g. `tagwatch.dev/match` or `image`.
+    pub field: String,
+    pub reason: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.container {
+            Some(container) => write!(f, "container {container}: {}: {}", self.field, self.reason),
+            None => write!(f, "{}: {}", self.field, self.reason),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Workload {
+    pub id: WorkloadId,
+    pub uid: Option<String>,
+    pub resource_version: Option<String>,
+    /// `tagwatch.dev/interval`, already raised to the minimum.
+    pub interval: Option<Duration>,
+    pub service_account: String,
+    pub pull_secrets: Vec<String>,
+    pub containers: Vec<WatchedContainer>,
+    /// Containers (or the whole workload) left out, and why.
+    pub problems: Vec<Problem>,
+    /// The raw state annotations, so a patch can tell whether to add or replace them.
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Per-container values of a state annotation.
+pub fn encode_applied(applied: &BTreeMap<String, String>) -> String {
+    serde_json::to_string(applied).unwrap_or_default()
+}
+
+/// The track annotation: a bare alias when one container follows one (the common case, and
+/// what people write by hand), else a JSON map.
+pub fn encode_track(track: &BTreeMap<String, Alias>) -> Option<String> {
+    match track.len() {
+        0 => None,
+        1 => track.values().next().map(Alias::to_string),
+        _ => {
+            let map: BTreeMap<&str, String> = track
+                .iter()
+                .map(|(c, a)| (c.as_str(), a.to_string()))
+                .collect();
+            serde_json::to_string(&map).ok()
+        }
+    }
+}
+
+pub fn encode_rejected(rejected: &BTreeMap<String, BTreeSet<String>>) -> Option<String> {
+    let non_empty: BTreeMap<&String, &BTreeSet<String>> = rejected
+        .iter()
+        .filter(|(_, tags)| !tags.is_empty())
+        .collect();
+    if non_empty.is_empty() {
+        None
+    } else {
+        serde_json::to_string(&non_empty).ok()
+    }
+}

@@ -1,0 +1,155 @@
+//! Registry credentials for a workload, in the kubelet's order: the pod template's
+//! `imagePullSecrets`, then its ServiceAccount's, then the config file's, then anonymous.
+//!
+//! Secrets and ServiceAccounts are read with `get` only (tagwatch may not list or watch Secrets)
+//! and cached, so a steady poll cycle costs no API request. A registry that refuses the
+//! credentials makes the cache forget the namespace, so rotated secrets are picked up.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Secret as KubeSecret, ServiceAccount};
+use kube::{Api, Client};
+
+use crate::model::workload::Workload;
+use crate::registry::{Credentials, DockerConfig};
+
+/// How long a secret read stays trusted without any failure to suggest it changed.
+const CACHE_TTL: Duration = Duration::from_secs(3600);
+
+/// `(namespace, name)` → when read, and what was read.
+type Cache<T> = Mutex<HashMap<(String, String), (Instant, T)>>;
+
+pub struct PullSecrets {
+    client: Client,
+    /// Credentials from the config file and `--registry-credentials`, after pull secrets.
+    fallback: DockerConfig,
+    secrets: Cache<Option<DockerConfig>>,
+    accounts: Cache<Vec<String>>,
+}
+
+impl PullSecrets {
+    pub fn new(client: Client, fallback: DockerConfig) -> PullSecrets {
+        PullSecrets {
+            client,
+            fallback,
+            secrets: Mutex::default(),
+            accounts: Mutex::default(),
+        }
+    }
+
+    /// The credentials `workload` would pull `registry` with.
+    pub async fn credentials(&self, workload: &Workload, registry: &str) -> Credentials {
+        let namespace = &workload.id.namespace;
+        for name in &workload.pull_secrets {
+            if let Some(creds) = self.secret_credentials(namespace, name, registry).await {
+                return creds;
+            }
+        }
+        for name in self
+            .account_secrets(namespace, &workload.service_account)
+            .await
+        {
+            if let Some(creds) = self.secret_credentials(namespace, &name, registry).await {
+                return creds;
+            }
+        }
+        self.fallback.lookup(registry).cloned().unwrap_or_default()
+    }
+
+    /// The registry refused what we sent: read this namespace's secrets again next time.
+    pub fn forget_namespace(&self, namespace: &str) {
+        lock(&self.secrets).retain(|(ns, _), _| ns != namespace);
+        lock(&self.accounts).retain(|(ns, _), _| ns != namespace);
+    }
+
+    async fn secret_credentials(
+        &self,
+        namespace: &str,
+        name: &str,
+        registry: &str,
+    ) -> Option<Credentials> {
+        let key = (namespace.to_string(), name.to_string());
+        let cached = lock(&self.secrets)
+            .get(&key)
+            .filter(|(at, _)| at.elapsed() < CACHE_TTL)
+            .map(|(_, config)| config.clone());
+        let config = match cached {
+            Some(config) => config,
+            None => {
+                let config = self.read_secret(namespace, name).await;
+                lock(&self.secrets).insert(key, (Instant::now(), config.clone()));
+                config
+            }
+        };
+        config.and_then(|c| c.lookup(registry).cloned())
+    }
+
+    async fn read_secret(&self, namespace: &str, name: &str) -> Option<DockerConfig> {
+        let api: Api<KubeSecret> = Api::namespaced(self.client.clone(), namespace);
+        let secret = match api.get_opt(name).await {
+            Ok(Some(secret)) => secret,
+            Ok(None) => {
+                tracing::warn!(namespace, secret = name, "image pull secret not found");
+                return None;
+            }
+            Err(e) => {
+                tracing::warn!(namespace, secret = name, error = %e, "cannot read image pull secret");
+                return None;
+            }
+        };
+        let data = secret.data.unwrap_or_default();
+        let parsed = match (data.get(".dockerconfigjson"), data.get(".dockercfg")) {
+            (Some(json), _) => DockerConfig::from_config_json(&json.0),
+            (None, Some(cfg)) => DockerConfig::from_dockercfg(&cfg.0),
+            (None, None) => {
+                tracing::warn!(
+                    namespace,
+                    secret = name,
+                    "image pull secret has neither .dockerconfigjson nor .dockercfg"
+                );
+                return None;
+            }
+        };
+        match parsed {
+            Ok(config) => Some(config),
+            Err(e) => {
+                // CredentialsError never carries secret material.
+                tracing::warn!(namespace, secret = name, error = %e, "image pull secret does not parse");
+                None
+            }
+        }
+    }
+
+    async fn account_secrets(&self, namespace: &str, account: &str) -> Vec<String> {
+        let key = (namespace.to_string(), account.to_string());
+        if let Some((_, names)) = lock(&self.accounts)
+            .get(&key)
+            .filter(|(at, _)| at.elapsed() < CACHE_TTL)
+        {
+            return names.clone();
+        }
+        let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), namespace);
+        let names = match api.get_opt(account).await {
+            Ok(Some(sa)) => sa
+                .image_pull_secrets
+                .unwrap_or_default()
+                .into_iter()
+                .map(|r| r.name)
+                .filter(|n| !n.is_empty())
+                .collect(),
+            Ok(None) => Vec::new(),
+            Err(e) => {
+                tracing::warn!(namespace, service_account = account, error = %e, "cannot read service account");
+                Vec::new()
+            }
+        };
+        lock(&self.accounts).insert(key, (Instant::now(), names.clone()));
+        names
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}

@@ -1,0 +1,97 @@
+//! Many registry reads at once, bounded per registry host so one cycle never floods a registry.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Semaphore;
+
+use super::client::RegistryClient;
+use super::credentials::Credentials;
+use super::error::RegistryError;
+use crate::model::image::Repository;
+
+/// Concurrent requests per registry unless configured otherwise.
+pub const DEFAULT_CONCURRENCY: usize = 4;
+
+#[derive(Clone)]
+pub struct Fanout {
+    client: RegistryClient,
+    default_limit: usize,
+    limits: HashMap<String, usize>,
+    semaphores: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
+}
+
+impl Fanout {
+    pub fn new(
+        client: RegistryClient,
+        default_limit: usize,
+        limits: HashMap<String, usize>,
+    ) -> Self {
+        Fanout {
+            client,
+            default_limit: default_limit.max(1),
+            limits,
+            semaphores: Arc::default(),
+        }
+    }
+
+    pub fn client(&self) -> &RegistryClient {
+        &self.client
+    }
+
+    fn semaphore(&self, registry: &str) -> Arc<Semaphore> {
+        let mut map = self.semaphores.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(registry.to_string())
+            .or_insert_with(|| {
+                let limit = self
+                    .limits
+                    .get(registry)
+                    .copied()
+                    .unwrap_or(self.default_limit);
+                Arc::new(Semaphore::new(limit.max(1)))
+            })
+            .clone()
+    }
+
+    async fn bounded<T, F>(&self, registry: &str, work: F) -> T
+    where
+        F: Future<Output = T>,
+    {
+        let semaphore = self.semaphore(registry);
+        // The semaphore is never closed, so acquiring only waits.
+        let _permit = semaphore.acquire_owned().await.ok();
+        work.await
+    }
+
+    /// Lists every repository once.
+    pub async fn list_tags(
+        &self,
+        jobs: Vec<(Repository, Credentials)>,
+    ) -> Vec<(Repository, Result<Vec<String>, RegistryError>)> {
+        let futures = jobs.into_iter().map(|(repo, credentials)| async move {
+            let result = self
+                .bounded(&repo.registry, self.client.list_tags(&repo, &credentials))
+                .await;
+            (repo, result)
+        });
+        futures::future::join_all(futures).await
+    }
+
+    /// Reads the digest of each `(repository, tag)` with one HEAD request each.
+    pub async fn digests(
+        &self,
+        jobs: Vec<(Repository, String, Credentials)>,
+    ) -> Vec<((Repository, String), Result<Option<String>, RegistryError>)> {
+        let futures = jobs.into_iter().map(|(repo, tag, credentials)| async move {
+            let result = self
+                .bounded(
+                    &repo.registry,
+                    self.client.manifest_digest(&repo, &tag, &credentials),
+                )
+                .await;
+            ((repo, tag), result)
+        });
+        futures::future::join_all(futures).await
+    }
+}

@@ -1,0 +1,213 @@
+//! tagwatch-specific test helpers: Deployment builders, a poller wired to a test cluster, reads.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::Api;
+use serde_json::json;
+use tagwatch::cycle::{Context, Poller};
+use tagwatch::metrics::Metrics;
+use tagwatch::pull_secrets::PullSecrets;
+use tagwatch::registry::fanout::Fanout;
+use tagwatch::registry::{ClientOptions, DockerConfig, RegistryClient};
+use tagwatch_testbed::cluster::TestCluster;
+
+/// A chainable Deployment builder: `deployment("web").image("..").annotate("tagwatch.dev/policy", "minor")`.
+pub struct DeploymentBuilder {
+    name: String,
+    containers: Vec<serde_json::Value>,
+    annotations: BTreeMap<String, String>,
+    pull_secrets: Vec<String>,
+    service_account: Option<String>,
+}
+
+pub fn deployment(name: &str) -> DeploymentBuilder {
+    DeploymentBuilder {
+        name: name.to_string(),
+        containers: Vec::new(),
+        annotations: BTreeMap::new(),
+        pull_secrets: Vec::new(),
+        service_account: None,
+    }
+}
+
+impl DeploymentBuilder {
+    /// Adds a container named like the deployment (first) or `c<N>`.
+    pub fn image(mut self, image: &str) -> Self {
+        let name = if self.containers.is_empty() {
+            self.name.clone()
+        } else {
+            format!("c{}", self.containers.len())
+        };
+        self.containers.push(json!({"name": name, "image": image}));
+        self
+    }
+
+    pub fn annotate(mut self, key: &str, value: &str) -> Self {
+        self.annotations.insert(key.into(), value.into());
+        self
+    }
+
+    pub fn policy(self, policy: &str) -> Self {
+        self.annotate("tagwatch.dev/policy", policy)
+    }
+
+    pub fn pull_secret(mut self, name: &str) -> Self {
+        self.pull_secrets.push(name.into());
+        self
+    }
+
+    pub fn service_account(mut self, name: &str) -> Self {
+        self.service_account = Some(name.into());
+        self
+    }
+
+    pub fn build(self) -> Deployment {
+        let mut pod_spec = json!({"containers": self.containers});
+        if !self.pull_secrets.is_empty() {
+            pod_spec["imagePullSecrets"] = json!(self
+                .pull_secrets
+                .iter()
+                .map(|n| json!({"name": n}))
+                .collect::<Vec<_>>());
+        }
+        if let Some(sa) = self.service_account {
+            pod_spec["serviceAccountName"] = json!(sa);
+        }
+        let deployment = json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": self.name, "annotations": self.annotations, "labels": {"app": self.name}},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": {"app": self.name}},
+                "template": {"metadata": {"labels": {"app": self.name}}, "spec": pod_spec}
+            }
+        });
+        serde_json::from_value(deployment).expect("builder makes valid Deployments")
+    }
+
+    /// Creates it through the API (works on the test server and on a real cluster).
+    pub async fn create(self, cluster: &TestCluster, namespace: &str) -> Deployment {
+        let api: Api<Deployment> = Api::namespaced(cluster.client.clone(), namespace);
+        api.create(&PostParams::default(), &self.build())
+            .await
+            .expect("create deployment")
+    }
+}
+
+pub async fn get(cluster: &TestCluster, namespace: &str, name: &str) -> Deployment {
+    let api: Api<Deployment> = Api::namespaced(cluster.client.clone(), namespace);
+    api.get(name).await.expect("get deployment")
+}
+
+pub async fn image(cluster: &TestCluster, namespace: &str, name: &str) -> String {
+    images(&get(cluster, namespace, name).await)[0].clone()
+}
+
+pub fn images(d: &Deployment) -> Vec<String> {
+    d.spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .map(|p| {
+            p.containers
+                .iter()
+                .filter_map(|c| c.image.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub fn annotation(d: &Deployment, key: &str) -> Option<String> {
+    d.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(key).cloned())
+}
+
+/// A person changes the image by hand (a merge patch, like `kubectl set image`).
+pub async fn set_image(cluster: &TestCluster, namespace: &str, name: &str, image: &str) {
+    let api: Api<Deployment> = Api::namespaced(cluster.client.clone(), namespace);
+    let patch =
+        json!({"spec": {"template": {"spec": {"containers": [{"name": name, "image": image}]}}}});
+    api.patch(name, &PatchParams::default(), &Patch::Strategic(patch))
+        .await
+        .expect("set image");
+}
+
+/// Every Deployment in `namespaces`, as the reflector would hold them.
+pub async fn snapshot(cluster: &TestCluster, namespaces: &[&str]) -> Vec<Arc<Deployment>> {
+    let mut all = Vec::new();
+    for ns in namespaces {
+        let api: Api<Deployment> = Api::namespaced(cluster.client.clone(), ns);
+        let list = api.list(&ListParams::default()).await.expect("list");
+        all.extend(list.items.into_iter().map(Arc::new));
+    }
+    all
+}
+
+pub async fn events(cluster: &TestCluster, namespace: &str) -> Vec<Event> {
+    let api: Api<Event> = Api::namespaced(cluster.client.clone(), namespace);
+    api.list(&ListParams::default())
+        .await
+        .expect("list events")
+        .items
+}
+
+pub struct Harness {
+    pub poller: Poller,
+    pub registry: prometheus::Registry,
+}
+
+impl Harness {
+    pub fn metrics(&self) -> String {
+        tagwatch::metrics::render(&self.registry)
+    }
+
+    /// The value of one sample line, e.g. `tagwatch_patch_conflicts_total`.
+    pub fn metric(&self, sample: &str) -> f64 {
+        self.metrics()
+            .lines()
+            .find_map(|l| l.strip_prefix(sample).and_then(|v| v.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+}
+
+/// A poller as `tagwatch run` builds it, with the given registries reached over plain HTTP.
+pub fn poller(cluster: &TestCluster, insecure: &[String], fallback: DockerConfig) -> Harness {
+    let registry = prometheus::Registry::new();
+    let metrics = Metrics::new(&registry).expect("metrics");
+    let client = RegistryClient::new(
+        ClientOptions {
+            insecure_registries: insecure.to_vec(),
+            timeout: Duration::from_secs(10),
+            ..ClientOptions::default()
+        },
+        metrics.clone(),
+    )
+    .expect("registry client");
+    let ctx = Context {
+        client: cluster.client.clone(),
+        fanout: Fanout::new(client, 4, Default::default()),
+        secrets: PullSecrets::new(cluster.client.clone(), fallback),
+        metrics,
+        recorder: Recorder::new(
+            cluster.client.clone(),
+            Reporter {
+                controller: "tagwatch".into(),
+                instance: None,
+            },
+        ),
+        default_interval: Duration::from_secs(60),
+    };
+    Harness {
+        poller: Poller::new(Arc::new(ctx)),
+        registry,
+    }
+}

@@ -1,0 +1,375 @@
+//! The REST verbs on stored objects: get, list, create, replace, patch, delete.
+//! Writes follow the real registry: preconditions, defaulting, decoding, validation,
+//! generation bookkeeping, then the store write and the controller's reaction.
+
+use std::collections::HashMap;
+
+use base64::Engine;
+use serde_json::{json, Value};
+
+use super::controller;
+use super::defaults;
+use super::patch::{self, PatchType};
+use super::resources::{Resource, Target, DEPLOYMENTS, NAMESPACES, PODS};
+use super::selectors::{FieldSelector, LabelSelector};
+use super::status::{self, ApiError};
+use super::store::random_suffix;
+use super::Cluster;
+
+/// Where an update may write: the whole object, or only `status` (the `/status` subresource).
+#[derive(Clone, Copy, PartialEq)]
+pub(crate) enum Scope {
+    Main,
+    Status,
+}
+
+impl Scope {
+    pub fn of(target: &Target) -> Result<Scope, ApiError> {
+        match target.subresource.as_deref() {
+            None => Ok(Scope::Main),
+            Some("status") if target.resource.same(&DEPLOYMENTS) => Ok(Scope::Status),
+            Some(_) => Err(ApiError::unknown_resource()),
+        }
+    }
+}
+
+fn namespace_of(target: &Target) -> &str {
+    target.namespace.as_deref().unwrap_or_default()
+}
+
+pub(crate) fn get(cluster: &Cluster, target: &Target, name: &str) -> Result<Value, ApiError> {
+    cluster
+        .store
+        .get(target.resource, namespace_of(target), name)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(target.resource, name))
+}
+
+/// The continue token the real server hands out: base64 JSON naming the key to resume at.
+fn continue_token(rv: u64, start: &str) -> String {
+    let token = json!({"v": "meta.k8s.io/v1", "rv": rv, "start": format!("{start}\u{0}")});
+    base64::engine::general_purpose::URL_SAFE.encode(token.to_string())
+}
+
+fn decode_continue(token: &str) -> Option<(u64, String)> {
+    let bytes = base64::engine::general_purpose::URL_SAFE
+        .decode(token)
+        .ok()?;
+    let value: Value = serde_json::from_slice(&bytes).ok()?;
+    Some((value["rv"].as_u64()?, value["start"].as_str()?.to_string()))
+}
+
+fn sort_key(object: &Value) -> String {
+    let meta = &object["metadata"];
+    format!(
+        "{}/{}",
+        meta["namespace"].as_str().unwrap_or_default(),
+        meta["name"].as_str().unwrap_or_default()
+    )
+}
+
+pub(crate) fn list(
+    cluster: &Cluster,
+    target: &Target,
+    query: &HashMap<String, String>,
+) -> Result<Value, ApiError> {
+    let resource = target.resource;
+    let labels = LabelSelector::parse(query.get("labelSelector").map_or("", String::as_str))?;
+    let fields = FieldSelector::parse(
+        query.get("fieldSelector").map_or("", String::as_str),
+        resource,
+    )?;
+    let limit = match query.get("limit").map(|l| l.parse::<usize>()) {
+        None => None,
+        Some(Ok(0)) => None,
+        Some(Ok(n)) => Some(n),
+        Some(Err(_)) => return Err(ApiError::bad_request("limit must be a number")),
+    };
+    let start = match query.get("continue").filter(|c| !c.is_empty()) {
+        None => None,
+        Some(token) => {
+            let (rv, start) = decode_continue(token).ok_or_else(|| {
+                ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)")
+            })?;
+            if rv < cluster.store.oldest_rv() {
+                return Err(ApiError::new(
+                    410,
+                    "Expired",
+                    "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
+                    json!({}),
+                ));
+            }
+            Some(start)
+        }
+    };
+    // etcd orders by key string, which is what continue tokens resume on.
+    let mut items: Vec<(String, &Value)> = cluster
+        .store
+        .list(resource, target.namespace.as_deref())
+        .filter(|o| labels.matches(o) && fields.matches(o))
+        .map(|o| (sort_key(o), o))
+        .filter(|(key, _)| start.as_ref().is_none_or(|s| key.as_str() >= s.as_str()))
+        .collect();
+    items.sort_by(|a, b| a.0.cmp(&b.0));
+
+    let rv = cluster.store.resource_version();
+    let mut metadata = json!({"resourceVersion": rv.to_string()});
+    if let Some(limit) = limit.filter(|l| *l < items.len()) {
+        let remaining = items.len() - limit;
+        items.truncate(limit);
+        let last = items.last().map(|(key, _)| key.clone()).unwrap_or_default();
+        metadata["continue"] = json!(continue_token(rv, &last));
+        // The server can only count what is left when no selector filters it.
+        if !query.contains_key("labelSelector") && !query.contains_key("fieldSelector") {
+            metadata["remainingItemCount"] = json!(remaining);
+        }
+    }
+    let items: Vec<Value> = items
+        .into_iter()
+        .map(|(_, object)| {
+            let mut item = object.clone();
+            if let Some(map) = item.as_object_mut() {
+                map.remove("kind");
+                map.remove("apiVersion");
+            }
+            item
+        })
+        .collect();
+    Ok(json!({
+        "kind": format!("{}List", resource.kind),
+        "apiVersion": resource.api_version(),
+        "metadata": metadata,
+        "items": items
+    }))
+}
+
+pub(crate) fn parse_body(body: &[u8]) -> Result<Value, ApiError> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(&format!(
+            "the body of the request could not be decoded: {e}"
+        ))
+    })?;
+    if value.is_object() {
+        Ok(value)
+    } else {
+        Err(ApiError::bad_request(
+            "the body of the request was in an unknown format",
+        ))
+    }
+}
+
+/// Rejects an object whose kind or apiVersion names another resource.
+fn check_type(resource: &Resource, object: &Value) -> Result<(), ApiError> {
+    let kind_ok = object["kind"].as_str().is_none_or(|k| k == resource.kind);
+    let version_ok = object["apiVersion"]
+        .as_str()
+        .is_none_or(|v| v == resource.api_version());
+    if kind_ok && version_ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(&format!(
+            "the API version in the data ({}) does not match the expected API version ({})",
+            object["apiVersion"].as_str().unwrap_or_default(),
+            resource.api_version()
+        )))
+    }
+}
+
+fn decode(resource: &Resource, object: &Value) -> Result<(), ApiError> {
+    (resource.decode)(object).map_err(|e| {
+        ApiError::bad_request(&format!(
+            "{} in version \"{}\" cannot be handled as a {}: {e}",
+            resource.kind, resource.version, resource.kind
+        ))
+    })
+}
+
+pub(crate) fn create(
+    cluster: &mut Cluster,
+    target: &Target,
+    mut object: Value,
+) -> Result<Value, ApiError> {
+    let resource = target.resource;
+    check_type(resource, &object)?;
+    if !object["metadata"].is_object() {
+        object["metadata"] = json!({});
+    }
+    let meta = &mut object["metadata"];
+    if let Some(namespace) = &target.namespace {
+        match meta["namespace"].as_str() {
+            Some(given) if !given.is_empty() && given != namespace => {
+                return Err(ApiError::bad_request("the namespace of the provided object does not match the namespace sent on the request"));
+            }
+            _ => meta["namespace"] = json!(namespace),
+        }
+    }
+    if meta["resourceVersion"]
+        .as_str()
+        .is_some_and(|rv| !rv.is_empty())
+    {
+        return Err(ApiError::new(
+            500,
+            "InternalError",
+            "Internal error occurred: resourceVersion should not be set on objects to be created",
+            json!({}),
+        ));
+    }
+    if meta["name"].as_str().unwrap_or_default().is_empty() {
+        if let Some(prefix) = meta["generateName"].as_str() {
+            meta["name"] = json!(format!("{prefix}{}", random_suffix(5)));
+        }
+    }
+    if let Some(map) = meta.as_object_mut() {
+        map.remove("uid");
+        map.remove("creationTimestamp");
+        map.remove("generation");
+    }
+    let name = meta["name"].as_str().unwrap_or_default().to_string();
+    if resource.same(&DEPLOYMENTS) {
+        object["metadata"]["generation"] = json!(1);
+        // Status belongs to the controller: a create never sets it.
+        object["status"] = json!({});
+    }
+    defaults::apply(resource, &mut object);
+    decode(resource, &object)?;
+    super::validation::validate(resource, &object)?;
+    if cluster
+        .store
+        .get(resource, namespace_of(target), &name)
+        .is_some()
+    {
+        return Err(ApiError::already_exists(resource, &name));
+    }
+    let created = cluster.store.insert(resource, object);
+    if resource.same(&DEPLOYMENTS) {
+        controller::deployment_changed(cluster, namespace_of(target), &name);
+    }
+    Ok(created)
+}
+
+/// Replaces an object (PUT, and the end of every PATCH).
+pub(crate) fn update(
+    cluster: &mut Cluster,
+    target: &Target,
+    name: &str,
+    scope: Scope,
+    mut object: Value,
+) -> Result<Value, ApiError> {
+    let resource = target.resource;
+    check_type(resource, &object)?;
+    let current = get(cluster, target, name)?;
+    if object["metadata"]["name"]
+        .as_str()
+        .is_some_and(|n| n != name)
+    {
+        return Err(ApiError::bad_request(&format!(
+            "the name of the object ({}) does not match the name on the URL ({name})",
+            object["metadata"]["name"].as_str().unwrap_or_default()
+        )));
+    }
+    let current_rv = &current["metadata"]["resourceVersion"];
+    if let Some(rv) = object["metadata"]["resourceVersion"].as_str() {
+        if !rv.is_empty() && Some(rv) != current_rv.as_str() {
+            return Err(ApiError::conflict(resource, name));
+        }
+    }
+    if !object["metadata"].is_object() {
+        object["metadata"] = json!({});
+    }
+    for immutable in [
+        "name",
+        "namespace",
+        "uid",
+        "creationTimestamp",
+        "generation",
+    ] {
+        object["metadata"][immutable] = current["metadata"][immutable].clone();
+    }
+    object["metadata"]["resourceVersion"] = current_rv.clone();
+    if resource.same(&DEPLOYMENTS) {
+        match scope {
+            // The main resource cannot change status, and /status can change nothing else.
+            Scope::Main => object["status"] = current["status"].clone(),
+            Scope::Status => {
+                object["spec"] = current["spec"].clone();
+                object["metadata"] = current["metadata"].clone();
+            }
+        }
+    }
+    if let Some(map) = object["metadata"].as_object_mut() {
+        map.retain(|_, v| !v.is_null());
+    }
+    defaults::apply(resource, &mut object);
+    decode(resource, &object)?;
+    super::validation::validate(resource, &object)?;
+    let spec_changed = object["spec"] != current["spec"];
+    if resource.same(&DEPLOYMENTS) && spec_changed {
+        let generation = current["metadata"]["generation"].as_i64().unwrap_or(0);
+        object["metadata"]["generation"] = json!(generation + 1);
+    }
+    let mut comparable = object.clone();
+    comparable["apiVersion"] = current["apiVersion"].clone();
+    comparable["kind"] = current["kind"].clone();
+    if comparable == current {
+        // A no-op write keeps its resourceVersion and emits no event, like the real server.
+        return Ok(current);
+    }
+    let updated = cluster.store.update(resource, object);
+    if resource.same(&DEPLOYMENTS) && spec_changed {
+        controller::deployment_changed(cluster, namespace_of(target), name);
+    }
+    Ok(updated)
+}
+
+pub(crate) fn patch(
+    cluster: &mut Cluster,
+    target: &Target,
+    name: &str,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<Value, ApiError> {
+    let kind = PatchType::from_content_type(content_type)?;
+    let scope = Scope::of(target)?;
+    let current = get(cluster, target, name)?;
+    let patched = patch::apply(kind, &current, body)?;
+    update(cluster, target, name, scope, patched)
+}
+
+pub(crate) fn delete(
+    cluster: &mut Cluster,
+    target: &Target,
+    name: &str,
+) -> Result<Value, ApiError> {
+    let resource = target.resource;
+    let namespace = namespace_of(target).to_string();
+    if resource.same(&NAMESPACES) {
+        return delete_namespace(cluster, name);
+    }
+    let removed = cluster
+        .store
+        .remove(resource, &namespace, name)
+        .ok_or_else(|| ApiError::not_found(resource, name))?;
+    if resource.same(&DEPLOYMENTS) {
+        controller::deployment_deleted(cluster, &namespace, name);
+    }
+    if resource.same(&PODS) {
+        return Ok(removed);
+    }
+    let uid = removed["metadata"]["uid"].as_str().unwrap_or_default();
+    Ok(status::deleted(resource, name, uid))
+}
+
+/// Namespaces go away at once with everything in them; the answer shows them Terminating.
+fn delete_namespace(cluster: &mut Cluster, name: &str) -> Result<Value, ApiError> {
+    let mut namespace = cluster
+        .store
+        .get(&NAMESPACES, "", name)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(&NAMESPACES, name))?;
+    cluster.store.remove_namespace_contents(name);
+    cluster.forget_namespace(name);
+    cluster.store.remove(&NAMESPACES, "", name);
+    namespace["metadata"]["deletionTimestamp"] = json!(super::store::now());
+    namespace["status"]["phase"] = json!("Terminating");
+    Ok(namespace)
+}

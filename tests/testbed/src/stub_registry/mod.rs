@@ -1,0 +1,201 @@
+//! A scripted registry for what the real one cannot do: paginated `tags/list` with `Link`, 429 with
+//! `Retry-After`, 5xx, slow, truncated or garbage answers, a 401 loop, and chosen manifest digests.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use tagwatch_testbed::stub_registry::{Reply, StubRegistry};
+//! let stub = StubRegistry::start().await?;
+//! stub.set_tags("app", ["1.0.0", "1.1.0", "2.0.0"]);
+//! stub.set_page_size("app", 2);
+//! stub.script("app", vec![Reply::TooManyRequests { retry_after_secs: 1 }, Reply::Ok]);
+//! // ... point the client at stub.host() ...
+//! assert_eq!(stub.count("GET", "/v2/app/tags/list"), 3);
+//! # Ok(()) }
+//! ```
+
+mod paging;
+mod reply;
+mod server;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::task::JoinHandle;
+
+pub use paging::{page, Page};
+pub use reply::Reply;
+
+/// One request the stub received, with all its headers (to check `Accept` or `Authorization`).
+#[derive(Debug, Clone)]
+pub struct StubRequest {
+    pub method: String,
+    pub path: String,
+    pub query: Option<String>,
+    pub headers: http::HeaderMap,
+}
+
+#[derive(Debug, Clone)]
+struct StubManifest {
+    digest: String,
+    media_type: String,
+}
+
+#[derive(Debug)]
+struct Repo {
+    /// `None` until set: `tags/list` then answers 404 NAME_UNKNOWN.
+    tags: Option<Vec<String>>,
+    page_size: Option<usize>,
+    script: VecDeque<Reply>,
+    default: Reply,
+    /// By tag and by digest.
+    manifests: HashMap<String, StubManifest>,
+}
+
+impl Default for Repo {
+    fn default() -> Repo {
+        Repo {
+            tags: None,
+            page_size: None,
+            script: VecDeque::new(),
+            default: Reply::Ok,
+            manifests: HashMap::new(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Shared {
+    repos: Mutex<HashMap<String, Repo>>,
+    requests: Mutex<Vec<StubRequest>>,
+    require_token: AtomicBool,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The running stub; the server stops when this is dropped.
+pub struct StubRegistry {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    server: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for StubRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StubRegistry")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StubRegistry {
+    /// Starts the stub on a free loopback port.
+    pub async fn start() -> anyhow::Result<StubRegistry> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared::default());
+        let server = tokio::spawn(server::serve(listener, shared.clone(), addr));
+        Ok(StubRegistry {
+            shared,
+            addr,
+            server,
+        })
+    }
+
+    /// `127.0.0.1:PORT`, the registry part of image references.
+    pub fn host(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The tags `GET /v2/<repo>/tags/list` serves, in this order.
+    pub fn set_tags<I, S>(&self, repo: &str, tags: I)
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.with_repo(repo, |r| {
+            r.tags = Some(tags.into_iter().map(Into::into).collect())
+        });
+    }
+
+    /// Paginates `tags/list` with at most `n` tags a page (fewer if the client asks `n`), with a
+    /// `Link: <...?last=X&n=N>; rel="next"` header while tags remain.
+    pub fn set_page_size(&self, repo: &str, n: usize) {
+        self.with_repo(repo, |r| r.page_size = Some(n));
+    }
+
+    /// The next answers for `tags/list` of `repo`, in order; then the default reply (`Reply::Ok`).
+    pub fn script(&self, repo: &str, replies: Vec<Reply>) {
+        self.with_repo(repo, |r| r.script = replies.into());
+    }
+
+    /// The answer once the script is used up, e.g. `Reply::Unauthorized` for a 401 loop.
+    pub fn set_default_reply(&self, repo: &str, reply: Reply) {
+        self.with_repo(repo, |r| r.default = reply);
+    }
+
+    /// `HEAD`/`GET /v2/<repo>/manifests/<reference or digest>` answers `Docker-Content-Digest: digest`,
+    /// but only when `Accept` lists `media_type`, as the real registry does. The GET body is a stand-in:
+    /// its bytes do not hash to `digest`.
+    pub fn set_manifest(&self, repo: &str, reference: &str, digest: &str, media_type: &str) {
+        let manifest = StubManifest {
+            digest: digest.to_string(),
+            media_type: media_type.to_string(),
+        };
+        self.with_repo(repo, |r| {
+            r.manifests.insert(reference.to_string(), manifest.clone());
+            r.manifests.insert(digest.to_string(), manifest);
+        });
+    }
+
+    /// When true, every `/v2/` request without `Authorization: Bearer` gets a 401 Bearer challenge that
+    /// sends the client to this stub's `/token`.
+    pub fn require_token(&self, required: bool) {
+        self.shared.require_token.store(required, Ordering::Relaxed);
+    }
+
+    /// `/token` answers an opaque token that the stub accepts (except for `Reply::Unauthorized`).
+    pub fn token_realm(&self) -> String {
+        format!("{}/token", self.url())
+    }
+
+    /// Every request received, oldest first.
+    pub fn requests(&self) -> Vec<StubRequest> {
+        lock(&self.shared.requests).clone()
+    }
+
+    /// How many requests had `method` and exactly `path` (query not included).
+    pub fn count(&self, method: &str, path: &str) -> usize {
+        lock(&self.shared.requests)
+            .iter()
+            .filter(|r| r.method.eq_ignore_ascii_case(method) && r.path == path)
+            .count()
+    }
+
+    /// How many requests `/token` received.
+    pub fn token_requests(&self) -> usize {
+        self.count("GET", "/token")
+    }
+
+    fn with_repo(&self, repo: &str, change: impl FnOnce(&mut Repo)) {
+        change(
+            lock(&self.shared.repos)
+                .entry(repo.to_string())
+                .or_default(),
+        );
+    }
+}
+
+impl Drop for StubRegistry {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}

@@ -1,0 +1,258 @@
+//! The stub's HTTP side: one fallback handler, since repository names contain slashes.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use serde_json::json;
+
+use super::paging::page;
+use super::reply::{next, Reply, Step};
+use super::{lock, Shared, StubRequest};
+
+const SERVICE: &str = "tagwatch-stub-registry";
+
+#[derive(Clone)]
+struct Ctx {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+}
+
+pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>, addr: SocketAddr) {
+    let app = Router::new()
+        .fallback(handle)
+        .with_state(Ctx { shared, addr });
+    let _ = axum::serve(listener, app).await;
+}
+
+async fn handle(State(ctx): State<Ctx>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
+    lock(&ctx.shared.requests).push(StubRequest {
+        method: method.to_string(),
+        path: uri.path().to_string(),
+        query: uri.query().map(str::to_string),
+        headers: headers.clone(),
+    });
+    let path = uri.path();
+    if path == "/token" {
+        return token();
+    }
+    let Some(rest) = path.strip_prefix("/v2") else {
+        return error(StatusCode::NOT_FOUND, "UNSUPPORTED", "not a registry path");
+    };
+    let has_bearer = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("Bearer "));
+    let repo_of_path = rest
+        .trim_start_matches('/')
+        .split_once("/tags/list")
+        .map(|(repo, _)| repo);
+    if ctx.shared.require_token.load(Ordering::Relaxed) && !has_bearer {
+        return challenge(&ctx, repo_of_path);
+    }
+    if rest.is_empty() || rest == "/" {
+        return (
+            StatusCode::OK,
+            [(http::header::CONTENT_TYPE, "application/json")],
+            "{}",
+        )
+            .into_response();
+    }
+    let rest = rest.trim_start_matches('/');
+    if let Some(repo) = rest.strip_suffix("/tags/list") {
+        return tags_list(&ctx, repo, uri.query()).await;
+    }
+    if let Some((repo, reference)) = rest.rsplit_once("/manifests/") {
+        return manifest(&ctx, &method, repo, reference, &headers);
+    }
+    error(
+        StatusCode::NOT_FOUND,
+        "UNSUPPORTED",
+        "the stub does not serve this path",
+    )
+}
+
+async fn tags_list(ctx: &Ctx, repo: &str, query: Option<&str>) -> Response {
+    let (n, last) = page_params(query);
+    let decided = {
+        let mut repos = lock(&ctx.shared.repos);
+        repos.get_mut(repo).map(|r| {
+            let step = next(&mut r.script, &r.default, last.is_some());
+            (step, r.tags.clone(), r.page_size)
+        })
+    };
+    let Some((step, tags, page_size)) = decided else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "NAME_UNKNOWN",
+            "repository name not known to registry",
+        );
+    };
+    let reply = match step {
+        Step::Serve(reply) => reply,
+        Step::ServeAndKeep => Reply::Ok,
+    };
+    let serve_page = || match &tags {
+        None => error(
+            StatusCode::NOT_FOUND,
+            "NAME_UNKNOWN",
+            "repository name not known to registry",
+        ),
+        Some(tags) => {
+            let page = page(repo, tags, n, last.as_deref(), page_size);
+            let body = json!({ "name": repo, "tags": page.tags }).to_string();
+            let mut response = json_response(StatusCode::OK, body);
+            if let Some(link) = page.link.and_then(|l| l.parse().ok()) {
+                response.headers_mut().insert(http::header::LINK, link);
+            }
+            response
+        }
+    };
+    match reply {
+        Reply::Ok | Reply::PageFailure => serve_page(),
+        Reply::Slow(delay) => {
+            tokio::time::sleep(delay).await;
+            serve_page()
+        }
+        Reply::Status(code) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            error(status, "UNKNOWN", "scripted failure")
+        }
+        Reply::TooManyRequests { retry_after_secs } => {
+            let mut response = error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "TOOMANYREQUESTS",
+                "rate limited",
+            );
+            response
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, retry_after_secs.into());
+            response
+        }
+        Reply::Truncated => {
+            let body = json!({ "name": repo, "tags": tags.unwrap_or_default() }).to_string();
+            json_response(StatusCode::OK, body[..body.len() / 2].to_string())
+        }
+        Reply::Garbage => (
+            StatusCode::OK,
+            [(http::header::CONTENT_TYPE, "text/html")],
+            "<html><body>502 Bad Gateway (not a registry)</body></html>",
+        )
+            .into_response(),
+        Reply::Unauthorized => challenge(ctx, Some(repo)),
+    }
+}
+
+fn manifest(
+    ctx: &Ctx,
+    method: &Method,
+    repo: &str,
+    reference: &str,
+    headers: &HeaderMap,
+) -> Response {
+    let found = lock(&ctx.shared.repos)
+        .get(repo)
+        .and_then(|r| r.manifests.get(reference).cloned());
+    let accepted: Vec<String> = headers
+        .get_all(http::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.split(';').next().unwrap_or("").trim().to_string())
+        .collect();
+    let Some(manifest) = found.filter(|m| accepted.contains(&m.media_type)) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "MANIFEST_UNKNOWN",
+            "manifest unknown",
+        );
+    };
+    let body = json!({ "schemaVersion": 2, "mediaType": manifest.media_type }).to_string();
+    let length = body.len();
+    let body = if method == Method::HEAD {
+        Body::empty()
+    } else {
+        Body::from(body)
+    };
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(http::header::CONTENT_TYPE, manifest.media_type)
+        .header(http::header::CONTENT_LENGTH, length)
+        .header("Docker-Content-Digest", manifest.digest)
+        .body(body)
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+fn token() -> Response {
+    let body = json!({
+        "token": "stub-token",
+        "access_token": "stub-token",
+        "expires_in": 300,
+        "issued_at": "2026-01-01T00:00:00Z",
+    });
+    json_response(StatusCode::OK, body.to_string())
+}
+
+fn challenge(ctx: &Ctx, repo: Option<&str>) -> Response {
+    let mut value = format!(
+        "Bearer realm=\"http://{}/token\",service=\"{SERVICE}\"",
+        ctx.addr
+    );
+    if let Some(repo) = repo {
+        value.push_str(&format!(",scope=\"repository:{repo}:pull\""));
+    }
+    let mut response = error(
+        StatusCode::UNAUTHORIZED,
+        "UNAUTHORIZED",
+        "authentication required",
+    );
+    if let Ok(value) = value.parse() {
+        response
+            .headers_mut()
+            .insert(http::header::WWW_AUTHENTICATE, value);
+    }
+    response
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> Response {
+    json_response(
+        status,
+        json!({ "errors": [{ "code": code, "message": message }] }).to_string(),
+    )
+}
+
+fn json_response(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [(
+            http::header::CONTENT_TYPE,
+            "application/json; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+fn page_params(query: Option<&str>) -> (Option<usize>, Option<String>) {
+    let Some(query) = query else {
+        return (None, None);
+    };
+    let Ok(url) = reqwest::Url::parse(&format!("http://stub/?{query}")) else {
+        return (None, None);
+    };
+    let mut n = None;
+    let mut last = None;
+    for (name, value) in url.query_pairs() {
+        match name.as_ref() {
+            "n" => n = value.parse().ok(),
+            "last" => last = Some(value.into_owned()),
+            _ => {}
+        }
+    }
+    (n, last)
+}
