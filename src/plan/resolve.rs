@@ -33,7 +33,12 @@
 //! contain the current version is stale (a person set another version by hand) and is dropped:
 //! the decision returns `track: None`.
 //!
-//! `glob:`/`regex:` policies do not track aliases — the pattern is the intent, and a tag like `7`
+//! # `glob:` and `regex:` policies
+//! Candidates are the tags the pattern matches. A tag (or, for a regex with a named group
+//! `version`, that group) that is a version is ordered by semver among versions; other tags are
+//! ordered naturally (`build-10 > build-9`), and a version meets a non-version by its
+//! `MAJOR.MINOR.PATCH` text. The prerelease-channel and rejected rules apply to version tags as
+//! above. These policies do not track aliases — the pattern is the intent, and a tag like `7`
 //! is just a build number there — so they always return `track: None`.
 //!
 //! # Policies that do not choose
@@ -389,7 +394,7 @@ impl<'r> Rules<'r> {
             .zip(verdicts)
             .map(|(tag, verdict)| (tag.as_ref(), self.display_key(tag.as_ref()), *verdict))
             .collect();
-        entries.sort_by(|(a_tag, a_key, a_verdict), (b_tag, b_key, b_verdict)| {
+        entries.sort_unstable_by(|(a_tag, a_key, a_verdict), (b_tag, b_key, b_verdict)| {
             let by_key = match (a_key, b_key) {
                 (Some(a), Some(b)) => cmp_candidates((b_tag, b), (a_tag, a), self.preferred),
                 (Some(_), None) => std::cmp::Ordering::Less,

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod apiserver_fidelity;
+mod commands;
 mod registry_harness;
 mod support;
 mod watcher;

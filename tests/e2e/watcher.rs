@@ -444,3 +444,42 @@ async fn digest_pinning_and_the_digest_policy() {
         "digests are read with HEAD, never GET"
     );
 }
+
+#[tokio::test]
+async fn a_bad_annotation_is_reported_once_and_others_are_served() {
+    let (cluster, registry, mut h) = setup().await;
+    let ns = cluster.namespace.clone();
+    let app = format!("{}/app", registry.host());
+    push(&registry, "app", &["1.0.0", "1.1.0"]).await;
+    deployment("bad")
+        .image(&format!("{app}:1.0.0"))
+        .policy("minor")
+        .annotate("tagwatch.dev/match", "v1[")
+        .create(&cluster, &ns)
+        .await;
+    deployment("good")
+        .image(&format!("{app}:1.0.0"))
+        .policy("minor")
+        .create(&cluster, &ns)
+        .await;
+    h.poller.round_all(&snapshot(&cluster, &[&ns]).await).await;
+    h.poller.round_all(&snapshot(&cluster, &[&ns]).await).await;
+    assert_eq!(image(&cluster, &ns, "good").await, format!("{app}:1.1.0"));
+    assert_eq!(image(&cluster, &ns, "bad").await, format!("{app}:1.0.0"));
+    let warnings: Vec<_> = events(&cluster, &ns)
+        .await
+        .into_iter()
+        .filter(|e| e.type_.as_deref() == Some("Warning"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "reported once: {warnings:?}");
+    assert_eq!(warnings[0].reason.as_deref(), Some("InvalidAnnotation"));
+    assert!(warnings[0]
+        .note
+        .as_deref()
+        .unwrap_or_default()
+        .contains("tagwatch.dev/match"));
+    assert_eq!(
+        h.metric(r#"tagwatch_updates_total{reason="invalid_annotation",result="skipped"}"#),
+        1.0
+    );
+}

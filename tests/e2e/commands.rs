@@ -1,0 +1,284 @@
+//! The `tagwatch` binary itself: `run`, `plan` and `resolve`, as a user runs them.
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use tagwatch_testbed::cluster::TestCluster;
+use tagwatch_testbed::registry::{ImageKind, Registry};
+use tagwatch_testbed::wait;
+
+use crate::support::{deployment, image};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tagwatch");
+
+async fn push(registry: &Registry, repo: &str, tags: &[&str]) {
+    for tag in tags {
+        registry
+            .push_image(repo, tag, ImageKind::OciManifest)
+            .await
+            .expect("push");
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_prints_decisions_and_writes_nothing() {
+    let cluster = TestCluster::start().await.expect("cluster");
+    let registry = Registry::anonymous().await.expect("registry");
+    let ns = cluster.namespace.clone();
+    push(&registry, "app", &["1.0.0", "1.1.0"]).await;
+    deployment("web")
+        .image(&format!("{}/app:1.0.0", registry.host()))
+        .policy("minor")
+        .create(&cluster, &ns)
+        .await;
+    deployment("bad")
+        .image(&format!("{}/app:1.0.0", registry.host()))
+        .policy("sideways")
+        .create(&cluster, &ns)
+        .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = cluster.kubeconfig(dir.path()).expect("kubeconfig");
+    if let Some(server) = cluster.server() {
+        server.clear_requests();
+    }
+    let output = Command::new(BIN)
+        .args(["plan", "--kubeconfig"])
+        .arg(&kubeconfig)
+        .args([
+            "-n",
+            &ns,
+            "--insecure-registry",
+            &registry.host(),
+            "-o",
+            "json",
+        ])
+        .output()
+        .expect("run tagwatch plan");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let rows: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    let row = |name: &str| {
+        rows.as_array()
+            .expect("array")
+            .iter()
+            .find(|r| r["workload"] == format!("{ns}/{name}"))
+            .cloned()
+            .expect("row")
+    };
+    assert_eq!(row("web")["decision"], "update");
+    assert_eq!(row("web")["tag"], "1.1.0");
+    assert_eq!(row("bad")["decision"], "invalid");
+    assert!(row("bad")["reason"]
+        .as_str()
+        .expect("reason")
+        .contains("tagwatch.dev/policy"));
+    assert_eq!(
+        image(&cluster, &ns, "web").await,
+        format!("{}/app:1.0.0", registry.host())
+    );
+    if let Some(server) = cluster.server() {
+        let writes: Vec<_> = server
+            .requests()
+            .into_iter()
+            .filter(|r| r.method != "GET")
+            .collect();
+        assert_eq!(writes, vec![], "plan sends no write");
+    }
+}
+
+#[tokio::test]
+async fn run_applies_a_push_within_the_interval_and_stops_on_sigterm() {
+    let cluster = TestCluster::start().await.expect("cluster");
+    let registry = Registry::anonymous().await.expect("registry");
+    let ns = cluster.namespace.clone();
+    push(&registry, "app", &["1.0.0"]).await;
+    deployment("web")
+        .image(&format!("{}/app:1.0.0", registry.host()))
+        .policy("minor")
+        .create(&cluster, &ns)
+        .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = cluster.kubeconfig(dir.path()).expect("kubeconfig");
+    let port = free_port();
+    let log = std::fs::File::create(dir.path().join("log")).expect("log file");
+    let mut child = Command::new(BIN)
+        .args(["run", "--kubeconfig"])
+        .arg(&kubeconfig)
+        .args([
+            "-n",
+            &ns,
+            "--interval",
+            "1s",
+            "--insecure-registry",
+            &registry.host(),
+        ])
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--log-format",
+            "json",
+        ])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start tagwatch run");
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    wait::until("readyz", Duration::from_secs(20), || {
+        let http = http.clone();
+        let url = format!("{base}/readyz");
+        async move {
+            let r = http.get(url).send().await.ok()?;
+            r.status().is_success().then_some(())
+        }
+    })
+    .await
+    .expect("ready");
+
+    push(&registry, "app", &["1.1.0"]).await;
+    let want = format!("{}/app:1.1.0", registry.host());
+    wait::until(
+        "the deployment to run 1.1.0",
+        Duration::from_secs(20),
+        || {
+            let want = want.clone();
+            let cluster = &cluster;
+            let ns = ns.clone();
+            async move { (image(cluster, &ns, "web").await == want).then_some(()) }
+        },
+    )
+    .await
+    .expect("updated");
+
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        metrics.contains(r#"tagwatch_updates_total{reason="policy",result="applied"} 1"#),
+        "{metrics}"
+    );
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let exit = wait::until("tagwatch to exit", Duration::from_secs(15), || {
+        let done = child.try_wait().ok().flatten();
+        async move { done }
+    })
+    .await
+    .expect("exit");
+    assert!(exit.success(), "clean exit on SIGTERM: {exit:?}");
+    let logs = std::fs::read_to_string(dir.path().join("log")).expect("logs");
+    let updates: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("image updated"))
+        .collect();
+    assert_eq!(updates.len(), 1, "each update logged once:\n{logs}");
+    assert!(
+        updates[0].contains("\"to\":\"") && updates[0].contains("1.1.0"),
+        "{}",
+        updates[0]
+    );
+}
+
+#[tokio::test]
+async fn resolve_against_the_registry_a_tag_file_and_with_credentials() {
+    let registry = Registry::basic("ci", "pw-resolve").await.expect("registry");
+    push(
+        &registry,
+        "app",
+        &["1.9.3", "1.10.0", "2.0.0", "1.11.0-rc.1"],
+    )
+    .await;
+    let image = |tag: &str| format!("{}/app:{tag}", registry.host());
+    let resolve = |args: Vec<String>| {
+        let mut child = Command::new(BIN)
+            .arg("resolve")
+            .args(&args)
+            .args(["--insecure", "--username", "ci", "--password-stdin"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(b"pw-resolve\n")
+            .expect("password");
+        child.wait_with_output().expect("resolve")
+    };
+    let out = resolve(vec![
+        image("1.9.3"),
+        "--explain".into(),
+        "-o".into(),
+        "json".into(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(json["decision"], "update");
+    assert_eq!(json["tag"], "1.10.0");
+    assert_eq!(json["new_image"], image("1.10.0"));
+    let verdict = |tag: &str| {
+        json["explanation"]
+            .as_array()
+            .expect("explanation")
+            .iter()
+            .find(|c| c["tag"] == tag)
+            .map(|c| c["verdict"].clone())
+            .expect("candidate")
+    };
+    assert_eq!(verdict("2.0.0"), "outside-policy");
+    assert_eq!(verdict("1.11.0-rc.1"), "prerelease-channel");
+
+    let out = resolve(vec![image("1.10.0")]);
+    assert_eq!(out.status.code(), Some(1), "up to date");
+    let out = resolve(vec![image("1.9.3"), "--policy".into(), "sideways".into()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("sideways"));
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tags = dir.path().join("tags");
+    std::fs::write(&tags, "1.2.3\n1.2.4\n1.3.0\n").expect("tags file");
+    let out = Command::new(BIN)
+        .args([
+            "resolve",
+            "reg.example/app:1.2.3",
+            "--policy",
+            "patch",
+            "--tags-file",
+        ])
+        .arg(&tags)
+        .output()
+        .expect("resolve");
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "update: reg.example/app:1.2.3 → reg.example/app:1.2.4"
+    );
+}
