@@ -162,18 +162,18 @@ async fn run_applies_a_push_within_the_interval_and_stops_on_sigterm() {
     .await
     .expect("updated");
 
-    let metrics = http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("body");
-    assert!(
-        metrics.contains(r#"tagwatch_updates_total{reason="policy",result="applied"} 1"#),
-        "{metrics}"
-    );
+    // The patch lands in the API server a moment before tagwatch counts it.
+    let applied = r#"tagwatch_updates_total{reason="policy",result="applied"} 1"#;
+    wait::until("the update to be counted", Duration::from_secs(10), || {
+        let http = http.clone();
+        let url = format!("{base}/metrics");
+        async move {
+            let text = http.get(url).send().await.ok()?.text().await.ok()?;
+            text.contains(applied).then_some(())
+        }
+    })
+    .await
+    .expect("metric");
 
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
