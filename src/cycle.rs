@@ -255,7 +255,7 @@ impl Poller {
                     self.ctx
                         .metrics
                         .updates
-                        .with_label_values(&["skipped", listing_reason(&error)])
+                        .with_label_values(&["skipped", error.kind()])
                         .inc();
                     if matches!(error, RegistryError::Unauthorized { .. }) {
                         for w in users(&repo, workloads) {
@@ -510,19 +510,6 @@ fn users<'a>(
     workloads
         .iter()
         .filter(move |w| w.containers.iter().any(|c| &c.image.repository == repo))
-}
-
-fn listing_reason(error: &RegistryError) -> &'static str {
-    match error {
-        RegistryError::Unauthorized { .. } => "registry_unauthorized",
-        RegistryError::NotFound { .. } => "registry_not_found",
-        RegistryError::RateLimited { .. } => "registry_rate_limited",
-        RegistryError::Server { .. } => "registry_server_error",
-        RegistryError::Status { .. } => "registry_unexpected_status",
-        RegistryError::Malformed { .. } => "registry_malformed",
-        RegistryError::Token { .. } => "registry_token",
-        RegistryError::Transport { .. } => "registry_transport",
-    }
 }
 
 fn unix_now() -> f64 {

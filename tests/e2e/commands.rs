@@ -6,21 +6,12 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use tagwatch_testbed::cluster::TestCluster;
-use tagwatch_testbed::registry::{ImageKind, Registry};
+use tagwatch_testbed::registry::Registry;
 use tagwatch_testbed::wait;
 
-use crate::support::{deployment, image};
+use crate::support::{deployment, image, push};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tagwatch");
-
-async fn push(registry: &Registry, repo: &str, tags: &[&str]) {
-    for tag in tags {
-        registry
-            .push_image(repo, tag, ImageKind::OciManifest)
-            .await
-            .expect("push");
-    }
-}
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

@@ -16,6 +16,7 @@ use tagwatch::pull_secrets::PullSecrets;
 use tagwatch::registry::fanout::Fanout;
 use tagwatch::registry::{ClientOptions, DockerConfig, RegistryClient};
 use tagwatch_testbed::cluster::TestCluster;
+use tagwatch_testbed::registry::{ImageKind, Registry};
 
 /// A chainable Deployment builder: `deployment("web").image("..").annotate("tagwatch.dev/policy", "minor")`.
 pub struct DeploymentBuilder {
@@ -209,5 +210,15 @@ pub fn poller(cluster: &TestCluster, insecure: &[String], fallback: DockerConfig
     Harness {
         poller: Poller::new(Arc::new(ctx)),
         registry,
+    }
+}
+
+/// Pushes a real single-platform image per tag.
+pub async fn push(registry: &Registry, repo: &str, tags: &[&str]) {
+    for tag in tags {
+        registry
+            .push_image(repo, tag, ImageKind::OciManifest)
+            .await
+            .expect("push");
     }
 }
