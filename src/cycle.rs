@@ -54,7 +54,7 @@ pub struct Poller {
     /// The resourceVersion each workload was last planned at.
     planned: HashMap<WorkloadId, String>,
     /// Problems already reported per workload, so each is reported once, not every round.
-    reported: HashMap<WorkloadId, BTreeSet<String>>,
+    reported: HashMap<WorkloadId, BTreeSet<(&'static str, String)>>,
 }
 
 impl Poller {
@@ -431,15 +431,17 @@ impl Poller {
     /// Bad annotations: a Warning Event naming the annotation, once per distinct problem.
     async fn report_problems(&mut self, workloads: &[Workload]) {
         for workload in workloads {
-            let messages: BTreeSet<String> =
-                workload.problems.iter().map(|p| p.to_string()).collect();
-            self.report_once(
-                workload,
-                messages,
-                "InvalidAnnotation",
-                "invalid_annotation",
-            )
-            .await;
+            let messages = workload.problems.iter().map(|p| p.to_string()).collect();
+            let fresh = self
+                .report_once(workload, messages, "InvalidAnnotation")
+                .await;
+            if fresh > 0 {
+                self.ctx
+                    .metrics
+                    .updates
+                    .with_label_values(&["skipped", "invalid_annotation"])
+                    .inc_by(fresh as u64);
+            }
         }
     }
 
@@ -455,51 +457,36 @@ impl Poller {
                 messages.insert(format!("container {container}: {reason}"));
             }
         }
-        self.report_once(workload, messages, "UpdateSkipped", "skip")
-            .await;
+        self.report_once(workload, messages, "UpdateSkipped").await;
     }
 
+    /// Logs and publishes a Warning Event for each message not reported before for this
+    /// workload; returns how many were new.
     async fn report_once(
         &mut self,
         workload: &Workload,
         messages: BTreeSet<String>,
-        reason: &str,
-        tag: &str,
-    ) {
-        let key = workload.id.clone();
-        let reported = self.reported.entry(key).or_default();
+        reason: &'static str,
+    ) -> usize {
+        let reported = self.reported.entry(workload.id.clone()).or_default();
         let fresh: Vec<String> = messages
             .into_iter()
-            .map(|m| format!("{tag}: {m}"))
-            .filter(|m| !reported.contains(m))
+            .filter(|m| reported.insert((reason, m.clone())))
             .collect();
-        if fresh.is_empty() {
-            return;
-        }
-        reported.extend(fresh.iter().cloned());
         let reference = deployment_reference(&workload.id, workload.uid.as_deref());
-        for message in fresh {
-            let text = message
-                .split_once(": ")
-                .map_or(message.as_str(), |(_, m)| m);
-            tracing::warn!(workload = %workload.id, problem = %text, "workload skipped");
-            if reason == "InvalidAnnotation" {
-                self.ctx
-                    .metrics
-                    .updates
-                    .with_label_values(&["skipped", "invalid_annotation"])
-                    .inc();
-            }
+        for message in &fresh {
+            tracing::warn!(workload = %workload.id, problem = %message, "workload skipped");
             publish(
                 &self.ctx.recorder,
                 &reference,
                 EventType::Warning,
                 reason,
                 "Skip",
-                text.to_string(),
+                message.clone(),
             )
             .await;
         }
+        fresh.len()
     }
 }
 

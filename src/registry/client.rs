@@ -181,19 +181,11 @@ impl RegistryClient {
         reference: &str,
         credentials: &Credentials,
     ) -> Result<Option<String>, RegistryError> {
-        let url = parse_url(&format!("{}/manifests/{reference}", self.base_url(repo)))?;
-        let response = self
-            .send(
-                RegistryOp::ManifestHead,
-                repo,
-                credentials,
-                Access::Pull,
-                || self.http.head(url.clone()).header(ACCEPT, MANIFEST_ACCEPT),
-            )
-            .await;
-        let response = match response {
-            Err(RegistryError::NotFound { .. }) => return Ok(None),
-            other => other?,
+        let Some((url, response)) = self
+            .manifest_request(RegistryOp::ManifestHead, repo, reference, credentials)
+            .await?
+        else {
+            return Ok(None);
         };
         let digest = response
             .headers()
@@ -216,19 +208,11 @@ impl RegistryClient {
         reference: &str,
         credentials: &Credentials,
     ) -> Result<Option<Manifest>, RegistryError> {
-        let url = parse_url(&format!("{}/manifests/{reference}", self.base_url(repo)))?;
-        let response = self
-            .send(
-                RegistryOp::ManifestGet,
-                repo,
-                credentials,
-                Access::Pull,
-                || self.http.get(url.clone()).header(ACCEPT, MANIFEST_ACCEPT),
-            )
-            .await;
-        let response = match response {
-            Err(RegistryError::NotFound { .. }) => return Ok(None),
-            other => other?,
+        let Some((url, response)) = self
+            .manifest_request(RegistryOp::ManifestGet, repo, reference, credentials)
+            .await?
+        else {
+            return Ok(None);
         };
         let media_type = response
             .headers()
@@ -246,6 +230,34 @@ impl RegistryClient {
             media_type,
             digest,
         }))
+    }
+
+    /// HEAD or GET of a manifest with every manifest type accepted; `None` on 404.
+    async fn manifest_request(
+        &self,
+        op: RegistryOp,
+        repo: &Repository,
+        reference: &str,
+        credentials: &Credentials,
+    ) -> Result<Option<(Url, reqwest::Response)>, RegistryError> {
+        let url = parse_url(&format!("{}/manifests/{reference}", self.base_url(repo)))?;
+        let method = if op == RegistryOp::ManifestHead {
+            Method::HEAD
+        } else {
+            Method::GET
+        };
+        let response = self
+            .send(op, repo, credentials, Access::Pull, || {
+                self.http
+                    .request(method.clone(), url.clone())
+                    .header(ACCEPT, MANIFEST_ACCEPT)
+            })
+            .await;
+        match response {
+            Ok(response) => Ok(Some((url, response))),
+            Err(RegistryError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Stores `manifest` under `tag`; returns the digest the registry reports.
