@@ -8,14 +8,19 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::Client;
 use tokio::sync::watch;
 
-use crate::cli::{ClusterArgs, LogFormat};
+use k8s_openapi::api::core::v1::Secret as KubeSecret;
+use kube::Api;
+
+use crate::cli::LogFormat;
+use crate::config::{CredentialSource, RegistrySettings, SecretRef};
 use crate::metrics::Metrics;
+use crate::pull_secrets;
 use crate::registry::fanout::Fanout;
 use crate::registry::{ClientOptions, DockerConfig, RegistryClient};
 
-pub fn init_tracing(format: LogFormat, level: &str) {
+pub fn init_tracing(format: LogFormat, level: &str) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .map_err(|e| anyhow::anyhow!("log level `{level}` is not a level or filter: {e}"))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -24,6 +29,7 @@ pub fn init_tracing(format: LogFormat, level: &str) {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
     };
+    Ok(())
 }
 
 /// kube's and reqwest's TLS stacks both use aws-lc-rs; installing it explicitly avoids rustls'
@@ -48,23 +54,50 @@ pub async fn kube_client(kubeconfig: Option<&Path>) -> anyhow::Result<Client> {
     Client::try_from(config).context("building the Kubernetes client")
 }
 
-/// The credentials file given with `--registry-credentials`, if any.
-pub fn fallback_credentials(cluster: &ClusterArgs) -> anyhow::Result<DockerConfig> {
-    match &cluster.registry_credentials {
-        None => Ok(DockerConfig::default()),
-        Some(path) => {
-            let bytes = std::fs::read(path)
-                .with_context(|| format!("reading registry credentials {}", path.display()))?;
-            DockerConfig::from_config_json(&bytes)
-                .with_context(|| format!("registry credentials {}", path.display()))
-        }
+/// The credentials tagwatch uses after the workloads' own pull secrets: the file given for every
+/// registry, then the per-registry entries of the config file. A missing or unusable source
+/// refuses start-up rather than polling without it.
+pub async fn registry_credentials(
+    settings: &RegistrySettings,
+    client: Option<&Client>,
+) -> anyhow::Result<DockerConfig> {
+    let mut config = match &settings.credentials_file {
+        None => DockerConfig::default(),
+        Some(path) => read_docker_config(path)?,
+    };
+    for (host, source) in &settings.credentials {
+        let found = match source {
+            CredentialSource::File(path) => read_docker_config(path)?,
+            CredentialSource::Secret(SecretRef { namespace, name }) => {
+                let client = client.context("registry credentials from a Secret need a cluster")?;
+                let api: Api<KubeSecret> = Api::namespaced(client.clone(), namespace);
+                let secret = api.get(name).await.with_context(|| {
+                    format!("reading Secret {namespace}/{name} for registry {host}")
+                })?;
+                pull_secrets::docker_config(&secret).map_err(|e| {
+                    anyhow::anyhow!("Secret {namespace}/{name} for registry {host} {e}")
+                })?
+            }
+        };
+        let credentials = found.lookup(host).cloned().with_context(|| {
+            format!("the credentials configured for registry {host} have no entry for {host}")
+        })?;
+        config.insert(host, credentials);
     }
+    Ok(config)
 }
 
-pub fn fanout(cluster: &ClusterArgs, metrics: Metrics) -> anyhow::Result<Fanout> {
+fn read_docker_config(path: &Path) -> anyhow::Result<DockerConfig> {
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("reading registry credentials {}", path.display()))?;
+    DockerConfig::from_config_json(&bytes)
+        .with_context(|| format!("registry credentials {}", path.display()))
+}
+
+pub fn fanout(settings: &RegistrySettings, metrics: Metrics) -> anyhow::Result<Fanout> {
     let client = RegistryClient::new(
         ClientOptions {
-            insecure_registries: cluster.insecure_registries.clone(),
+            insecure_registries: settings.insecure.clone(),
             timeout: Duration::from_secs(30),
             ..ClientOptions::default()
         },
@@ -72,8 +105,8 @@ pub fn fanout(cluster: &ClusterArgs, metrics: Metrics) -> anyhow::Result<Fanout>
     )?;
     Ok(Fanout::new(
         client,
-        cluster.registry_concurrency,
-        Default::default(),
+        settings.concurrency,
+        settings.limits.iter().cloned().collect(),
     ))
 }
 

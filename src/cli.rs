@@ -15,20 +15,19 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
-    /// Log format.
-    #[arg(long, env = "TAGWATCH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
-    pub log_format: LogFormat,
-    /// Log level or filter (`info`, `tagwatch=debug`).
-    #[arg(
-        long,
-        env = "TAGWATCH_LOG_LEVEL",
-        default_value = "info",
-        global = true
-    )]
-    pub log_level: String,
+    /// Configuration file (YAML, see config/tagwatch.yaml); flags and environment win over it.
+    #[arg(long, env = "TAGWATCH_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Log format [default: text].
+    #[arg(long, env = "TAGWATCH_LOG_FORMAT", value_enum, global = true)]
+    pub log_format: Option<LogFormat>,
+    /// Log level or filter (`info`, `tagwatch=debug`) [default: info].
+    #[arg(long, env = "TAGWATCH_LOG_LEVEL", global = true)]
+    pub log_level: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Text,
     Json,
@@ -66,9 +65,9 @@ pub struct ClusterArgs {
     /// Label selector narrowing the Deployments considered (`team=web`).
     #[arg(long, env = "TAGWATCH_SELECTOR")]
     pub selector: Option<String>,
-    /// Default poll interval per repository (`30s`, `1m`; at least 1s).
-    #[arg(long, env = "TAGWATCH_INTERVAL", default_value = "1m", value_parser = parse_interval)]
-    pub interval: Duration,
+    /// Default poll interval per repository (`30s`, `1m`; at least 1s) [default: 1m].
+    #[arg(long, env = "TAGWATCH_INTERVAL", value_parser = parse_interval)]
+    pub interval: Option<Duration>,
     /// Registry (`host[:port]`) reached over plain HTTP (repeatable).
     #[arg(
         long = "insecure-registry",
@@ -79,18 +78,43 @@ pub struct ClusterArgs {
     /// A docker config.json with credentials, used after the workloads' pull secrets.
     #[arg(long, env = "TAGWATCH_REGISTRY_CREDENTIALS")]
     pub registry_credentials: Option<PathBuf>,
-    /// Concurrent requests per registry.
-    #[arg(long, env = "TAGWATCH_REGISTRY_CONCURRENCY", default_value_t = 4)]
-    pub registry_concurrency: usize,
+    /// Concurrent requests per registry [default: 4].
+    #[arg(long, env = "TAGWATCH_REGISTRY_CONCURRENCY", value_parser = parse_concurrency)]
+    pub registry_concurrency: Option<usize>,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
     #[command(flatten)]
     pub cluster: ClusterArgs,
-    /// Address for /metrics, /healthz and /readyz.
-    #[arg(long, env = "TAGWATCH_LISTEN", default_value = "0.0.0.0:9809")]
-    pub listen: SocketAddr,
+    /// Address for /metrics, /healthz and /readyz [default: 0.0.0.0:9809].
+    #[arg(long, env = "TAGWATCH_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    #[command(flatten)]
+    pub leader: LeaderArgs,
+}
+
+/// Leader election on a `coordination.k8s.io/v1` Lease: only the leader polls and patches.
+#[derive(Debug, Clone, Default, Args)]
+pub struct LeaderArgs {
+    /// Elect a leader among replicas (`true`/`false`) [default: true].
+    #[arg(long, env = "TAGWATCH_LEADER_ELECTION", value_name = "BOOL")]
+    pub leader_election: Option<bool>,
+    /// Lease name [default: tagwatch].
+    #[arg(long, env = "TAGWATCH_LEASE_NAME")]
+    pub lease_name: Option<String>,
+    /// Lease namespace [default: $POD_NAMESPACE, else the kubeconfig's namespace].
+    #[arg(long, env = "TAGWATCH_LEASE_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+    /// How long a lease holds without renewal [default: 15s].
+    #[arg(long, env = "TAGWATCH_LEASE_DURATION", value_parser = parse_duration)]
+    pub lease_duration: Option<Duration>,
+    /// A leader that could not renew for this long stops writing [default: 10s].
+    #[arg(long, env = "TAGWATCH_RENEW_DEADLINE", value_parser = parse_duration)]
+    pub renew_deadline: Option<Duration>,
+    /// Time between acquire/renew attempts [default: 2s].
+    #[arg(long, env = "TAGWATCH_RETRY_PERIOD", value_parser = parse_duration)]
+    pub retry_period: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -135,11 +159,21 @@ pub struct ResolveArgs {
     pub tags_file: Option<PathBuf>,
 }
 
-fn parse_interval(text: &str) -> Result<Duration, String> {
-    let interval = humantime::parse_duration(text).map_err(|e| e.to_string())?;
-    if interval < Duration::from_secs(1) {
-        return Err("the interval must be at least 1s".into());
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|e| e.to_string())
+}
+
+fn parse_concurrency(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
     }
+}
+
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    let interval = parse_duration(text)?;
+    crate::config::check_interval(interval)?;
     Ok(interval)
 }
 
@@ -167,8 +201,9 @@ mod tests {
             panic!("not run")
         };
         assert_eq!(run.cluster.namespaces, vec!["a", "b"]);
-        assert_eq!(run.cluster.interval, Duration::from_secs(30));
-        assert_eq!(run.listen.port(), 9809);
+        assert_eq!(run.cluster.interval, Some(Duration::from_secs(30)));
+        assert_eq!(run.listen, None);
+        assert_eq!(run.leader.leader_election, None);
     }
 
     #[test]

@@ -14,6 +14,7 @@ use kube::Client;
 
 use crate::apply::{deployment_reference, patch_deployment, publish, ApplyError};
 use crate::discover;
+use crate::leader::Leadership;
 use crate::metrics::Metrics;
 use crate::model::image::Repository;
 use crate::model::policy::Policy;
@@ -32,6 +33,8 @@ pub struct Context {
     pub metrics: Metrics,
     pub recorder: Recorder,
     pub default_interval: Duration,
+    /// Writes happen only while this says leader.
+    pub leadership: Leadership,
 }
 
 /// What a round did, for logs and tests.
@@ -378,6 +381,16 @@ impl Poller {
         let (changes, state) = update::finish(plan, &digests);
         if changes.is_empty() {
             return complete;
+        }
+        // Checked at the last moment: leadership can lapse during a round's listings.
+        if !self.ctx.leadership.is_leader() {
+            tracing::info!(workload = %workload.id, "not the leader any more: update left to the leader");
+            self.ctx
+                .metrics
+                .updates
+                .with_label_values(&["skipped", "not_leader"])
+                .inc();
+            return false;
         }
         let patch = patch::build(&changes, &state, Some(&workload.annotations));
         let reference = deployment_reference(&workload.id, workload.uid.as_deref());

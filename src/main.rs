@@ -2,16 +2,29 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use tagwatch::cli::{Cli, Command};
+use tagwatch::config::{self, FileConfig};
 use tagwatch::{app, commands};
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    app::init_tracing(cli.log_format, &cli.log_level);
+    // The file is read before anything starts: a bad one refuses start-up, never half-applies.
+    let file = match cli.config.as_deref().map(FileConfig::load).transpose() {
+        Ok(file) => file.unwrap_or_default(),
+        Err(e) => {
+            eprintln!("tagwatch: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let level = config::log_level(cli.log_level.as_deref(), &file);
+    if let Err(e) = app::init_tracing(config::log_format(cli.log_format, &file), &level) {
+        eprintln!("tagwatch: {e}");
+        return ExitCode::from(2);
+    }
     app::install_crypto_provider();
     let result = match cli.command {
-        Command::Run(args) => commands::run::run(args).await.map(|()| 0),
-        Command::Plan(args) => commands::plan::plan(args).await.map(|()| 0),
+        Command::Run(args) => commands::run::run(args, file).await.map(|()| 0),
+        Command::Plan(args) => commands::plan::plan(args, file).await.map(|()| 0),
         Command::Resolve(args) => commands::resolve::resolve(args).await,
     };
     match result {

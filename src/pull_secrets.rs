@@ -99,24 +99,11 @@ impl PullSecrets {
                 return None;
             }
         };
-        let data = secret.data.unwrap_or_default();
-        let parsed = match (data.get(".dockerconfigjson"), data.get(".dockercfg")) {
-            (Some(json), _) => DockerConfig::from_config_json(&json.0),
-            (None, Some(cfg)) => DockerConfig::from_dockercfg(&cfg.0),
-            (None, None) => {
-                tracing::warn!(
-                    namespace,
-                    secret = name,
-                    "image pull secret has neither .dockerconfigjson nor .dockercfg"
-                );
-                return None;
-            }
-        };
-        match parsed {
+        match docker_config(&secret) {
             Ok(config) => Some(config),
             Err(e) => {
-                // CredentialsError never carries secret material.
-                tracing::warn!(namespace, secret = name, error = %e, "image pull secret does not parse");
+                // The error never carries secret material.
+                tracing::warn!(namespace, secret = name, error = %e, "image pull secret unusable");
                 None
             }
         }
@@ -148,6 +135,18 @@ impl PullSecrets {
         lock(&self.accounts).insert(key, (Instant::now(), names.clone()));
         names
     }
+}
+
+/// The registry credentials in a `kubernetes.io/dockerconfigjson` or `dockercfg` Secret.
+pub fn docker_config(secret: &KubeSecret) -> Result<DockerConfig, String> {
+    let data = secret.data.as_ref();
+    let get = |key: &str| data.and_then(|d| d.get(key));
+    let parsed = match (get(".dockerconfigjson"), get(".dockercfg")) {
+        (Some(json), _) => DockerConfig::from_config_json(&json.0),
+        (None, Some(cfg)) => DockerConfig::from_dockercfg(&cfg.0),
+        (None, None) => return Err("has neither .dockerconfigjson nor .dockercfg".into()),
+    };
+    parsed.map_err(|e| format!("does not parse: {e}"))
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

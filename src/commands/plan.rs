@@ -10,7 +10,9 @@ use serde::Serialize;
 
 use crate::app;
 use crate::cli::{Output, PlanArgs};
+use crate::config::{FileConfig, Settings};
 use crate::cycle::{Context, Poller};
+use crate::leader::Leadership;
 use crate::metrics::Metrics;
 use crate::plan::update::Outcome;
 use crate::pull_secrets::PullSecrets;
@@ -27,14 +29,16 @@ pub struct Row {
     pub reason: String,
 }
 
-pub async fn plan(args: PlanArgs) -> anyhow::Result<()> {
-    let client = app::kube_client(args.cluster.kubeconfig.as_deref()).await?;
+pub async fn plan(args: PlanArgs, file: FileConfig) -> anyhow::Result<()> {
+    let settings = Settings::resolve(&args.cluster, &file);
+    let client = app::kube_client(settings.kubeconfig.as_deref()).await?;
     let metrics = Metrics::unregistered()?;
-    let deployments = list_deployments(&client, &args).await?;
+    let deployments = list_deployments(&client, &settings).await?;
+    let credentials = app::registry_credentials(&settings.registries, Some(&client)).await?;
     let ctx = Arc::new(Context {
         client: client.clone(),
-        fanout: app::fanout(&args.cluster, metrics.clone())?,
-        secrets: PullSecrets::new(client.clone(), app::fallback_credentials(&args.cluster)?),
+        fanout: app::fanout(&settings.registries, metrics.clone())?,
+        secrets: PullSecrets::new(client.clone(), credentials),
         metrics,
         // Never used: a dry run publishes nothing.
         recorder: Recorder::new(
@@ -44,7 +48,9 @@ pub async fn plan(args: PlanArgs) -> anyhow::Result<()> {
                 instance: None,
             },
         ),
-        default_interval: args.cluster.interval,
+        default_interval: settings.interval,
+        // A dry run writes nothing whatever this says.
+        leadership: Leadership::always(),
     });
     let mut poller = Poller::new(ctx);
     let plans = poller.dry_run(&deployments).await;
@@ -93,16 +99,16 @@ pub async fn plan(args: PlanArgs) -> anyhow::Result<()> {
 
 async fn list_deployments(
     client: &kube::Client,
-    args: &PlanArgs,
+    settings: &Settings,
 ) -> anyhow::Result<Vec<Arc<Deployment>>> {
     let mut params = ListParams::default();
-    if let Some(selector) = &args.cluster.selector {
+    if let Some(selector) = &settings.selector {
         params = params.labels(selector);
     }
-    let apis: Vec<Api<Deployment>> = if args.cluster.namespaces.is_empty() {
+    let apis: Vec<Api<Deployment>> = if settings.namespaces.is_empty() {
         vec![Api::all(client.clone())]
     } else {
-        args.cluster
+        settings
             .namespaces
             .iter()
             .map(|ns| Api::namespaced(client.clone(), ns))

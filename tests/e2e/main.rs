@@ -5,6 +5,7 @@
 
 mod apiserver_fidelity;
 mod commands;
+mod leader;
 mod registry_client;
 mod registry_harness;
 mod support;

@@ -11,6 +11,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::Api;
 use serde_json::json;
 use tagwatch::cycle::{Context, Poller};
+use tagwatch::leader::Leadership;
 use tagwatch::metrics::Metrics;
 use tagwatch::pull_secrets::PullSecrets;
 use tagwatch::registry::fanout::Fanout;
@@ -206,6 +207,7 @@ pub fn poller(cluster: &TestCluster, insecure: &[String], fallback: DockerConfig
             },
         ),
         default_interval: Duration::from_secs(60),
+        leadership: Leadership::always(),
     };
     Harness {
         poller: Poller::new(Arc::new(ctx)),
@@ -220,5 +222,85 @@ pub async fn push(registry: &Registry, repo: &str, tags: &[&str]) {
             .push_image(repo, tag, ImageKind::OciManifest)
             .await
             .expect("push");
+    }
+}
+
+/// A `tagwatch run` process with JSON logs in a file, killed when dropped (also on panic).
+pub struct Tagwatch {
+    child: Option<std::process::Child>,
+    pub listen: std::net::SocketAddr,
+    log: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Tagwatch {
+    /// `tagwatch run --kubeconfig <cluster's> --listen 127.0.0.1:<free> --log-format json <args>`.
+    pub fn run(cluster: &TestCluster, args: &[&str]) -> Tagwatch {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kubeconfig = cluster.kubeconfig(dir.path()).expect("kubeconfig");
+        let listen = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port");
+        let log = dir.path().join("tagwatch.log");
+        let stderr = std::fs::File::create(&log).expect("log file");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_tagwatch"))
+            .arg("run")
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(["--listen", &listen.to_string(), "--log-format", "json"])
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn tagwatch");
+        Tagwatch {
+            child: Some(child),
+            listen,
+            log,
+            _dir: dir,
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Log lines (JSON objects) whose message is `message`.
+    pub fn log_events(&self, message: &str) -> Vec<serde_json::Value> {
+        self.logs()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["message"] == message)
+            .collect()
+    }
+
+    /// SIGKILL: no clean-up, no lease release.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Option<(u16, String)> {
+        let response = reqwest::get(format!("http://{}{path}", self.listen))
+            .await
+            .ok()?;
+        let status = response.status().as_u16();
+        Some((status, response.text().await.ok()?))
+    }
+
+    /// One sample's value from `/metrics` (`tagwatch_leader`), if served.
+    pub async fn metric(&self, sample: &str) -> Option<f64> {
+        let (_, body) = self.get("/metrics").await?;
+        body.lines()
+            .find_map(|l| l.strip_prefix(sample).and_then(|v| v.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse().ok())
+    }
+}
+
+impl Drop for Tagwatch {
+    fn drop(&mut self) {
+        self.kill();
     }
 }

@@ -1,0 +1,668 @@
+//! The configuration file (`config/tagwatch.yaml`) and how it meets flags and environment.
+//!
+//! Precedence is flag > environment > file > default. clap already folds flags and environment
+//! into one `Option` per setting, so a setting here is "what clap saw, else the file, else the
+//! default". A file that does not parse or validate refuses start-up with the file, the field and
+//! the problem: tagwatch never starts half-configured.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::cli::{ClusterArgs, LeaderArgs, LogFormat};
+
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:9809";
+pub const DEFAULT_CONCURRENCY: usize = 4;
+pub const DEFAULT_LEASE_NAME: &str = "tagwatch";
+pub const DEFAULT_LEASE_DURATION: Duration = Duration::from_secs(15);
+pub const DEFAULT_RENEW_DEADLINE: Duration = Duration::from_secs(10);
+pub const DEFAULT_RETRY_PERIOD: Duration = Duration::from_secs(2);
+
+/// The file as written. Every key is optional; unknown keys are an error (a typo must not be
+/// silently ignored).
+#[derive(Debug, Default, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FileConfig {
+    pub namespaces: Option<Vec<String>>,
+    pub selector: Option<String>,
+    #[serde(default, deserialize_with = "duration")]
+    pub interval: Option<Duration>,
+    pub listen: Option<SocketAddr>,
+    #[serde(default)]
+    pub log: LogSection,
+    /// A docker config.json used for any registry after the workloads' pull secrets.
+    pub registry_credentials: Option<PathBuf>,
+    /// Concurrent requests per registry unless its entry says otherwise.
+    pub registry_concurrency: Option<usize>,
+    #[serde(default)]
+    pub registries: Vec<RegistryEntry>,
+    #[serde(default)]
+    pub leader_election: LeaderSection,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LogSection {
+    pub format: Option<LogFormat>,
+    pub level: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LeaderSection {
+    pub enabled: Option<bool>,
+    pub lease_name: Option<String>,
+    pub lease_namespace: Option<String>,
+    #[serde(default, deserialize_with = "duration")]
+    pub lease_duration: Option<Duration>,
+    #[serde(default, deserialize_with = "duration")]
+    pub renew_deadline: Option<Duration>,
+    #[serde(default, deserialize_with = "duration")]
+    pub retry_period: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RegistryEntry {
+    /// `host[:port]` as in image references (`ghcr.io`, `registry.internal:5000`).
+    pub host: String,
+    /// Plain HTTP instead of HTTPS.
+    #[serde(default)]
+    pub insecure: bool,
+    pub concurrency: Option<usize>,
+    pub credentials: Option<CredentialSource>,
+}
+
+/// Where a registry's credentials come from: `secret: {namespace, name}` or `file: PATH`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, try_from = "CredentialFields")]
+pub enum CredentialSource {
+    /// A `kubernetes.io/dockerconfigjson` (or `dockercfg`) Secret, read with `get` at start.
+    Secret(SecretRef),
+    /// A docker config.json on disk (a mounted Secret).
+    File(PathBuf),
+}
+
+/// The written form; YAML has no natural "one of" map, so exactly one key is checked here.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CredentialFields {
+    secret: Option<SecretRef>,
+    file: Option<PathBuf>,
+}
+
+impl TryFrom<CredentialFields> for CredentialSource {
+    type Error = String;
+
+    fn try_from(fields: CredentialFields) -> Result<Self, String> {
+        match (fields.secret, fields.file) {
+            (Some(secret), None) => Ok(CredentialSource::Secret(secret)),
+            (None, Some(file)) => Ok(CredentialSource::File(file)),
+            _ => Err("give exactly one of `secret: {namespace, name}` or `file: PATH`".into()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretRef {
+    pub namespace: String,
+    pub name: String,
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let text = Option::<String>::deserialize(d)?;
+    text.map(|t| {
+        humantime::parse_duration(&t)
+            .map_err(|e| serde::de::Error::custom(format!("`{t}` is not a duration ({e})")))
+    })
+    .transpose()
+}
+
+/// A refused configuration: which file, which field, what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: Option<PathBuf>,
+    pub field: String,
+    pub problem: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.file {
+            Some(file) if self.field.is_empty() => {
+                write!(f, "config file {}: {}", file.display(), self.problem)
+            }
+            Some(file) => write!(
+                f,
+                "config file {}: field `{}`: {}",
+                file.display(),
+                self.field,
+                self.problem
+            ),
+            None => write!(f, "setting `{}`: {}", self.field, self.problem),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl FileConfig {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: Some(path.to_path_buf()),
+            field: String::new(),
+            problem: format!("cannot read it: {e}"),
+        })?;
+        FileConfig::parse(&text).map_err(|mut e| {
+            e.file = Some(path.to_path_buf());
+            e
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<FileConfig, ConfigError> {
+        // An empty file (or only comments) is a valid "all defaults".
+        if text.lines().all(|l| {
+            let l = l.trim();
+            l.is_empty() || l.starts_with('#') || l == "---"
+        }) {
+            return Ok(FileConfig::default());
+        }
+        let deserializer = serde_norway::Deserializer::from_str(text);
+        let config: FileConfig = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let field = field_path(e.path());
+            let message = e.into_inner().to_string();
+            // serde_norway prefixes the path itself; it is already in `field`.
+            let problem = match message.split_once(": ") {
+                Some((head, rest)) if !head.is_empty() && field.starts_with(head) => {
+                    rest.to_string()
+                }
+                _ => message,
+            };
+            ConfigError {
+                file: None,
+                field,
+                problem,
+            }
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let refuse = |field: &str, problem: String| {
+            Err(ConfigError {
+                file: None,
+                field: field.into(),
+                problem,
+            })
+        };
+        if let Some(interval) = self.interval {
+            check_interval(interval).or_else(|p| refuse("interval", p))?;
+        }
+        if let Some(level) = &self.log.level {
+            check_log_level(level).or_else(|p| refuse("log.level", p))?;
+        }
+        if self.registry_concurrency == Some(0) {
+            return refuse("registryConcurrency", "must be at least 1".into());
+        }
+        if let Some(namespaces) = &self.namespaces {
+            if let Some(i) = namespaces.iter().position(|n| n.trim().is_empty()) {
+                return refuse(&format!("namespaces[{i}]"), "is empty".into());
+            }
+        }
+        let mut hosts = BTreeSet::new();
+        for (i, entry) in self.registries.iter().enumerate() {
+            let host = entry.host.trim();
+            if host.is_empty() || host.contains('/') || host.contains("://") {
+                return refuse(
+                    &format!("registries[{i}].host"),
+                    format!("`{}` is not a registry host[:port]", entry.host),
+                );
+            }
+            if !hosts.insert(host.to_ascii_lowercase()) {
+                return refuse(
+                    &format!("registries[{i}].host"),
+                    format!("`{host}` is listed twice"),
+                );
+            }
+            if entry.concurrency == Some(0) {
+                return refuse(
+                    &format!("registries[{i}].concurrency"),
+                    "must be at least 1".into(),
+                );
+            }
+        }
+        let leader = &self.leader_election;
+        check_leader_durations(
+            leader.lease_duration.unwrap_or(DEFAULT_LEASE_DURATION),
+            leader.renew_deadline.unwrap_or(DEFAULT_RENEW_DEADLINE),
+            leader.retry_period.unwrap_or(DEFAULT_RETRY_PERIOD),
+        )
+        .map_err(|(field, problem)| ConfigError {
+            file: None,
+            field: format!("leaderElection.{field}"),
+            problem,
+        })
+    }
+}
+
+/// `registries[1].host` rather than serde_path_to_error's `registries[1].host` with a leading `.`.
+fn field_path(path: &serde_path_to_error::Path) -> String {
+    let text = path.to_string();
+    if text == "." {
+        String::new()
+    } else {
+        text
+    }
+}
+
+pub fn check_interval(interval: Duration) -> Result<(), String> {
+    if interval < Duration::from_secs(1) {
+        return Err("the interval must be at least 1s".into());
+    }
+    Ok(())
+}
+
+fn check_log_level(level: &str) -> Result<(), String> {
+    tracing_subscriber::EnvFilter::try_new(level)
+        .map(|_| ())
+        .map_err(|e| format!("`{level}` is not a log level or filter ({e})"))
+}
+
+/// Losing the lease must stop writes before another replica can take over: a leader gives up
+/// after `renewDeadline` without a renewal, while the others wait a full `leaseDuration`.
+fn check_leader_durations(
+    lease: Duration,
+    renew: Duration,
+    retry: Duration,
+) -> Result<(), (&'static str, String)> {
+    if lease < Duration::from_secs(1) {
+        return Err(("leaseDuration", "must be at least 1s".into()));
+    }
+    if renew >= lease {
+        return Err((
+            "renewDeadline",
+            format!(
+                "must be shorter than leaseDuration ({} >= {})",
+                humantime::format_duration(renew),
+                humantime::format_duration(lease)
+            ),
+        ));
+    }
+    if retry.is_zero() || retry >= renew {
+        return Err((
+            "retryPeriod",
+            format!(
+                "must be above zero and shorter than renewDeadline ({} vs {})",
+                humantime::format_duration(retry),
+                humantime::format_duration(renew)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Everything the cluster commands need, after flags, environment, file and defaults met.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub kubeconfig: Option<PathBuf>,
+    /// Empty: all namespaces.
+    pub namespaces: Vec<String>,
+    pub selector: Option<String>,
+    pub interval: Duration,
+    pub registries: RegistrySettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RegistrySettings {
+    pub insecure: Vec<String>,
+    pub concurrency: usize,
+    /// Per-host concurrency overrides.
+    pub limits: Vec<(String, usize)>,
+    /// The docker config.json given for every registry.
+    pub credentials_file: Option<PathBuf>,
+    /// Per-host credentials.
+    pub credentials: Vec<(String, CredentialSource)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaderSettings {
+    pub enabled: bool,
+    pub lease_name: String,
+    /// None: the pod's namespace, else the kubeconfig's.
+    pub lease_namespace: Option<String>,
+    pub lease_duration: Duration,
+    pub renew_deadline: Duration,
+    pub retry_period: Duration,
+}
+
+impl Settings {
+    pub fn resolve(args: &ClusterArgs, file: &FileConfig) -> Settings {
+        let mut insecure: Vec<String> = file
+            .registries
+            .iter()
+            .filter(|r| r.insecure)
+            .map(|r| r.host.trim().to_string())
+            .collect();
+        // Flags add hosts to the file's entries rather than replacing them: a registry is a
+        // keyed entry, not a single value.
+        for host in &args.insecure_registries {
+            if !insecure.contains(host) {
+                insecure.push(host.clone());
+            }
+        }
+        Settings {
+            kubeconfig: args.kubeconfig.clone(),
+            namespaces: if args.namespaces.is_empty() {
+                file.namespaces.clone().unwrap_or_default()
+            } else {
+                args.namespaces.clone()
+            },
+            selector: args.selector.clone().or_else(|| file.selector.clone()),
+            interval: args.interval.or(file.interval).unwrap_or(DEFAULT_INTERVAL),
+            registries: RegistrySettings {
+                insecure,
+                concurrency: args
+                    .registry_concurrency
+                    .or(file.registry_concurrency)
+                    .unwrap_or(DEFAULT_CONCURRENCY)
+                    .max(1),
+                limits: file
+                    .registries
+                    .iter()
+                    .filter_map(|r| Some((r.host.trim().to_string(), r.concurrency?)))
+                    .collect(),
+                credentials_file: args
+                    .registry_credentials
+                    .clone()
+                    .or_else(|| file.registry_credentials.clone()),
+                credentials: file
+                    .registries
+                    .iter()
+                    .filter_map(|r| Some((r.host.trim().to_string(), r.credentials.clone()?)))
+                    .collect(),
+            },
+        }
+    }
+}
+
+impl LeaderSettings {
+    pub fn resolve(args: &LeaderArgs, file: &LeaderSection) -> Result<LeaderSettings, ConfigError> {
+        let settings = LeaderSettings {
+            enabled: args.leader_election.or(file.enabled).unwrap_or(true),
+            lease_name: args
+                .lease_name
+                .clone()
+                .or_else(|| file.lease_name.clone())
+                .unwrap_or_else(|| DEFAULT_LEASE_NAME.into()),
+            lease_namespace: args
+                .lease_namespace
+                .clone()
+                .or_else(|| file.lease_namespace.clone()),
+            lease_duration: args
+                .lease_duration
+                .or(file.lease_duration)
+                .unwrap_or(DEFAULT_LEASE_DURATION),
+            renew_deadline: args
+                .renew_deadline
+                .or(file.renew_deadline)
+                .unwrap_or(DEFAULT_RENEW_DEADLINE),
+            retry_period: args
+                .retry_period
+                .or(file.retry_period)
+                .unwrap_or(DEFAULT_RETRY_PERIOD),
+        };
+        // Flags can break what the file's validation allowed: check the merged result too.
+        check_leader_durations(
+            settings.lease_duration,
+            settings.renew_deadline,
+            settings.retry_period,
+        )
+        .map_err(|(field, problem)| ConfigError {
+            file: None,
+            field: format!("leader election {field}"),
+            problem,
+        })?;
+        Ok(settings)
+    }
+}
+
+/// The listen address: flag/env, else file, else the default (9809: clear of Prometheus' 9090).
+pub fn listen(flag: Option<SocketAddr>, file: &FileConfig) -> SocketAddr {
+    flag.or(file.listen)
+        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 9809)))
+}
+
+pub fn log_format(flag: Option<LogFormat>, file: &FileConfig) -> LogFormat {
+    flag.or(file.log.format).unwrap_or(LogFormat::Text)
+}
+
+pub fn log_level(flag: Option<&str>, file: &FileConfig) -> String {
+    flag.map(str::to_string)
+        .or_else(|| file.log.level.clone())
+        .unwrap_or_else(|| "info".into())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn refused(text: &str) -> ConfigError {
+        FileConfig::parse(text).unwrap_err()
+    }
+
+    #[test]
+    fn the_documented_example_parses() {
+        let text = include_str!("../config/tagwatch.yaml");
+        let config = FileConfig::parse(text).unwrap();
+        assert_eq!(config.interval, Some(Duration::from_secs(60)));
+        assert_eq!(config.leader_election.enabled, Some(true));
+        assert!(!config.registries.is_empty());
+    }
+
+    #[test]
+    fn a_full_file_parses() {
+        let config = FileConfig::parse(
+            r#"
+namespaces: [apps, web]
+selector: team=web
+interval: 30s
+listen: 127.0.0.1:9000
+log: {format: json, level: "tagwatch=debug"}
+registryConcurrency: 2
+registries:
+  - host: registry.internal:5000
+    insecure: true
+    concurrency: 8
+    credentials:
+      secret: {namespace: tagwatch, name: internal}
+  - host: ghcr.io
+    credentials:
+      file: /etc/tagwatch/ghcr.json
+leaderElection:
+  enabled: false
+  leaseName: tw
+  leaseNamespace: ops
+  leaseDuration: 20s
+  renewDeadline: 15s
+  retryPeriod: 3s
+"#,
+        )
+        .unwrap();
+        assert_eq!(config.namespaces.as_deref().unwrap(), ["apps", "web"]);
+        assert_eq!(config.log.format, Some(LogFormat::Json));
+        assert_eq!(
+            config.registries[0].credentials,
+            Some(CredentialSource::Secret(SecretRef {
+                namespace: "tagwatch".into(),
+                name: "internal".into()
+            }))
+        );
+        assert_eq!(
+            config.registries[1].credentials,
+            Some(CredentialSource::File("/etc/tagwatch/ghcr.json".into()))
+        );
+        assert_eq!(
+            config.leader_election.renew_deadline,
+            Some(Duration::from_secs(15))
+        );
+    }
+
+    #[test]
+    fn an_empty_file_is_all_defaults() {
+        assert_eq!(
+            FileConfig::parse("# nothing\n\n").unwrap(),
+            FileConfig::default()
+        );
+    }
+
+    #[test]
+    fn bad_files_name_the_field_and_the_problem() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("intervall: 1m\n", "intervall", "unknown field `intervall`"),
+            ("interval: soon\n", "interval", "`soon` is not a duration"),
+            ("interval: 10ms\n", "interval", "at least 1s"),
+            (
+                "leaderElection:\n  leaseDuration: 10s\n  renewDeadline: 10s\n",
+                "leaderElection.renewDeadline",
+                "shorter than leaseDuration",
+            ),
+            (
+                "leaderElection:\n  retryPeriod: 1m\n",
+                "leaderElection.retryPeriod",
+                "shorter than renewDeadline",
+            ),
+            (
+                "leaderElection:\n  enabled: maybe\n",
+                "leaderElection.enabled",
+                "",
+            ),
+            (
+                "registries:\n  - host: a.io\n  - host: https://b.io\n",
+                "registries[1].host",
+                "not a registry host",
+            ),
+            (
+                "registries:\n  - host: a.io\n  - host: A.io\n",
+                "registries[1].host",
+                "listed twice",
+            ),
+            (
+                "registries:\n  - host: a.io\n    credentials: {vault: x}\n",
+                "registries[0].credentials.vault",
+                "unknown field `vault`",
+            ),
+            (
+                "registries:\n  - host: a.io\n    concurrency: 0\n",
+                "registries[0].concurrency",
+                "at least 1",
+            ),
+            ("log:\n  format: xml\n", "log.format", "unknown variant `xml`"),
+            ("listen: nine\n", "listen", ""),
+            (
+                "registries:\n  - host: a.io\n    credentials: {file: /a, secret: {namespace: n, name: s}}\n",
+                "registries[0].credentials",
+                "exactly one of",
+            ),
+            ("namespaces: apps\n", "namespaces", ""),
+        ];
+        for (text, field, problem) in cases {
+            let err = refused(text);
+            assert_eq!(&err.field, field, "{text:?}: {err}");
+            assert!(err.problem.contains(problem), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn load_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tagwatch.yaml");
+        std::fs::write(&path, "leaderElection:\n  leaseName: [x]\n").unwrap();
+        let message = FileConfig::load(&path).unwrap_err().to_string();
+        assert!(message.starts_with("config file "), "{message}");
+        assert!(message.contains("tagwatch.yaml"), "{message}");
+        assert!(
+            message.contains("field `leaderElection.leaseName`"),
+            "{message}"
+        );
+        let missing = FileConfig::load(&dir.path().join("nope.yaml")).unwrap_err();
+        assert!(missing.to_string().contains("cannot read it"), "{missing}");
+    }
+
+    fn cluster_args(argv: &[&str]) -> ClusterArgs {
+        use clap::Parser;
+        let mut full = vec!["tagwatch", "plan"];
+        full.extend_from_slice(argv);
+        match crate::cli::Cli::try_parse_from(full).unwrap().command {
+            crate::cli::Command::Plan(plan) => plan.cluster,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_the_file_over_defaults() {
+        let file = FileConfig::parse(
+            "namespaces: [a]\ninterval: 5m\nregistryConcurrency: 2\nregistries:\n  - host: r.io:5000\n    insecure: true\n    concurrency: 9\n",
+        )
+        .unwrap();
+        let from_file = Settings::resolve(&cluster_args(&[]), &file);
+        assert_eq!(from_file.namespaces, ["a"]);
+        assert_eq!(from_file.interval, Duration::from_secs(300));
+        assert_eq!(from_file.registries.concurrency, 2);
+        assert_eq!(from_file.registries.insecure, ["r.io:5000"]);
+        assert_eq!(from_file.registries.limits, [("r.io:5000".into(), 9)]);
+
+        let flags = cluster_args(&[
+            "-n",
+            "b",
+            "--interval",
+            "10s",
+            "--registry-concurrency",
+            "7",
+            "--insecure-registry",
+            "s.io",
+        ]);
+        let from_flags = Settings::resolve(&flags, &file);
+        assert_eq!(from_flags.namespaces, ["b"]);
+        assert_eq!(from_flags.interval, Duration::from_secs(10));
+        assert_eq!(from_flags.registries.concurrency, 7);
+        assert_eq!(from_flags.registries.insecure, ["r.io:5000", "s.io"]);
+
+        let defaults = Settings::resolve(&cluster_args(&[]), &FileConfig::default());
+        assert!(defaults.namespaces.is_empty());
+        assert_eq!(defaults.interval, DEFAULT_INTERVAL);
+        assert_eq!(defaults.registries.concurrency, DEFAULT_CONCURRENCY);
+    }
+
+    #[test]
+    fn leader_flags_are_checked_after_merging() {
+        let file = LeaderSection {
+            lease_duration: Some(Duration::from_secs(15)),
+            ..LeaderSection::default()
+        };
+        let args = LeaderArgs {
+            renew_deadline: Some(Duration::from_secs(20)),
+            ..LeaderArgs::default()
+        };
+        let err = LeaderSettings::resolve(&args, &file).unwrap_err();
+        assert!(err.to_string().contains("renewDeadline"), "{err}");
+        let ok = LeaderSettings::resolve(&LeaderArgs::default(), &file).unwrap();
+        assert!(ok.enabled);
+        assert_eq!(ok.lease_name, "tagwatch");
+        assert_eq!(ok.lease_duration, Duration::from_secs(15));
+    }
+
+    #[test]
+    fn listen_defaults_clear_of_prometheus() {
+        assert_eq!(listen(None, &FileConfig::default()).port(), 9809);
+        assert_eq!(DEFAULT_LISTEN.parse::<SocketAddr>().unwrap().port(), 9809);
+    }
+}

@@ -1,0 +1,319 @@
+//! Leader election: one writer among replicas, takeover after a crash, immediate handover on a
+//! clean stop, and a leader cut off from the API server stops writing before anyone takes over.
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::Api;
+use tagwatch::config::LeaderSettings;
+use tagwatch::leader::{Elector, Leadership, Role};
+use tagwatch::metrics::Metrics;
+use tagwatch_testbed::apiserver::Fault;
+use tagwatch_testbed::cluster::TestCluster;
+use tagwatch_testbed::registry::Registry;
+use tagwatch_testbed::wait;
+use tokio::sync::oneshot;
+
+use crate::support::{deployment, image, push, Tagwatch};
+
+const LEASE: Duration = Duration::from_secs(2);
+const RENEW: Duration = Duration::from_millis(1500);
+const RETRY: Duration = Duration::from_millis(200);
+
+fn settings(name: &str) -> LeaderSettings {
+    LeaderSettings {
+        enabled: true,
+        lease_name: name.into(),
+        lease_namespace: None,
+        lease_duration: LEASE,
+        renew_deadline: RENEW,
+        retry_period: RETRY,
+    }
+}
+
+struct Candidate {
+    leadership: Leadership,
+    metrics: prometheus::Registry,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Candidate {
+    fn start(cluster: &TestCluster, lease: &str, identity: &str) -> Candidate {
+        let metrics = prometheus::Registry::new();
+        let (elector, leadership) = Elector::new(
+            cluster.client.clone(),
+            &cluster.namespace,
+            identity.into(),
+            settings(lease),
+            Metrics::new(&metrics).expect("metrics"),
+        );
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(elector.run(async {
+            let _ = stopped.await;
+        }));
+        Candidate {
+            leadership,
+            metrics,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    fn leader_gauge(&self) -> i64 {
+        tagwatch::metrics::render(&self.metrics)
+            .lines()
+            .find_map(|l| l.strip_prefix("tagwatch_leader "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(-1)
+    }
+}
+
+async fn holder(cluster: &TestCluster, lease: &str) -> (Option<String>, i32) {
+    let api: Api<Lease> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    let spec = api
+        .get(lease)
+        .await
+        .expect("lease")
+        .spec
+        .unwrap_or_default();
+    (spec.holder_identity, spec.lease_transitions.unwrap_or(0))
+}
+
+async fn one_leader(a: &Candidate, b: &Candidate) -> usize {
+    wait::until("exactly one leader", Duration::from_secs(10), || async {
+        match (a.leadership.role(), b.leadership.role()) {
+            (Role::Leader, Role::Follower) => Some(0),
+            (Role::Follower, Role::Leader) => Some(1),
+            _ => None,
+        }
+    })
+    .await
+    .expect("election")
+}
+
+#[tokio::test]
+async fn exactly_one_leader_and_a_crashed_one_is_replaced_after_the_lease_runs_out() {
+    let cluster = TestCluster::start().await.expect("cluster");
+    let candidates = [
+        Candidate::start(&cluster, "crash", "a"),
+        Candidate::start(&cluster, "crash", "b"),
+    ];
+    let leader = one_leader(&candidates[0], &candidates[1]).await;
+    let follower = 1 - leader;
+    // Stable: renewals keep it, the follower never claims it.
+    let until = Instant::now() + LEASE * 2;
+    while Instant::now() < until {
+        assert!(candidates[leader].leadership.is_leader());
+        assert!(!candidates[follower].leadership.is_leader());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(candidates[leader].leader_gauge(), 1);
+    assert_eq!(candidates[follower].leader_gauge(), 0);
+    let names = ["a", "b"];
+    assert_eq!(
+        holder(&cluster, "crash").await.0.as_deref(),
+        Some(names[leader])
+    );
+
+    // A crash: the task is gone without releasing anything.
+    candidates[leader].task.abort();
+    let crashed = Instant::now();
+    let mut lapsed_at = None;
+    loop {
+        let now = Instant::now();
+        if lapsed_at.is_none() && !candidates[leader].leadership.is_leader() {
+            lapsed_at = Some(now);
+        }
+        if candidates[follower].leadership.is_leader() {
+            // The crashed leader's own view lapsed first: two writers never overlap.
+            let lapsed = lapsed_at.expect("the old leader still thought it led");
+            assert!(lapsed <= now);
+            break;
+        }
+        assert!(
+            crashed.elapsed() < LEASE + RETRY * 3,
+            "no takeover within the lease duration"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let takeover = crashed.elapsed();
+    assert!(
+        takeover >= RENEW - RETRY,
+        "took over after {takeover:?}: before the old leader's renew deadline"
+    );
+    let (now_holding, transitions) = holder(&cluster, "crash").await;
+    assert_eq!(now_holding.as_deref(), Some(names[follower]));
+    assert!(transitions >= 1, "transitions {transitions}");
+}
+
+#[tokio::test]
+async fn a_leader_that_stops_hands_the_lease_over_at_once() {
+    let cluster = TestCluster::start().await.expect("cluster");
+    let mut candidates = [
+        Candidate::start(&cluster, "handover", "a"),
+        Candidate::start(&cluster, "handover", "b"),
+    ];
+    let leader = one_leader(&candidates[0], &candidates[1]).await;
+    let follower = 1 - leader;
+    let stopped = Instant::now();
+    if let Some(stop) = candidates[leader].stop.take() {
+        let _ = stop.send(());
+    }
+    (&mut candidates[leader].task).await.expect("elector ends");
+    assert!(!candidates[leader].leadership.is_leader());
+    assert_eq!(candidates[leader].leader_gauge(), 0);
+    wait::until("the follower takes over", LEASE, || async {
+        candidates[follower].leadership.is_leader().then_some(())
+    })
+    .await
+    .expect("handover");
+    // Released, not expired: well inside one lease duration.
+    assert!(
+        stopped.elapsed() < LEASE,
+        "handover took {:?}",
+        stopped.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_leader_cut_off_from_the_api_server_stops_writing_within_the_renew_deadline() {
+    let cluster = TestCluster::start().await.expect("cluster");
+    let Some(server) = cluster.server() else {
+        // Cutting a real cluster's API server is not something a test can do.
+        return;
+    };
+    let candidate = Candidate::start(&cluster, "cutoff", "a");
+    wait::until("leader", Duration::from_secs(5), || async {
+        candidate.leadership.is_leader().then_some(())
+    })
+    .await
+    .expect("leader");
+    let path = format!(
+        "/apis/coordination.k8s.io/v1/namespaces/{}/leases",
+        cluster.namespace
+    );
+    server.inject_fault("*", &path, Fault::Status(500), 1_000);
+    let cut = Instant::now();
+    wait::until("stepped down", RENEW + RETRY * 2, || async {
+        (!candidate.leadership.is_leader()).then_some(())
+    })
+    .await
+    .expect("a leader without renewals must stop writing");
+    // It gave up before a follower watching the lease could have taken over.
+    assert!(
+        cut.elapsed() < LEASE,
+        "stepped down after {:?}",
+        cut.elapsed()
+    );
+    // The gauge follows at the elector's next attempt.
+    wait::until("leader gauge 0", RETRY * 3, || async {
+        (candidate.leader_gauge() == 0).then_some(())
+    })
+    .await
+    .expect("the leader gauge reports the step-down");
+}
+
+/// Two `tagwatch run` replicas: exactly one patches; kill it and the other takes over within the
+/// lease duration and applies the next release, and nothing is patched twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_patch_once_and_the_survivor_takes_over() {
+    let cluster = TestCluster::start().await.expect("cluster");
+    let registry = Registry::anonymous().await.expect("registry");
+    let ns = cluster.namespace.clone();
+    push(&registry, "ha", &["1.0.0", "1.1.0"]).await;
+    deployment("ha-web")
+        .image(&format!("{}/ha:1.0.0", registry.host()))
+        .policy("minor")
+        .create(&cluster, &ns)
+        .await;
+    if let Some(server) = cluster.server() {
+        server.clear_requests();
+    }
+    let host = registry.host();
+    let args = [
+        "-n",
+        &ns,
+        "--insecure-registry",
+        &host,
+        "--interval",
+        "1s",
+        "--lease-namespace",
+        &ns,
+        "--lease-name",
+        "tagwatch-ha",
+        "--lease-duration",
+        "3s",
+        "--renew-deadline",
+        "2s",
+        "--retry-period",
+        "500ms",
+    ];
+    let mut replicas = vec![
+        Tagwatch::run(&cluster, &args),
+        Tagwatch::run(&cluster, &args),
+    ];
+    wait::until(
+        "the first release applied",
+        Duration::from_secs(30),
+        || async {
+            (image(&cluster, &ns, "ha-web").await == format!("{host}/ha:1.1.0")).then_some(())
+        },
+    )
+    .await
+    .expect("update");
+    for replica in &replicas {
+        wait::until("ready", Duration::from_secs(10), || async {
+            (replica.get("/readyz").await?.0 == 200).then_some(())
+        })
+        .await
+        .expect("every replica is ready, leader or not");
+    }
+    let mut gauges = Vec::new();
+    for replica in &replicas {
+        gauges.push(replica.metric("tagwatch_leader").await.expect("gauge"));
+    }
+    let leader = match gauges.as_slice() {
+        [a, b] if *a == 1.0 && *b == 0.0 => 0,
+        [a, b] if *a == 0.0 && *b == 1.0 => 1,
+        other => panic!("leader gauges {other:?}"),
+    };
+    let updated = |r: &Tagwatch| r.log_events("image updated").len();
+    assert_eq!(updated(&replicas[leader]), 1, "{}", replicas[leader].logs());
+    assert_eq!(updated(&replicas[1 - leader]), 0);
+
+    replicas[leader].kill();
+    let killed = Instant::now();
+    push(&registry, "ha", &["1.2.0"]).await;
+    let survivor = &replicas[1 - leader];
+    wait::until("the survivor leads", Duration::from_secs(10), || async {
+        (survivor.metric("tagwatch_leader").await? == 1.0).then_some(())
+    })
+    .await
+    .expect("takeover");
+    let takeover = killed.elapsed();
+    // The lease duration, plus one retry period for the survivor to notice, plus scrape slack.
+    assert!(
+        takeover < Duration::from_millis(3_000 + 500 + 1_000),
+        "takeover took {takeover:?}"
+    );
+    wait::until(
+        "the next release applied",
+        Duration::from_secs(30),
+        || async {
+            (image(&cluster, &ns, "ha-web").await == format!("{host}/ha:1.2.0")).then_some(())
+        },
+    )
+    .await
+    .expect("update after takeover");
+    assert_eq!(updated(survivor), 1, "{}", survivor.logs());
+    assert_eq!(updated(&replicas[leader]), 1);
+    if let Some(server) = cluster.server() {
+        let patches = server
+            .requests()
+            .iter()
+            .filter(|r| r.method == "PATCH" && r.path.ends_with("/deployments/ha-web"))
+            .count();
+        assert_eq!(patches, 2, "one patch per release, never two writers");
+    }
+}
