@@ -9,7 +9,7 @@ use tagwatch_testbed::cluster::TestCluster;
 use tagwatch_testbed::registry::Registry;
 use tagwatch_testbed::wait;
 
-use crate::support::{deployment, image, push};
+use crate::support::{deployment, image, push, Tagwatch};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tagwatch");
 
@@ -114,6 +114,8 @@ async fn run_applies_a_push_within_the_interval_and_stops_on_sigterm() {
             "1s",
             "--insecure-registry",
             &registry.host(),
+            "--lease-namespace",
+            &ns,
         ])
         .args([
             "--listen",
@@ -272,4 +274,97 @@ async fn resolve_against_the_registry_a_tag_file_and_with_credentials() {
         String::from_utf8_lossy(&out.stdout).trim(),
         "update: reg.example/app:1.2.3 → reg.example/app:1.2.4"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_takes_its_settings_from_the_config_file_and_flags_win() {
+    let cluster = TestCluster::start().await.expect("cluster");
+    let registry = Registry::anonymous().await.expect("registry");
+    let ns = cluster.namespace.clone();
+    push(&registry, "cfg", &["1.0.0", "1.0.1"]).await;
+    deployment("from-file")
+        .image(&format!("{}/cfg:1.0.0", registry.host()))
+        .policy("patch")
+        .create(&cluster, &ns)
+        .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("tagwatch.yaml");
+    // Namespace, interval, the plain-HTTP registry and the lease come only from the file; the
+    // file asks for text logs but the flag's JSON must win.
+    std::fs::write(
+        &config,
+        format!(
+            "namespaces: [{ns}]\ninterval: 1s\nlog: {{format: text}}\nregistries:\n  - host: \"{}\"\n    insecure: true\n    concurrency: 1\nleaderElection:\n  leaseName: from-file\n  leaseNamespace: {ns}\n",
+            registry.host()
+        ),
+    )
+    .expect("config");
+    let config = config.to_string_lossy().to_string();
+    let tagwatch = Tagwatch::run(&cluster, &["--config", &config]);
+    let want = format!("{}/cfg:1.0.1", registry.host());
+    wait::until(
+        "the file-configured update",
+        Duration::from_secs(30),
+        || async { (image(&cluster, &ns, "from-file").await == want).then_some(()) },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", tagwatch.logs()));
+    let updates = tagwatch.log_events("image updated");
+    assert_eq!(
+        updates.len(),
+        1,
+        "JSON logs (the flag won): {}",
+        tagwatch.logs()
+    );
+    assert_eq!(updates[0]["workload"], format!("{ns}/from-file"));
+    let api: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
+        kube::Api::namespaced(cluster.client.clone(), &ns);
+    let lease = api
+        .get("from-file")
+        .await
+        .expect("the lease the file named");
+    assert!(lease
+        .spec
+        .and_then(|s| s.holder_identity)
+        .is_some_and(|h| !h.is_empty()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_config_file_refuses_start_naming_file_and_field() {
+    let cluster = TestCluster::start().await.expect("cluster");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = cluster.kubeconfig(dir.path()).expect("kubeconfig");
+    let config = dir.path().join("broken.yaml");
+    std::fs::write(
+        &config,
+        "interval: 30s\nleaderElection:\n  leaseDuration: 5s\n  renewDeadline: 9s\n",
+    )
+    .expect("config");
+    if let Some(server) = cluster.server() {
+        server.clear_requests();
+    }
+    let output = Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .args(["run", "--kubeconfig"])
+        .arg(&kubeconfig)
+        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .output()
+        .expect("run tagwatch");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("config file"), "{stderr}");
+    assert!(stderr.contains("broken.yaml"), "{stderr}");
+    assert!(
+        stderr.contains("field `leaderElection.renewDeadline`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("shorter than leaseDuration"), "{stderr}");
+    if let Some(server) = cluster.server() {
+        assert!(
+            server.requests().is_empty(),
+            "refused before touching the cluster: {:?}",
+            server.requests()
+        );
+    }
 }
