@@ -150,7 +150,7 @@ impl Metrics {
         build_info
             .with_label_values(&[
                 env!("CARGO_PKG_VERSION"),
-                option_env!("TAGWATCH_GIT_COMMIT").unwrap_or("unknown"),
+                env!("TAGWATCH_GIT_COMMIT"),
             ])
             .set(1.0);
         Ok(Metrics {
