@@ -219,7 +219,9 @@ impl Elector {
             self.release().await;
         }
         *lock(&self.valid_until) = Some(Instant::now());
-        self.set(Role::Follower, None);
+        // A planned stop, not a lost lease: no warning.
+        self.role.send_replace(Role::Follower);
+        self.metrics.leader.set(0);
     }
 
     fn is_leader_now(&self) -> bool {

@@ -6,6 +6,7 @@
 mod apiserver_fidelity;
 mod commands;
 mod leader;
+mod observability;
 mod registry_client;
 mod registry_harness;
 mod support;
