@@ -5,6 +5,7 @@
 
 mod apiserver_fidelity;
 mod commands;
+mod deploy_manifests;
 mod leader;
 mod observability;
 mod registry_client;
