@@ -56,6 +56,8 @@ pub struct Poller {
     digests: HashMap<(Repository, String), String>,
     /// The resourceVersion each workload was last planned at.
     planned: HashMap<WorkloadId, String>,
+    /// Each Deployment's last parse, by (namespace, name), with the resourceVersion it was read at.
+    discovered: HashMap<(String, String), (Option<String>, Option<Arc<Workload>>)>,
     /// Problems already reported per workload, so each is reported once, not every round.
     reported: HashMap<WorkloadId, BTreeSet<(&'static str, String)>>,
 }
@@ -69,6 +71,7 @@ impl Poller {
             listings: HashMap::new(),
             digests: HashMap::new(),
             planned: HashMap::new(),
+            discovered: HashMap::new(),
             reported: HashMap::new(),
         }
     }
@@ -95,10 +98,7 @@ impl Poller {
     async fn run_round(&mut self, deployments: &[Arc<Deployment>], all: bool) -> RoundReport {
         let started = Instant::now();
         let mut report = RoundReport::default();
-        let workloads: Vec<Workload> = deployments
-            .iter()
-            .filter_map(|d| discover::workload(d))
-            .collect();
+        let workloads = self.discover(deployments);
         self.report_problems(&workloads).await;
         self.ctx
             .metrics
@@ -171,10 +171,7 @@ impl Poller {
         &mut self,
         deployments: &[Arc<Deployment>],
     ) -> Vec<(Workload, WorkloadPlan)> {
-        let workloads: Vec<Workload> = deployments
-            .iter()
-            .filter_map(|d| discover::workload(d))
-            .collect();
+        let workloads = self.discover(deployments);
         let wanted = self.intervals(&workloads);
         self.schedule.sync(&wanted, Instant::now(), 0.0);
         let mut all: Vec<Repository> = wanted.keys().cloned().collect();
@@ -190,9 +187,35 @@ impl Poller {
             .into_iter()
             .map(|w| {
                 let plan = update::plan(&w, &inputs);
-                (w, plan)
+                (Arc::unwrap_or_clone(w), plan)
             })
             .collect()
+    }
+
+    /// The opted-in workloads. A Deployment is parsed again only when its resourceVersion moved:
+    /// an idle round over a thousand Deployments then costs a lookup each, not a parse.
+    fn discover(&mut self, deployments: &[Arc<Deployment>]) -> Vec<Arc<Workload>> {
+        let mut seen = HashMap::with_capacity(self.discovered.len());
+        let mut workloads = Vec::new();
+        for deployment in deployments {
+            let meta = &deployment.metadata;
+            let key = (
+                meta.namespace.clone().unwrap_or_default(),
+                meta.name.clone().unwrap_or_default(),
+            );
+            let version = meta.resource_version.clone();
+            let workload = match self.discovered.remove(&key) {
+                Some((cached, workload)) if version.is_some() && cached == version => workload,
+                _ => discover::workload(deployment).map(Arc::new),
+            };
+            if let Some(w) = &workload {
+                workloads.push(w.clone());
+            }
+            seen.insert(key, (version, workload));
+        }
+        // Deployments that are gone drop out with what was not carried over.
+        self.discovered = seen;
+        workloads
     }
 
     /// Why the last listing of `repo` failed, if it did.
@@ -201,7 +224,7 @@ impl Poller {
     }
 
     /// The poll interval per repository: the shortest any of its users asks for.
-    fn intervals(&self, workloads: &[Workload]) -> HashMap<Repository, Duration> {
+    fn intervals(&self, workloads: &[Arc<Workload>]) -> HashMap<Repository, Duration> {
         let mut wanted: HashMap<Repository, Duration> = HashMap::new();
         for workload in workloads {
             let interval = workload.interval.unwrap_or(self.ctx.default_interval);
@@ -219,7 +242,7 @@ impl Poller {
     async fn list(
         &mut self,
         due: &[Repository],
-        workloads: &[Workload],
+        workloads: &[Arc<Workload>],
         report: &mut RoundReport,
     ) -> BTreeSet<Repository> {
         let mut jobs = Vec::new();
@@ -293,7 +316,7 @@ impl Poller {
     }
 
     /// One login per repository: the first user whose pull secrets hold one for the registry.
-    async fn credentials_for(&self, repo: &Repository, workloads: &[Workload]) -> Credentials {
+    async fn credentials_for(&self, repo: &Repository, workloads: &[Arc<Workload>]) -> Credentials {
         for workload in users(repo, workloads) {
             let credentials = self.ctx.secrets.credentials(workload, &repo.registry).await;
             if !credentials.is_anonymous() {
@@ -304,7 +327,11 @@ impl Poller {
     }
 
     /// HEAD the current tag of every `digest`-policy container in a freshly listed repository.
-    async fn read_policy_digests(&mut self, listed: &BTreeSet<Repository>, workloads: &[Workload]) {
+    async fn read_policy_digests(
+        &mut self,
+        listed: &BTreeSet<Repository>,
+        workloads: &[Arc<Workload>],
+    ) {
         let mut wanted = BTreeSet::new();
         for workload in workloads {
             for c in &workload.containers {
@@ -442,7 +469,7 @@ impl Poller {
     }
 
     /// Bad annotations: a Warning Event naming the annotation, once per distinct problem.
-    async fn report_problems(&mut self, workloads: &[Workload]) {
+    async fn report_problems(&mut self, workloads: &[Arc<Workload>]) {
         for workload in workloads {
             let messages = workload.problems.iter().map(|p| p.to_string()).collect();
             let fresh = self
@@ -505,11 +532,12 @@ impl Poller {
 
 fn users<'a>(
     repo: &'a Repository,
-    workloads: &'a [Workload],
+    workloads: &'a [Arc<Workload>],
 ) -> impl Iterator<Item = &'a Workload> {
     workloads
         .iter()
         .filter(move |w| w.containers.iter().any(|c| &c.image.repository == repo))
+        .map(|w| &**w)
 }
 
 fn unix_now() -> f64 {

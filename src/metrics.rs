@@ -148,10 +148,7 @@ impl Metrics {
         registry.register(Box::new(leader.clone()))?;
         registry.register(Box::new(build_info.clone()))?;
         build_info
-            .with_label_values(&[
-                env!("CARGO_PKG_VERSION"),
-                env!("TAGWATCH_GIT_COMMIT"),
-            ])
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), env!("TAGWATCH_GIT_COMMIT")])
             .set(1.0);
         Ok(Metrics {
             registry_requests,

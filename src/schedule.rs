@@ -25,6 +25,17 @@ pub struct Schedule {
     repos: HashMap<Repository, RepoState>,
 }
 
+/// How early a repository may be listed to share a round. Never during backoff: a registry that
+/// failed waits its full delay (and `Retry-After`).
+/// Nor before a first listing: start-up stays spread.
+fn early(state: &RepoState) -> Duration {
+    if state.failures > 0 || state.last_attempt.is_none() {
+        Duration::ZERO
+    } else {
+        state.interval / 20
+    }
+}
+
 /// A fraction in `[0, 1)`, from the caller's random source.
 pub type Jitter = f64;
 
@@ -59,12 +70,15 @@ impl Schedule {
         }
     }
 
-    /// Repositories whose listing is due at `now`, in a stable order.
+    /// Repositories whose listing is due at `now`, in a stable order. A repository due within
+    /// the next twentieth of its interval joins the round: that is inside its ±10% jitter band,
+    /// and it turns a hundred slightly-spread repositories into a few rounds instead of a hundred
+    /// (each round re-reads every workload).
     pub fn due(&self, now: Instant) -> Vec<Repository> {
         let mut due: Vec<Repository> = self
             .repos
             .iter()
-            .filter(|(_, s)| s.next_due <= now)
+            .filter(|(_, s)| s.next_due <= now + early(s))
             .map(|(r, _)| r.clone())
             .collect();
         due.sort();
@@ -72,6 +86,7 @@ impl Schedule {
     }
 
     pub fn next_wakeup(&self) -> Option<Instant> {
+        // The earliest due time exactly: joining early is for company, never a reason to wake.
         self.repos.values().map(|s| s.next_due).min()
     }
 
@@ -178,10 +193,27 @@ mod tests {
         let mut s = Schedule::default();
         s.sync(&wanted(&[("a", 60)]), t0, 0.0);
         s.succeeded(&repo("a"), t0, 0.0);
-        assert!(s.due(t0 + Duration::from_secs(53)).is_empty());
-        assert_eq!(s.due(t0 + Duration::from_secs(54)), vec![repo("a")]);
+        // 54 s at the low end of the jitter, less the 3 s a repository may join a round early.
+        assert!(s.due(t0 + Duration::from_millis(50_900)).is_empty());
+        assert_eq!(s.due(t0 + Duration::from_secs(51)), vec![repo("a")]);
         s.succeeded(&repo("a"), t0, 0.999);
-        assert!(s.due(t0 + Duration::from_secs(65)).is_empty());
+        assert!(s.due(t0 + Duration::from_secs(62)).is_empty());
+    }
+
+    #[test]
+    fn repositories_due_moments_apart_share_a_round_but_backoff_does_not() {
+        let t0 = Instant::now();
+        let mut s = Schedule::default();
+        s.sync(&wanted(&[("a", 60), ("b", 60), ("c", 60)]), t0, 0.0);
+        s.succeeded(&repo("a"), t0, 0.5);
+        s.succeeded(&repo("b"), t0 + Duration::from_secs(2), 0.5);
+        s.failed(&repo("c"), None, t0 + Duration::from_secs(1), 0.5);
+        // a is due at 60 s, b at 62 s, c (backing off) at 61 s.
+        assert_eq!(s.next_wakeup(), Some(t0 + Duration::from_secs(60)));
+        assert_eq!(
+            s.due(t0 + Duration::from_secs(60)),
+            vec![repo("a"), repo("b")]
+        );
     }
 
     #[test]
