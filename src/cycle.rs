@@ -47,6 +47,9 @@ pub struct RoundReport {
     pub conflicts: usize,
 }
 
+/// A Deployment's resourceVersion and what it parsed to (None: not opted in).
+type Parsed = (Option<String>, Option<Arc<Workload>>);
+
 pub struct Poller {
     ctx: Arc<Context>,
     /// Why the last listing of a repository failed (cleared by a success).
@@ -57,7 +60,7 @@ pub struct Poller {
     /// The resourceVersion each workload was last planned at.
     planned: HashMap<WorkloadId, String>,
     /// Each Deployment's last parse, by (namespace, name), with the resourceVersion it was read at.
-    discovered: HashMap<(String, String), (Option<String>, Option<Arc<Workload>>)>,
+    discovered: HashMap<(String, String), Parsed>,
     /// Problems already reported per workload, so each is reported once, not every round.
     reported: HashMap<WorkloadId, BTreeSet<(&'static str, String)>>,
 }
