@@ -47,6 +47,29 @@ pub enum Command {
     Plan(PlanArgs),
     /// Resolve the next tag for one image reference against its registry (or a tag list).
     Resolve(ResolveArgs),
+    /// Compute (and apply) the alias tags of one repository once: `1.2` and `1` onto the newest
+    /// release. Exit 0 when nothing had to move, 1 when aliases moved (or would), 2 on error.
+    Alias(AliasArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AliasArgs {
+    /// `REGISTRY/REPO` (`ghcr.io/org/app`).
+    pub repository: crate::model::image::Repository,
+    /// Alias levels: any of major, minor, latest.
+    #[arg(long, default_value = "major,minor", value_parser = crate::plan::aliases::Levels::parse)]
+    pub levels: crate::plan::aliases::Levels,
+    /// Show what would move; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    /// Plain HTTP to the registry.
+    #[arg(long)]
+    pub insecure: bool,
+    /// A docker config.json with credentials (push scope) for the registry.
+    #[arg(long, env = "TAGWATCH_REGISTRY_CREDENTIALS")]
+    pub registry_credentials: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -78,6 +101,14 @@ pub struct ClusterArgs {
     /// A docker config.json with credentials, used after the workloads' pull secrets.
     #[arg(long, env = "TAGWATCH_REGISTRY_CREDENTIALS")]
     pub registry_credentials: Option<PathBuf>,
+    /// Keep the alias tags `X.Y` and `X` of REGISTRY/REPO on the newest release (repeatable).
+    #[arg(
+        long = "maintain-aliases",
+        env = "TAGWATCH_MAINTAIN_ALIASES",
+        value_delimiter = ',',
+        value_name = "REGISTRY/REPO"
+    )]
+    pub maintain_aliases: Vec<crate::model::image::Repository>,
     /// Concurrent requests per registry [default: 4].
     #[arg(long, env = "TAGWATCH_REGISTRY_CONCURRENCY", value_parser = parse_concurrency)]
     pub registry_concurrency: Option<usize>,
@@ -92,6 +123,10 @@ pub struct RunArgs {
     pub listen: Option<SocketAddr>,
     #[command(flatten)]
     pub leader: LeaderArgs,
+    /// Shared secret webhook senders present (bearer token or HMAC key); without one every
+    /// webhook is refused.
+    #[arg(long, env = "TAGWATCH_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
 }
 
 /// Leader election on a `coordination.k8s.io/v1` Lease: only the leader polls and patches.

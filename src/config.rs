@@ -14,6 +14,8 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 use crate::cli::{ClusterArgs, LeaderArgs, LogFormat};
+use crate::model::image::Repository;
+use crate::plan::aliases::Levels;
 
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:9809";
@@ -43,6 +45,32 @@ pub struct FileConfig {
     pub registries: Vec<RegistryEntry>,
     #[serde(default)]
     pub leader_election: LeaderSection,
+    /// Repositories whose alias tags tagwatch keeps on the newest release.
+    #[serde(default)]
+    pub aliases: Vec<AliasEntry>,
+    #[serde(default)]
+    pub webhooks: WebhookSection,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AliasEntry {
+    /// `REGISTRY/PATH` (`registry.internal:5000/team/app`).
+    pub repository: String,
+    /// Any of `major`, `minor`, `latest`; default major and minor.
+    pub levels: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct WebhookSection {
+    /// The shared secret senders present (prefer `secretFile` to keep it out of the ConfigMap).
+    pub secret: Option<String>,
+    /// A file holding the secret (a mounted Secret); surrounding whitespace is ignored.
+    pub secret_file: Option<PathBuf>,
+    /// How long bursts of webhooks for one repository are gathered into one re-listing.
+    #[serde(default, deserialize_with = "duration")]
+    pub debounce: Option<Duration>,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Deserialize)]
@@ -239,6 +267,27 @@ impl FileConfig {
                 );
             }
         }
+        for (i, entry) in self.aliases.iter().enumerate() {
+            alias_entry(entry).map_err(|(field, problem)| ConfigError {
+                file: None,
+                field: format!("aliases[{i}].{field}"),
+                problem,
+            })?;
+        }
+        if self.webhooks.secret.is_some() && self.webhooks.secret_file.is_some() {
+            return refuse(
+                "webhooks.secretFile",
+                "give `secret` or `secretFile`, not both".into(),
+            );
+        }
+        if self
+            .webhooks
+            .secret
+            .as_deref()
+            .is_some_and(|s| s.trim().is_empty())
+        {
+            return refuse("webhooks.secret", "is empty".into());
+        }
         let leader = &self.leader_election;
         check_leader_durations(
             leader.lease_duration.unwrap_or(DEFAULT_LEASE_DURATION),
@@ -251,6 +300,18 @@ impl FileConfig {
             problem,
         })
     }
+}
+
+fn alias_entry(entry: &AliasEntry) -> Result<(Repository, Levels), (&'static str, String)> {
+    let repo: Repository = entry
+        .repository
+        .parse()
+        .map_err(|e: crate::model::image::ImageRefError| ("repository", e.to_string()))?;
+    let levels = match &entry.levels {
+        None => Levels::MAJOR_MINOR,
+        Some(list) => Levels::parse(&list.join(",")).map_err(|e| ("levels", e))?,
+    };
+    Ok((repo, levels))
 }
 
 /// `registries[1].host` rather than serde_path_to_error's `registries[1].host` with a leading `.`.
@@ -318,6 +379,8 @@ pub struct Settings {
     pub selector: Option<String>,
     pub interval: Duration,
     pub registries: RegistrySettings,
+    /// Repositories whose alias tags are maintained, with their levels.
+    pub aliases: Vec<(Repository, Levels)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -345,6 +408,18 @@ pub struct LeaderSettings {
 
 impl Settings {
     pub fn resolve(args: &ClusterArgs, file: &FileConfig) -> Settings {
+        // The file was validated on load; an entry that fails here cannot come from a file.
+        let mut aliases: Vec<(Repository, Levels)> = file
+            .aliases
+            .iter()
+            .filter_map(|e| alias_entry(e).ok())
+            .collect();
+        for repo in &args.maintain_aliases {
+            match aliases.iter_mut().find(|(r, _)| r == repo) {
+                Some(entry) => entry.1 = Levels::MAJOR_MINOR,
+                None => aliases.push((repo.clone(), Levels::MAJOR_MINOR)),
+            }
+        }
         let mut insecure: Vec<String> = file
             .registries
             .iter()
@@ -389,6 +464,7 @@ impl Settings {
                     .filter_map(|r| Some((r.host.trim().to_string(), r.credentials.clone()?)))
                     .collect(),
             },
+            aliases,
         }
     }
 }
@@ -438,6 +514,38 @@ impl LeaderSettings {
 pub fn listen(flag: Option<SocketAddr>, file: &FileConfig) -> SocketAddr {
     flag.or(file.listen)
         .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 9809)))
+}
+
+/// The webhook secret: flag/env, else the file's `secret` or `secretFile`. None: webhooks refuse
+/// every request (authentication is never off).
+pub fn webhook_secret(
+    flag: Option<&str>,
+    file: &FileConfig,
+    source: Option<&Path>,
+) -> Result<Option<String>, ConfigError> {
+    if let Some(secret) = flag.map(str::trim).filter(|s| !s.is_empty()) {
+        return Ok(Some(secret.to_string()));
+    }
+    if let Some(secret) = &file.webhooks.secret {
+        return Ok(Some(secret.trim().to_string()));
+    }
+    let Some(path) = &file.webhooks.secret_file else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: source.map(Path::to_path_buf),
+        field: "webhooks.secretFile".into(),
+        problem: format!("cannot read {}: {e}", path.display()),
+    })?;
+    let secret = text.trim();
+    if secret.is_empty() {
+        return Err(ConfigError {
+            file: source.map(Path::to_path_buf),
+            field: "webhooks.secretFile".into(),
+            problem: format!("{} is empty", path.display()),
+        });
+    }
+    Ok(Some(secret.to_string()))
 }
 
 pub fn log_format(flag: Option<LogFormat>, file: &FileConfig) -> LogFormat {
@@ -567,6 +675,21 @@ leaderElection:
             ),
             ("log:\n  format: xml\n", "log.format", "unknown variant `xml`"),
             ("listen: nine\n", "listen", ""),
+            (
+                "aliases:\n  - repository: r.io/app:1\n",
+                "aliases[0].repository",
+                "no tag",
+            ),
+            (
+                "aliases:\n  - repository: r.io/app\n    levels: [patch]\n",
+                "aliases[0].levels",
+                "`patch`",
+            ),
+            (
+                "webhooks:\n  secret: a\n  secretFile: /b\n",
+                "webhooks.secretFile",
+                "not both",
+            ),
             (
                 "registries:\n  - host: a.io\n    credentials: {file: /a, secret: {namespace: n, name: s}}\n",
                 "registries[0].credentials",

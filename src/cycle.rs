@@ -12,6 +12,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::runtime::events::{EventType, Recorder};
 use kube::Client;
 
+use crate::aliases::{Confirmed, Sync};
 use crate::apply::{deployment_reference, patch_deployment, publish, ApplyError};
 use crate::discover;
 use crate::leader::Leadership;
@@ -19,6 +20,7 @@ use crate::metrics::Metrics;
 use crate::model::image::Repository;
 use crate::model::policy::Policy;
 use crate::model::workload::{Workload, WorkloadId};
+use crate::plan::aliases::Levels;
 use crate::plan::patch;
 use crate::plan::update::{self, Digest, Inputs, Outcome, WorkloadPlan};
 use crate::pull_secrets::PullSecrets;
@@ -35,6 +37,8 @@ pub struct Context {
     pub default_interval: Duration,
     /// Writes happen only while this says leader.
     pub leadership: Leadership,
+    /// Repositories whose alias tags are kept on the newest release.
+    pub aliases: Vec<(Repository, Levels)>,
 }
 
 /// What a round did, for logs and tests.
@@ -61,6 +65,8 @@ pub struct Poller {
     planned: HashMap<WorkloadId, String>,
     /// Each Deployment's last parse, by (namespace, name), with the resourceVersion it was read at.
     discovered: HashMap<(String, String), Parsed>,
+    /// Alias tags confirmed in the registry, so a steady repository costs no alias request.
+    confirmed: Confirmed,
     /// Problems already reported per workload, so each is reported once, not every round.
     reported: HashMap<WorkloadId, BTreeSet<(&'static str, String)>>,
 }
@@ -75,6 +81,7 @@ impl Poller {
             digests: HashMap::new(),
             planned: HashMap::new(),
             discovered: HashMap::new(),
+            confirmed: Confirmed::default(),
             reported: HashMap::new(),
         }
     }
@@ -126,6 +133,7 @@ impl Poller {
         let listed = self.list(&due, &workloads, &mut report).await;
         if !listed.is_empty() {
             self.read_policy_digests(&listed, &workloads).await;
+            self.maintain_aliases(&listed).await;
         }
 
         let inputs = Inputs {
@@ -226,9 +234,36 @@ impl Poller {
         self.failures.get(repo).map(String::as_str)
     }
 
-    /// The poll interval per repository: the shortest any of its users asks for.
+    /// Moves the alias tags of freshly (and completely) listed maintained repositories.
+    async fn maintain_aliases(&mut self, listed: &BTreeSet<Repository>) {
+        for (repo, levels) in &self.ctx.aliases {
+            if !listed.contains(repo) {
+                continue;
+            }
+            if !self.ctx.leadership.is_leader() {
+                return;
+            }
+            let Some(tags) = self.listings.get(repo).cloned() else {
+                continue;
+            };
+            let credentials = self.ctx.secrets.own(&repo.registry);
+            let sync = Sync {
+                client: self.ctx.fanout.client(),
+                metrics: &self.ctx.metrics,
+                credentials: &credentials,
+                dry_run: false,
+            };
+            sync.run(repo, &tags, *levels, &mut self.confirmed).await;
+        }
+    }
+
+    /// The poll interval per repository: the shortest any of its users asks for. Repositories
+    /// with maintained aliases are polled at the default interval even without users.
     fn intervals(&self, workloads: &[Arc<Workload>]) -> HashMap<Repository, Duration> {
         let mut wanted: HashMap<Repository, Duration> = HashMap::new();
+        for (repo, _) in &self.ctx.aliases {
+            wanted.insert(repo.clone(), self.ctx.default_interval);
+        }
         for workload in workloads {
             let interval = workload.interval.unwrap_or(self.ctx.default_interval);
             for container in &workload.containers {

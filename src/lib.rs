@@ -4,6 +4,7 @@
 //! Data flows one way: discover → resolve → decide → apply → record. `model` and `plan` are
 //! pure (no I/O); everything else is a thin edge around them.
 
+pub mod aliases;
 pub mod app;
 pub mod apply;
 pub mod cli;
@@ -20,3 +21,4 @@ pub mod pull_secrets;
 pub mod registry;
 pub mod schedule;
 pub mod watch;
+pub mod webhooks;

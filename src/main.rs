@@ -26,6 +26,7 @@ async fn main() -> ExitCode {
         Command::Run(args) => commands::run::run(args, file).await.map(|()| 0),
         Command::Plan(args) => commands::plan::plan(args, file).await.map(|()| 0),
         Command::Resolve(args) => commands::resolve::resolve(args).await,
+        Command::Alias(args) => commands::alias::alias(args, file).await,
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -23,6 +23,8 @@ pub struct Metrics {
     pub patch_conflicts: IntCounter,
     pub leader: IntGauge,
     pub build_info: GaugeVec,
+    pub alias_writes: IntCounterVec,
+    pub webhooks: IntCounterVec,
 }
 
 /// Operations on a registry, the `operation` label.
@@ -134,6 +136,22 @@ impl Metrics {
             Opts::new("tagwatch_build_info", "Build information; always 1"),
             &["version", "git_commit"],
         )?;
+        let alias_writes = IntCounterVec::new(
+            Opts::new(
+                "tagwatch_alias_writes_total",
+                "Alias tags checked in registries, by result (moved, unchanged, failed)",
+            ),
+            &["registry", "result"],
+        )?;
+        let webhooks = IntCounterVec::new(
+            Opts::new(
+                "tagwatch_webhooks_total",
+                "Webhook requests by source and result (accepted, ignored, unauthorized, too_large, bad_request)",
+            ),
+            &["source", "result"],
+        )?;
+        registry.register(Box::new(alias_writes.clone()))?;
+        registry.register(Box::new(webhooks.clone()))?;
         registry.register(Box::new(registry_requests.clone()))?;
         registry.register(Box::new(registry_request_duration.clone()))?;
         registry.register(Box::new(registry_rate_limited.clone()))?;
@@ -164,6 +182,8 @@ impl Metrics {
             patch_conflicts,
             leader,
             build_info,
+            alias_writes,
+            webhooks,
         })
     }
 

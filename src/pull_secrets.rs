@@ -39,6 +39,12 @@ impl PullSecrets {
         }
     }
 
+    /// tagwatch's own credentials for `registry` (config file, `--registry-credentials`): what
+    /// alias maintenance pushes with, since workloads' pull secrets rarely carry push rights.
+    pub fn own(&self, registry: &str) -> Credentials {
+        self.fallback.lookup(registry).cloned().unwrap_or_default()
+    }
+
     /// The credentials `workload` would pull `registry` with.
     pub async fn credentials(&self, workload: &Workload, registry: &str) -> Credentials {
         let namespace = &workload.id.namespace;

@@ -51,6 +51,7 @@ pub async fn plan(args: PlanArgs, file: FileConfig) -> anyhow::Result<()> {
         default_interval: settings.interval,
         // A dry run writes nothing whatever this says.
         leadership: Leadership::always(),
+        aliases: Vec::new(),
     });
     let mut poller = Poller::new(ctx);
     let plans = poller.dry_run(&deployments).await;

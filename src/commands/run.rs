@@ -71,6 +71,7 @@ pub async fn run(args: RunArgs, file: FileConfig) -> anyhow::Result<()> {
         recorder: Recorder::new(client.clone(), reporter),
         default_interval: settings.interval,
         leadership: leadership.clone(),
+        aliases: settings.aliases.clone(),
     });
 
     let deployments =

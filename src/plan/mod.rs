@@ -1,5 +1,6 @@
 //! Pure planning: given workloads and tag lists, which updates?
 
+pub mod aliases;
 pub mod digest;
 pub mod explain;
 pub mod ordering;
