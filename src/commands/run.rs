@@ -10,35 +10,30 @@ use crate::app;
 use crate::cli::RunArgs;
 use crate::config::{self, FileConfig, LeaderSettings, Settings};
 use crate::cycle::{Context, Poller};
-use crate::http::{self, HttpState};
+use crate::http::{self, HttpState, Webhooks};
 use crate::leader::{self, Elector, Leadership};
 use crate::metrics::Metrics;
 use crate::pull_secrets::PullSecrets;
 use crate::watch::Deployments;
+use crate::webhooks::Hint;
+use tokio::sync::mpsc;
 
 /// Bursts of watch events (a rollout updates status several times) become one round.
 const DEBOUNCE: Duration = Duration::from_millis(100);
+
+/// Webhooks arriving within this window after the first become one re-listing round: a push of
+/// a multi-arch image notifies once per manifest and once for the index.
+const WEBHOOK_DEBOUNCE: Duration = Duration::from_millis(100);
 
 pub async fn run(args: RunArgs, file: FileConfig) -> anyhow::Result<()> {
     let settings = Settings::resolve(&args.cluster, &file);
     let leader_settings = LeaderSettings::resolve(&args.leader, &file.leader_election)?;
     let listen = config::listen(args.listen, &file);
+    let secret = config::webhook_secret(args.webhook_secret.as_deref(), &file, None)?;
     let registry = prometheus::Registry::new();
     let metrics = Metrics::new(&registry)?;
     let ready = Arc::new(AtomicBool::new(false));
     let shutdown = app::shutdown_signal();
-
-    let (addr, http_task) = http::serve(
-        listen,
-        HttpState {
-            registry: registry.clone(),
-            ready: ready.clone(),
-        },
-        app::stopped(shutdown.clone()),
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
-    tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
 
     let client = app::kube_client(settings.kubeconfig.as_deref()).await?;
     let credentials = app::registry_credentials(&settings.registries, Some(&client)).await?;
@@ -53,12 +48,36 @@ pub async fn run(args: RunArgs, file: FileConfig) -> anyhow::Result<()> {
         );
         tracing::info!(lease = %leader_settings.lease_name, %namespace, identity = elector.identity(),
             "leader election on");
-        let task = tokio::spawn(elector.run(app::stopped(shutdown.clone())));
-        (leadership, Some(task))
+        (leadership, Some(elector))
     } else {
         metrics.leader.set(1);
         (Leadership::always(), None)
     };
+    if secret.is_none() {
+        tracing::warn!("no webhook secret configured: every webhook will be refused (401)");
+    }
+    let (hints_tx, mut hints) = mpsc::channel::<Vec<Hint>>(64);
+    let debounce = file.webhooks.debounce.unwrap_or(WEBHOOK_DEBOUNCE);
+    let (addr, http_task) = http::serve(
+        listen,
+        HttpState {
+            registry: registry.clone(),
+            ready: ready.clone(),
+            webhooks: Some(Webhooks {
+                secret: secret.map(Arc::from),
+                hints: hints_tx,
+                leadership: leadership.clone(),
+                metrics: metrics.clone(),
+            }),
+        },
+        app::stopped(shutdown.clone()),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    tracing::info!(%addr, "serving /metrics, /healthz, /readyz and /webhooks");
+    // Campaign only once serving: a replica that cannot bind never holds the lease.
+    let elector = elector.map(|e| tokio::spawn(e.run(app::stopped(shutdown.clone()))));
+
     let reporter = Reporter {
         controller: "tagwatch".into(),
         instance: std::env::var("POD_NAME").ok(),
@@ -112,6 +131,20 @@ pub async fn run(args: RunArgs, file: FileConfig) -> anyhow::Result<()> {
             _ = deployments.changed() => tokio::time::sleep(DEBOUNCE).await,
             _ = tokio::time::sleep_until(wake) => {}
             _ = leadership.changed() => {}
+            Some(first) = hints.recv() => {
+                tokio::time::sleep(debounce).await;
+                let mut batch = first;
+                while let Ok(more) = hints.try_recv() {
+                    batch.extend(more);
+                }
+                for hint in batch {
+                    // Only a hint: the repository is listed again, and what it really holds
+                    // decides. A repository no workload or alias uses is ignored.
+                    if !poller.trigger(&hint.repository) {
+                        tracing::debug!(repository = %hint.repository, "webhook for an unwatched repository ignored");
+                    }
+                }
+            }
             _ = app::stopped(shutdown.clone()) => {}
         }
     }

@@ -13,3 +13,4 @@ mod registry_client;
 mod registry_harness;
 mod support;
 mod watcher;
+mod webhooks;

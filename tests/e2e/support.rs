@@ -18,6 +18,7 @@ use tagwatch::registry::fanout::Fanout;
 use tagwatch::registry::{ClientOptions, DockerConfig, RegistryClient};
 use tagwatch_testbed::cluster::TestCluster;
 use tagwatch_testbed::registry::{ImageKind, Registry};
+use tagwatch_testbed::wait;
 
 /// A chainable Deployment builder: `deployment("web").image("..").annotate("tagwatch.dev/policy", "minor")`.
 pub struct DeploymentBuilder {
@@ -226,6 +227,13 @@ pub async fn push(registry: &Registry, repo: &str, tags: &[&str]) {
     }
 }
 
+/// A free loopback address (bound and released: good enough for tests).
+pub fn free_address() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+}
+
 /// A `tagwatch run` process with JSON logs in a file, killed when dropped (also on panic).
 pub struct Tagwatch {
     child: Option<std::process::Child>,
@@ -237,11 +245,13 @@ pub struct Tagwatch {
 impl Tagwatch {
     /// `tagwatch run --kubeconfig <cluster's> --listen 127.0.0.1:<free> --log-format json <args>`.
     pub fn run(cluster: &TestCluster, args: &[&str]) -> Tagwatch {
+        Tagwatch::run_on(cluster, free_address(), args)
+    }
+
+    /// As `run`, on an address chosen beforehand (a registry must know where to notify).
+    pub fn run_on(cluster: &TestCluster, listen: std::net::SocketAddr, args: &[&str]) -> Tagwatch {
         let dir = tempfile::tempdir().expect("tempdir");
         let kubeconfig = cluster.kubeconfig(dir.path()).expect("kubeconfig");
-        let listen = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port");
         let log = dir.path().join("tagwatch.log");
         let stderr = std::fs::File::create(&log).expect("log file");
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_tagwatch"))
@@ -281,6 +291,28 @@ impl Tagwatch {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// POSTs a webhook body with extra headers; the status code.
+    pub async fn post(&self, path: &str, headers: &[(&str, &str)], body: Vec<u8>) -> u16 {
+        let mut request = reqwest::Client::new()
+            .post(format!("http://{}{path}", self.listen))
+            .body(body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send().await.expect("POST").status().as_u16()
+    }
+
+    /// Waits for `/readyz` and a first poll cycle.
+    pub async fn wait_polling(&self) {
+        wait::until("ready and polled once", Duration::from_secs(30), || async {
+            (self.get("/readyz").await?.0 == 200
+                && self.metric("tagwatch_poll_cycles_total").await? >= 1.0)
+                .then_some(())
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()));
     }
 
     pub async fn get(&self, path: &str) -> Option<(u16, String)> {
