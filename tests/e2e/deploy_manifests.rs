@@ -475,8 +475,25 @@ fn the_deployment_runs_two_locked_down_replicas_with_probes() {
         env,
         BTreeMap::from([
             ("POD_NAME", Some("metadata.name")),
-            ("POD_NAMESPACE", Some("metadata.namespace"))
+            ("POD_NAMESPACE", Some("metadata.namespace")),
+            ("TAGWATCH_WEBHOOK_SECRET", None)
         ])
+    );
+    // The webhook secret comes from an optional Secret, never from the manifest itself.
+    let secret_ref = c
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == "TAGWATCH_WEBHOOK_SECRET")
+        .and_then(|e| e.value_from.as_ref()?.secret_key_ref.as_ref())
+        .expect("secretKeyRef");
+    assert_eq!(
+        (
+            secret_ref.name.as_str(),
+            secret_ref.key.as_str(),
+            secret_ref.optional
+        ),
+        ("tagwatch-webhook", "secret", Some(true))
     );
 
     let resources = c.resources.as_ref().expect("resources");
