@@ -109,6 +109,9 @@ pub struct ClusterArgs {
         value_name = "REGISTRY/REPO"
     )]
     pub maintain_aliases: Vec<crate::model::image::Repository>,
+    /// Prometheus base URL for canary queries (`http://prometheus.monitoring:9090`).
+    #[arg(long, env = "TAGWATCH_PROMETHEUS_URL")]
+    pub prometheus_url: Option<String>,
     /// Concurrent requests per registry [default: 4].
     #[arg(long, env = "TAGWATCH_REGISTRY_CONCURRENCY", value_parser = parse_concurrency)]
     pub registry_concurrency: Option<usize>,

@@ -50,6 +50,8 @@ pub struct FileConfig {
     pub aliases: Vec<AliasEntry>,
     #[serde(default)]
     pub webhooks: WebhookSection,
+    /// Where canary queries (`tagwatch.dev/canary-query`) are evaluated.
+    pub prometheus_url: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -381,6 +383,7 @@ pub struct Settings {
     pub registries: RegistrySettings,
     /// Repositories whose alias tags are maintained, with their levels.
     pub aliases: Vec<(Repository, Levels)>,
+    pub prometheus_url: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -465,6 +468,10 @@ impl Settings {
                     .collect(),
             },
             aliases,
+            prometheus_url: args
+                .prometheus_url
+                .clone()
+                .or_else(|| file.prometheus_url.clone()),
         }
     }
 }

@@ -4,7 +4,7 @@
 //! when one of its repositories was listed this round, or when the workload itself changed (then
 //! with the last complete listing, so a person's `app:1` takes effect without waiting a poll).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -14,18 +14,23 @@ use kube::Client;
 
 use crate::aliases::{Confirmed, Sync};
 use crate::apply::{deployment_reference, patch_deployment, publish, ApplyError};
+use crate::canary_query::PrometheusClient;
 use crate::discover;
 use crate::leader::Leadership;
 use crate::metrics::Metrics;
+use crate::model::history::{self, Entry, How};
 use crate::model::image::Repository;
 use crate::model::policy::Policy;
+use crate::model::workload::keys;
 use crate::model::workload::{Workload, WorkloadId};
 use crate::plan::aliases::Levels;
 use crate::plan::patch;
+use crate::plan::rollout::RolloutState;
 use crate::plan::update::{self, Digest, Inputs, Outcome, WorkloadPlan};
 use crate::pull_secrets::PullSecrets;
 use crate::registry::fanout::Fanout;
 use crate::registry::{Credentials, RegistryError};
+use crate::rollouts::{Rollouts, Step};
 use crate::schedule::Schedule;
 
 pub struct Context {
@@ -39,7 +44,12 @@ pub struct Context {
     pub leadership: Leadership,
     /// Repositories whose alias tags are kept on the newest release.
     pub aliases: Vec<(Repository, Levels)>,
+    /// Where canary queries are evaluated.
+    pub prometheus: Option<PrometheusClient>,
 }
+
+/// How often canaries and rollouts in progress are looked at.
+pub const ROLLOUT_CHECK: Duration = Duration::from_secs(1);
 
 /// What a round did, for logs and tests.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -67,6 +77,10 @@ pub struct Poller {
     discovered: HashMap<(String, String), Parsed>,
     /// Alias tags confirmed in the registry, so a steady repository costs no alias request.
     confirmed: Confirmed,
+    /// A canary or rollout was in progress at the end of the last round: look again soon.
+    rollouts_pending: bool,
+    /// Completed rollouts already counted in the duration histogram.
+    timed: HashSet<(WorkloadId, String)>,
     /// Problems already reported per workload, so each is reported once, not every round.
     reported: HashMap<WorkloadId, BTreeSet<(&'static str, String)>>,
 }
@@ -82,12 +96,19 @@ impl Poller {
             planned: HashMap::new(),
             discovered: HashMap::new(),
             confirmed: Confirmed::default(),
+            rollouts_pending: false,
+            timed: HashSet::new(),
             reported: HashMap::new(),
         }
     }
 
     pub fn next_wakeup(&self) -> Option<Instant> {
-        self.schedule.next_wakeup()
+        let polls = self.schedule.next_wakeup();
+        if self.rollouts_pending {
+            let check = Instant::now() + ROLLOUT_CHECK;
+            return Some(polls.map_or(check, |p| p.min(check)));
+        }
+        polls
     }
 
     /// A webhook named this repository: list it in the next round. False if nobody uses it.
@@ -140,7 +161,11 @@ impl Poller {
             tags: self.listings.clone(),
             digests: self.digests.clone(),
         };
+        let busy = self.check_rollouts(&workloads, deployments).await;
         for workload in &workloads {
+            if busy.contains(&workload.id) {
+                continue;
+            }
             let changed = workload.resource_version.as_ref() != self.planned.get(&workload.id);
             let uses_listed = workload
                 .containers
@@ -152,7 +177,8 @@ impl Poller {
             report.planned += 1;
             let plan = update::plan(workload, &inputs);
             self.record_skips(workload, &plan).await;
-            let done = self.apply(workload, &plan, &mut report).await;
+            let primary = find(deployments, &workload.id);
+            let done = self.apply(workload, primary, &plan, &mut report).await;
             if done {
                 if let Some(rv) = &workload.resource_version {
                     self.planned.insert(workload.id.clone(), rv.clone());
@@ -406,6 +432,7 @@ impl Poller {
     async fn apply(
         &self,
         workload: &Workload,
+        primary: Option<&Deployment>,
         plan: &WorkloadPlan,
         report: &mut RoundReport,
     ) -> bool {
@@ -457,6 +484,22 @@ impl Poller {
                 .inc();
             return false;
         }
+        if let (Some(spec), Some(primary)) = (&workload.rollout.canary, primary) {
+            // A new version proves itself in a canary first; the primary is not touched yet.
+            let rollouts = Rollouts { ctx: &self.ctx };
+            return match rollouts
+                .start_canary(workload, primary, spec, &changes)
+                .await
+            {
+                Ok(()) => true,
+                Err(error) => {
+                    tracing::info!(workload = %workload.id, error = %error, "canary not started; will re-plan");
+                    false
+                }
+            };
+        }
+        let mut state = state;
+        record_update(workload, plan, &changes, &mut state);
         let patch = patch::build(&changes, &state, Some(&workload.annotations));
         let reference = deployment_reference(&workload.id, workload.uid.as_deref());
         match patch_deployment(&self.ctx.client, &workload.id, patch).await {
@@ -504,6 +547,53 @@ impl Poller {
                 false
             }
         }
+    }
+
+    /// Looks at every canary and watched rollout (the leader only); returns the workloads still
+    /// busy, which are not planned this round: a newer version waits for the canary.
+    async fn check_rollouts(
+        &mut self,
+        workloads: &[Arc<Workload>],
+        deployments: &[Arc<Deployment>],
+    ) -> BTreeSet<WorkloadId> {
+        let mut busy = BTreeSet::new();
+        let mut canaries = 0;
+        for workload in workloads {
+            let rollout = &workload.rollout;
+            if rollout.canary_state.is_none() && rollout.watching.is_none() {
+                continue;
+            }
+            if rollout.canary_state.is_some() {
+                canaries += 1;
+            }
+            let primary = find(deployments, &workload.id);
+            let step = match primary {
+                Some(primary) if self.ctx.leadership.is_leader() => {
+                    Rollouts { ctx: &self.ctx }
+                        .check(workload, primary, self.ctx.prometheus.as_ref())
+                        .await
+                }
+                _ => Step::Waiting,
+            };
+            // A canary blocks new versions until it is over; a plain rollout being watched
+            // does too, so a rollback never races a newer update.
+            match step {
+                Step::Waiting => {
+                    busy.insert(workload.id.clone());
+                }
+                Step::Done => {
+                    self.planned.remove(&workload.id);
+                }
+                Step::Completed { started } => {
+                    if self.timed.insert((workload.id.clone(), started.clone())) {
+                        Rollouts { ctx: &self.ctx }.observe_duration(&started);
+                    }
+                }
+            }
+        }
+        self.ctx.metrics.canaries_in_progress.set(canaries);
+        self.rollouts_pending = !busy.is_empty();
+        busy
     }
 
     /// Bad annotations: a Warning Event naming the annotation, once per distinct problem.
@@ -576,6 +666,63 @@ fn users<'a>(
         .iter()
         .filter(move |w| w.containers.iter().any(|c| &c.image.repository == repo))
         .map(|w| &**w)
+}
+
+fn find<'a>(deployments: &'a [Arc<Deployment>], id: &WorkloadId) -> Option<&'a Deployment> {
+    deployments
+        .iter()
+        .find(|d| {
+            d.metadata.name.as_deref() == Some(id.name.as_str())
+                && d.metadata.namespace.as_deref() == Some(id.namespace.as_str())
+        })
+        .map(|d| &**d)
+}
+
+/// History entries (a person's change seen, then this update) and the rollout to watch, written
+/// in the same patch as the images.
+fn record_update(
+    workload: &Workload,
+    plan: &WorkloadPlan,
+    changes: &[patch::ImageChange],
+    state: &mut patch::State,
+) {
+    let now = history::now();
+    let manual = plan.manual.iter().map(|m| Entry {
+        time: now.clone(),
+        container: m.container.clone(),
+        from: m.applied.clone(),
+        to: m.current.clone(),
+        how: How::Manual,
+        reason: None,
+    });
+    let updates = changes.iter().map(|c| Entry {
+        time: now.clone(),
+        container: c.container.clone(),
+        from: c.from.clone(),
+        to: c.to.clone(),
+        how: How::Update,
+        reason: None,
+    });
+    let history = history::append(workload.rollout.history.clone(), manual.chain(updates));
+    state
+        .extra
+        .insert(keys::HISTORY.into(), Some(history::encode(&history)));
+    let rollout = RolloutState {
+        from: changes
+            .iter()
+            .map(|c| (c.container.clone(), c.from.clone()))
+            .collect(),
+        to: changes
+            .iter()
+            .map(|c| (c.container.clone(), c.to.clone()))
+            .collect(),
+        started: now,
+        // The patch changes the spec, so the server bumps the generation by one.
+        generation: workload.generation.map(|g| g + 1),
+    };
+    state
+        .extra
+        .insert(keys::ROLLOUT.into(), Some(rollout.encode()));
 }
 
 fn unix_now() -> f64 {

@@ -10,13 +10,18 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Container;
 
 use crate::model::alias::Alias;
+use crate::model::canary;
 use crate::model::channels::Channels;
 use crate::model::filter::parse_filter;
+use crate::model::history;
 use crate::model::image::ImageRef;
 use crate::model::policy::Policy;
 use crate::model::workload::{
-    keys, Pin, Problem, WatchedContainer, Workload, WorkloadId, MIN_WORKLOAD_INTERVAL,
+    keys, Pin, Problem, RolloutSettings, WatchedContainer, Workload, WorkloadId,
+    MIN_WORKLOAD_INTERVAL,
 };
+use crate::plan::canary::CanaryState;
+use crate::plan::rollout::RolloutState;
 
 /// Whether the Deployment opted in: `tagwatch.dev/policy` present and not `off`.
 pub fn opted_in(deployment: &Deployment) -> bool {
@@ -97,6 +102,15 @@ pub fn workload(deployment: &Deployment) -> Option<Workload> {
     };
     let state = match state {
         Ok(state) => state,
+        Err((field, reason)) => {
+            problem(None, field, reason);
+            return Some(empty_workload(deployment, id, problems, annotations));
+        }
+    };
+    // A canary asked for but misconfigured stops updates: going ahead without the canary would
+    // skip the judgement the owner asked for.
+    let rollout = match rollout_state(&annotations) {
+        Ok(rollout) => rollout,
         Err((field, reason)) => {
             problem(None, field, reason);
             return Some(empty_workload(deployment, id, problems, annotations));
@@ -191,7 +205,37 @@ pub fn workload(deployment: &Deployment) -> Option<Workload> {
     let mut workload = empty_workload(deployment, id, problems, annotations);
     workload.containers = containers;
     workload.interval = interval;
+    workload.rollout = rollout;
     Some(workload)
+}
+
+/// Canary settings, canary and rollout state, rollback switch: read together, all-or-nothing.
+fn rollout_state(
+    annotations: &BTreeMap<String, String>,
+) -> Result<RolloutSettings, (&'static str, String)> {
+    let canary = canary::parse(annotations)?;
+    let canary_state = annotations
+        .get(keys::CANARY_STATE)
+        .map(|t| CanaryState::decode(t))
+        .transpose()
+        .map_err(|e| (keys::CANARY_STATE, e))?;
+    let watching = annotations
+        .get(keys::ROLLOUT)
+        .map(|t| RolloutState::decode(t))
+        .transpose()
+        .map_err(|e| (keys::ROLLOUT, e))?;
+    let rollback = match annotations.get(keys::ROLLBACK).map(|v| v.trim()) {
+        None | Some("on") | Some("true") => true,
+        Some("off") | Some("false") => false,
+        Some(other) => return Err((keys::ROLLBACK, format!("`{other}` is not `on` or `off`"))),
+    };
+    Ok(RolloutSettings {
+        canary,
+        canary_state,
+        watching,
+        rollback,
+        history: history::decode(annotations.get(keys::HISTORY).map(String::as_str)),
+    })
 }
 
 fn empty_workload(
@@ -220,6 +264,8 @@ fn empty_workload(
         containers: Vec::new(),
         problems,
         annotations,
+        generation: deployment.metadata.generation,
+        rollout: RolloutSettings::default(),
     }
 }
 

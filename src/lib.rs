@@ -7,6 +7,7 @@
 pub mod aliases;
 pub mod app;
 pub mod apply;
+pub mod canary_query;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -19,6 +20,7 @@ pub mod model;
 pub mod plan;
 pub mod pull_secrets;
 pub mod registry;
+pub mod rollouts;
 pub mod schedule;
 pub mod watch;
 pub mod webhooks;

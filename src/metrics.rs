@@ -25,6 +25,10 @@ pub struct Metrics {
     pub build_info: GaugeVec,
     pub alias_writes: IntCounterVec,
     pub webhooks: IntCounterVec,
+    pub canaries: IntCounterVec,
+    pub canaries_in_progress: IntGauge,
+    pub rollbacks: IntCounterVec,
+    pub rollout_duration: Histogram,
 }
 
 /// Operations on a registry, the `operation` label.
@@ -150,6 +154,37 @@ impl Metrics {
             ),
             &["source", "result"],
         )?;
+        let canaries = IntCounterVec::new(
+            Opts::new(
+                "tagwatch_canaries_total",
+                "Canaries by result (started, promoted, failed) and reason",
+            ),
+            &["result", "reason"],
+        )?;
+        let canaries_in_progress = IntGauge::new(
+            "tagwatch_canaries_in_progress",
+            "Canaries running or promoting",
+        )?;
+        let rollbacks = IntCounterVec::new(
+            Opts::new(
+                "tagwatch_rollbacks_total",
+                "Images rolled back, by reason (progress_deadline, manual)",
+            ),
+            &["reason"],
+        )?;
+        let rollout_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "tagwatch_rollout_duration_seconds",
+                "From tagwatch's patch to the rollout's completion",
+            )
+            .buckets(vec![
+                1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
+            ]),
+        )?;
+        registry.register(Box::new(canaries.clone()))?;
+        registry.register(Box::new(canaries_in_progress.clone()))?;
+        registry.register(Box::new(rollbacks.clone()))?;
+        registry.register(Box::new(rollout_duration.clone()))?;
         registry.register(Box::new(alias_writes.clone()))?;
         registry.register(Box::new(webhooks.clone()))?;
         registry.register(Box::new(registry_requests.clone()))?;
@@ -184,6 +219,10 @@ impl Metrics {
             build_info,
             alias_writes,
             webhooks,
+            canaries,
+            canaries_in_progress,
+            rollbacks,
+            rollout_duration,
         })
     }
 

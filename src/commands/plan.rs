@@ -52,6 +52,7 @@ pub async fn plan(args: PlanArgs, file: FileConfig) -> anyhow::Result<()> {
         // A dry run writes nothing whatever this says.
         leadership: Leadership::always(),
         aliases: Vec::new(),
+        prometheus: None,
     });
     let mut poller = Poller::new(ctx);
     let plans = poller.dry_run(&deployments).await;

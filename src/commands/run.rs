@@ -7,6 +7,7 @@ use std::time::Duration;
 use kube::runtime::events::{Recorder, Reporter};
 
 use crate::app;
+use crate::canary_query::PrometheusClient;
 use crate::cli::RunArgs;
 use crate::config::{self, FileConfig, LeaderSettings, Settings};
 use crate::cycle::{Context, Poller};
@@ -91,6 +92,12 @@ pub async fn run(args: RunArgs, file: FileConfig) -> anyhow::Result<()> {
         default_interval: settings.interval,
         leadership: leadership.clone(),
         aliases: settings.aliases.clone(),
+        prometheus: settings
+            .prometheus_url
+            .as_deref()
+            .map(|url| PrometheusClient::new(url, Duration::from_secs(10)))
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("--prometheus-url: {e}"))?,
     });
 
     let deployments =

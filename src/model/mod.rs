@@ -3,8 +3,10 @@
 pub mod image;
 
 pub mod alias;
+pub mod canary;
 pub mod channels;
 pub mod filter;
+pub mod history;
 pub mod policy;
 pub mod tag;
 pub mod workload;

@@ -8,9 +8,13 @@ use std::time::Duration;
 use regex::Regex;
 
 use super::alias::Alias;
+use super::canary::CanarySpec;
 use super::channels::Channels;
+use super::history;
 use super::image::ImageRef;
 use super::policy::Policy;
+use crate::plan::canary::CanaryState;
+use crate::plan::rollout::RolloutState;
 
 /// Annotation keys: the whole user-facing vocabulary in one place.
 pub mod keys {
@@ -29,6 +33,26 @@ pub mod keys {
     /// Tags never to apply again, per container (JSON map container → [tags]) or a comma list for all.
     pub const REJECTED: &str = "tagwatch.dev/rejected";
     pub const CHANGE_CAUSE: &str = "kubernetes.io/change-cause";
+    /// `true`: a new version runs in `<name>-canary` first.
+    pub const CANARY: &str = "tagwatch.dev/canary";
+    pub const CANARY_REPLICAS: &str = "tagwatch.dev/canary-replicas";
+    pub const CANARY_TIMEOUT: &str = "tagwatch.dev/canary-timeout";
+    pub const CANARY_BAKE: &str = "tagwatch.dev/canary-bake";
+    pub const CANARY_QUERY: &str = "tagwatch.dev/canary-query";
+    pub const CANARY_THRESHOLD: &str = "tagwatch.dev/canary-threshold";
+    pub const CANARY_FAILURES: &str = "tagwatch.dev/canary-failures";
+    /// A canary in progress (JSON, written by tagwatch on the primary).
+    pub const CANARY_STATE: &str = "tagwatch.dev/canary-state";
+    /// `off`: never roll back automatically.
+    pub const ROLLBACK: &str = "tagwatch.dev/rollback";
+    /// A rollout tagwatch started and is watching (JSON, written by tagwatch).
+    pub const ROLLOUT: &str = "tagwatch.dev/rollout";
+    /// The last ten image changes (JSON, written by tagwatch).
+    pub const HISTORY: &str = "tagwatch.dev/history";
+    /// Label on the canary's pods (and key of the canary selector).
+    pub const TRACK_LABEL: &str = "tagwatch.dev/track";
+    /// On the canary Deployment: the primary it serves.
+    pub const CANARY_OF: &str = "tagwatch.dev/canary-of";
 }
 
 /// The shortest `tagwatch.dev/interval` a workload may ask for: registries are shared.
@@ -106,6 +130,34 @@ pub struct Workload {
     pub problems: Vec<Problem>,
     /// The raw state annotations, so a patch can tell whether to add or replace them.
     pub annotations: BTreeMap<String, String>,
+    pub generation: Option<i64>,
+    pub rollout: RolloutSettings,
+}
+
+/// How new versions roll out, and any rollout in progress.
+#[derive(Debug, Clone)]
+pub struct RolloutSettings {
+    /// `tagwatch.dev/canary: "true"` and its settings.
+    pub canary: Option<CanarySpec>,
+    /// A canary in progress.
+    pub canary_state: Option<CanaryState>,
+    /// A rollout tagwatch started and is watching.
+    pub watching: Option<RolloutState>,
+    /// Roll back automatically when the rollout passes its progress deadline.
+    pub rollback: bool,
+    pub history: Vec<history::Entry>,
+}
+
+impl Default for RolloutSettings {
+    fn default() -> Self {
+        RolloutSettings {
+            canary: None,
+            canary_state: None,
+            watching: None,
+            rollback: true,
+            history: Vec::new(),
+        }
+    }
 }
 
 /// Per-container values of a state annotation.

@@ -1,10 +1,12 @@
 //! Pure planning: given workloads and tag lists, which updates?
 
 pub mod aliases;
+pub mod canary;
 pub mod digest;
 pub mod explain;
 pub mod ordering;
 pub mod patch;
 pub mod resolve;
+pub mod rollout;
 pub mod skip;
 pub mod update;

@@ -28,6 +28,9 @@ pub struct State {
     pub applied: BTreeMap<String, String>,
     pub track: BTreeMap<String, Alias>,
     pub rejected: BTreeMap<String, BTreeSet<String>>,
+    /// Other annotations to set (`Some`) or remove (`None`) in the same write: history, canary and
+    /// rollout state.
+    pub extra: BTreeMap<String, Option<String>>,
 }
 
 /// `"tagwatch: web 1.2.3 → 1.2.4, side 2.0.0 → 2.1.0"`
@@ -46,12 +49,30 @@ pub fn build(
     state: &State,
     existing: Option<&BTreeMap<String, String>>,
 ) -> json_patch::Patch {
+    build_guarded(changes, state, existing, None)
+}
+
+/// As [`build`], and with `resource_version` the write applies only to the object exactly as
+/// judged: any change in between (another replica promoting the same canary, a person's edit)
+/// makes the `test` fail. Used where a decision must happen exactly once.
+pub fn build_guarded(
+    changes: &[ImageChange],
+    state: &State,
+    existing: Option<&BTreeMap<String, String>>,
+    resource_version: Option<&str>,
+) -> json_patch::Patch {
     let mut ops = Vec::new();
+    if let Some(rv) = resource_version {
+        ops.push(json!({"op": "test", "path": "/metadata/resourceVersion", "value": rv}));
+    }
     for change in changes {
         ops.push(json!({"op": "test", "path": change.image_path, "value": change.from}));
         ops.push(json!({"op": "replace", "path": change.image_path, "value": change.to}));
     }
     let mut set: BTreeMap<&str, Option<String>> = BTreeMap::new();
+    for (key, value) in &state.extra {
+        set.insert(key.as_str(), value.clone());
+    }
     set.insert(keys::APPLIED, Some(encode_applied(&state.applied)));
     set.insert(keys::TRACK, encode_track(&state.track));
     set.insert(keys::REJECTED, encode_rejected(&state.rejected));
@@ -111,6 +132,7 @@ mod tests {
             applied: BTreeMap::from([("web".into(), "r/app:1.2.4".into())]),
             track: BTreeMap::from([("web".into(), Alias::new(1, None))]),
             rejected: BTreeMap::new(),
+            extra: BTreeMap::new(),
         }
     }
 
@@ -140,6 +162,28 @@ mod tests {
         let last = patch.as_array().unwrap().last().unwrap().clone();
         assert_eq!(last["path"], "/metadata/annotations");
         assert_eq!(last["value"]["tagwatch.dev/track"], "1");
+    }
+
+    #[test]
+    fn a_guarded_patch_tests_the_resource_version_first_and_sets_extra_annotations() {
+        let mut state = state();
+        state
+            .extra
+            .insert("tagwatch.dev/history".into(), Some("[]".into()));
+        state.extra.insert("tagwatch.dev/canary-state".into(), None);
+        let existing =
+            BTreeMap::from([("tagwatch.dev/canary-state".to_string(), "{}".to_string())]);
+        let patch =
+            serde_json::to_value(build_guarded(&[], &state, Some(&existing), Some("42"))).unwrap();
+        let ops = patch.as_array().unwrap();
+        assert_eq!(
+            ops[0],
+            json!({"op": "test", "path": "/metadata/resourceVersion", "value": "42"})
+        );
+        assert!(ops.contains(
+            &json!({"op": "remove", "path": "/metadata/annotations/tagwatch.dev~1canary-state"})
+        ));
+        assert!(ops.contains(&json!({"op": "add", "path": "/metadata/annotations/tagwatch.dev~1history", "value": "[]"})));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 mod aliases;
 mod apiserver_fidelity;
+mod canary_query;
 mod commands;
 mod deploy_manifests;
 mod leader;

@@ -210,6 +210,7 @@ pub fn poller(cluster: &TestCluster, insecure: &[String], fallback: DockerConfig
         default_interval: Duration::from_secs(60),
         leadership: Leadership::always(),
         aliases: Vec::new(),
+        prometheus: None,
     };
     Harness {
         poller: Poller::new(Arc::new(ctx)),

@@ -27,10 +27,25 @@ struct Rollout {
     replica_set_uid: String,
 }
 
+/// How the pods of an image behave once scheduled, as a kubelet would report them: a way for
+/// tests to ship a broken version.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ImageHealth {
+    #[default]
+    Ready,
+    /// Running, never passing readiness; a Deployment rolling it out reports
+    /// `ProgressDeadlineExceeded` (at once: the test bed does not wait out the deadline).
+    NeverReady,
+    /// Ready, but every container has restarted this many times (a crash loop).
+    Restarting(i64),
+}
+
 #[derive(Default)]
 pub(crate) struct Controller {
     pub mode: ControllerMode,
     rollouts: BTreeMap<(String, String), Rollout>,
+    /// Behaviour per image string; unknown images are Ready.
+    pub images: BTreeMap<String, ImageHealth>,
 }
 
 impl Controller {
@@ -93,10 +108,11 @@ fn reconcile(cluster: &mut Cluster, namespace: &str, name: &str) {
 
     let replica_set = format!("{name}-{hash}");
     let replicas = deployment["spec"]["replicas"].as_u64().unwrap_or(1) as usize;
+    let health = template_health(&cluster.controller.images, &deployment["spec"]["template"]);
     for index in 0..replicas {
         let pod_name = format!("{replica_set}-{index}");
         if cluster.store.get(&PODS, namespace, &pod_name).is_none() {
-            let pod = pod_for(&deployment, &hash, &replica_set_uid, &pod_name);
+            let pod = pod_for(&deployment, &hash, &replica_set_uid, &pod_name, health);
             cluster.store.insert(&PODS, pod);
         }
     }
@@ -105,7 +121,11 @@ fn reconcile(cluster: &mut Cluster, namespace: &str, name: &str) {
     let mut rolled_out = deployment.clone();
     rolled_out["metadata"]["annotations"]["deployment.kubernetes.io/revision"] =
         json!(revision.to_string());
-    rolled_out["status"] = complete_status(&deployment, &replica_set, replicas);
+    rolled_out["status"] = if health == ImageHealth::NeverReady {
+        stuck_status(&deployment, &replica_set, replicas)
+    } else {
+        complete_status(&deployment, &replica_set, replicas)
+    };
     if rolled_out != deployment {
         cluster.store.update(&DEPLOYMENTS, rolled_out);
     }
@@ -131,7 +151,58 @@ fn delete_pods(cluster: &mut Cluster, namespace: &str, replica_set: &str, from: 
     }
 }
 
-fn pod_for(deployment: &Value, hash: &str, replica_set_uid: &str, pod_name: &str) -> Value {
+/// The worst behaviour among a pod template's images.
+fn template_health(images: &BTreeMap<String, ImageHealth>, template: &Value) -> ImageHealth {
+    let spec = &template["spec"];
+    let mut health = ImageHealth::Ready;
+    for list in ["initContainers", "containers"] {
+        for container in spec[list].as_array().into_iter().flatten() {
+            let image = container["image"].as_str().unwrap_or_default();
+            match images.get(image).copied().unwrap_or_default() {
+                ImageHealth::NeverReady => return ImageHealth::NeverReady,
+                ImageHealth::Restarting(n) => health = ImageHealth::Restarting(n),
+                ImageHealth::Ready => {}
+            }
+        }
+    }
+    health
+}
+
+/// What the real controller reports once a rollout of never-ready pods passes its deadline.
+fn stuck_status(deployment: &Value, replica_set: &str, replicas: usize) -> Value {
+    let at = now();
+    let mut status = json!({
+        "observedGeneration": deployment["metadata"]["generation"],
+        "conditions": [
+            {
+                "type": "Available", "status": "False",
+                "lastUpdateTime": at, "lastTransitionTime": at,
+                "reason": "MinimumReplicasUnavailable",
+                "message": "Deployment does not have minimum availability."
+            },
+            {
+                "type": "Progressing", "status": "False",
+                "lastUpdateTime": at, "lastTransitionTime": at,
+                "reason": "ProgressDeadlineExceeded",
+                "message": format!("ReplicaSet \"{replica_set}\" has timed out progressing.")
+            }
+        ]
+    });
+    if replicas > 0 {
+        status["replicas"] = json!(replicas);
+        status["updatedReplicas"] = json!(replicas);
+        status["unavailableReplicas"] = json!(replicas);
+    }
+    status
+}
+
+fn pod_for(
+    deployment: &Value,
+    hash: &str,
+    replica_set_uid: &str,
+    pod_name: &str,
+    health: ImageHealth,
+) -> Value {
     let template = &deployment["spec"]["template"];
     let namespace = &deployment["metadata"]["namespace"];
     let replica_set = format!(
@@ -142,7 +213,11 @@ fn pod_for(deployment: &Value, hash: &str, replica_set_uid: &str, pod_name: &str
     labels["pod-template-hash"] = json!(hash);
     let mut spec = template["spec"].clone();
     spec["nodeName"] = json!("testbed-node");
-    let status = kubelet::running_status(&spec, true, 0);
+    let status = match health {
+        ImageHealth::Ready => kubelet::running_status(&spec, true, 0),
+        ImageHealth::NeverReady => kubelet::running_status(&spec, false, 0),
+        ImageHealth::Restarting(n) => kubelet::running_status(&spec, true, n),
+    };
     let mut pod = json!({
         "metadata": {
             "name": pod_name,

@@ -35,7 +35,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
-pub use controller::ControllerMode;
+pub use controller::{ControllerMode, ImageHealth};
 pub use faults::Fault;
 pub use request_log::RecordedRequest;
 
@@ -123,6 +123,15 @@ impl ApiServer {
 
     pub fn clear_requests(&self) {
         lock(&self.shared.log).clear();
+    }
+
+    /// How pods of `image` (the exact image string) behave from now on: a broken version for
+    /// canary and rollback tests. Pods already running keep their state.
+    pub fn set_image_health(&self, image: &str, health: ImageHealth) {
+        lock(&self.shared.cluster)
+            .controller
+            .images
+            .insert(image.to_string(), health);
     }
 
     /// Switching to `Instant` rolls out every Deployment at once.

@@ -1,0 +1,831 @@
+//! The canary query gate: a PromQL expression from a Deployment's annotations, rendered for one
+//! track, asked of Prometheus as an instant query, and judged by a threshold.
+//!
+//! - `tagwatch.dev/canary-query`: PromQL with `{{namespace}}`, `{{deployment}}` and `{{track}}`
+//!   placeholders, meant to sit inside double-quoted label matchers
+//!   (`deployment="{{deployment}}"`). Values are escaped as PromQL strings, not as regular
+//!   expressions: inside `=~"..."` a value matches as a pattern.
+//! - `tagwatch.dev/canary-threshold`: a comparison and a number, such as `< 0.05`.
+//!
+//! The query must answer one number: a scalar, or an instant vector of at most one series (an
+//! empty vector is "no data", left to the caller to judge). The parts that need no server
+//! (threshold, templates, answer decoding) are pure functions.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use reqwest::Url;
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+
+/// The placeholders a canary query may use.
+const PLACEHOLDERS: [&str; 3] = ["namespace", "deployment", "track"];
+
+/// How many bytes of an unexpected answer an error quotes.
+const EXCERPT: usize = 200;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Comparison {
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Eq,
+    Ne,
+}
+
+impl Comparison {
+    /// Two-character operators first, so `<=` is not read as `<` followed by `= 1`.
+    const ALL: [(&'static str, Comparison); 6] = [
+        ("<=", Comparison::Le),
+        (">=", Comparison::Ge),
+        ("==", Comparison::Eq),
+        ("!=", Comparison::Ne),
+        ("<", Comparison::Lt),
+        (">", Comparison::Gt),
+    ];
+
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Comparison::Lt => "<",
+            Comparison::Le => "<=",
+            Comparison::Gt => ">",
+            Comparison::Ge => ">=",
+            Comparison::Eq => "==",
+            Comparison::Ne => "!=",
+        }
+    }
+}
+
+/// What the canary's query result must satisfy, e.g. `< 0.05`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Threshold {
+    pub comparison: Comparison,
+    pub value: f64,
+}
+
+const THRESHOLD_FORMS: &str =
+    "expected one of <, <=, >, >=, ==, != followed by a finite number, e.g. \"< 0.05\" or \">=1\"";
+
+impl FromStr for Threshold {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Threshold, String> {
+        let text = s.trim();
+        let Some((rest, comparison)) = Comparison::ALL
+            .iter()
+            .find_map(|(symbol, comparison)| Some((text.strip_prefix(symbol)?, *comparison)))
+        else {
+            return Err(format!(
+                "invalid canary threshold {s:?}: no comparison; {THRESHOLD_FORMS}"
+            ));
+        };
+        let number = rest.trim();
+        let value = number
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite())
+            .ok_or_else(|| {
+                format!("invalid canary threshold {s:?}: {number:?} is not a finite number; {THRESHOLD_FORMS}")
+            })?;
+        Ok(Threshold { comparison, value })
+    }
+}
+
+impl Threshold {
+    /// Whether a query result passes. NaN (Prometheus' answer to 0/0) never does, not even `!=`.
+    pub fn holds(&self, value: f64) -> bool {
+        if value.is_nan() {
+            return false;
+        }
+        match self.comparison {
+            Comparison::Lt => value < self.value,
+            Comparison::Le => value <= self.value,
+            Comparison::Gt => value > self.value,
+            Comparison::Ge => value >= self.value,
+            Comparison::Eq => value == self.value,
+            Comparison::Ne => value != self.value,
+        }
+    }
+}
+
+impl fmt::Display for Threshold {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.comparison.symbol(), self.value)
+    }
+}
+
+/// One piece of a query template.
+#[derive(Debug, PartialEq)]
+enum Piece<'a> {
+    Text(&'a str),
+    /// `raw` is the whole `{{ name }}`; `name` is trimmed.
+    Placeholder {
+        raw: &'a str,
+        name: &'a str,
+    },
+    /// A `{{` or `}}` without its partner, at byte offset `at`.
+    Unbalanced {
+        raw: &'a str,
+        at: usize,
+    },
+}
+
+fn pieces(template: &str) -> Vec<Piece<'_>> {
+    let mut pieces = Vec::new();
+    let mut offset = 0;
+    while offset < template.len() {
+        let rest = &template[offset..];
+        let open = rest.find("{{");
+        let close = rest.find("}}");
+        match (open, close) {
+            (None, None) => {
+                pieces.push(Piece::Text(rest));
+                break;
+            }
+            (open, Some(close)) if open.is_none_or(|open| close < open) => {
+                pieces.push(Piece::Text(&rest[..close]));
+                pieces.push(Piece::Unbalanced {
+                    raw: &rest[close..close + 2],
+                    at: offset + close,
+                });
+                offset += close + 2;
+            }
+            (Some(open), _) => {
+                pieces.push(Piece::Text(&rest[..open]));
+                let inner = &rest[open + 2..];
+                match (inner.find("}}"), inner.find("{{")) {
+                    (Some(end), next) if next.is_none_or(|next| end < next) => {
+                        pieces.push(Piece::Placeholder {
+                            raw: &rest[open..open + 2 + end + 2],
+                            name: inner[..end].trim(),
+                        });
+                        offset += open + 2 + end + 2;
+                    }
+                    _ => {
+                        pieces.push(Piece::Unbalanced {
+                            raw: &rest[open..open + 2],
+                            at: offset + open,
+                        });
+                        offset += open + 2;
+                    }
+                }
+            }
+            // `close` is None or before `open` whenever `open` is None: handled above.
+            (None, Some(_)) => break,
+        }
+    }
+    pieces.retain(|p| *p != Piece::Text(""));
+    pieces
+}
+
+/// Checks a `tagwatch.dev/canary-query` template: not empty, `{{`/`}}` balanced, and only the
+/// placeholders `{{namespace}}`, `{{deployment}}` and `{{track}}`.
+pub fn check_template(template: &str) -> Result<(), String> {
+    if template.trim().is_empty() {
+        return Err("the canary query is empty".to_string());
+    }
+    for piece in pieces(template) {
+        match piece {
+            Piece::Text(_) => {}
+            Piece::Placeholder { raw, name } => {
+                if !PLACEHOLDERS.contains(&name) {
+                    return Err(format!(
+                        "unknown placeholder {raw} in the canary query; known are \
+                         {{{{namespace}}}}, {{{{deployment}}}} and {{{{track}}}}"
+                    ));
+                }
+            }
+            Piece::Unbalanced { raw, at } => {
+                let partner = if raw == "{{" { "}}" } else { "{{" };
+                return Err(format!(
+                    "unbalanced {raw:?} at byte {at} of the canary query: no matching {partner:?}"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Substitutes the placeholders. Values are label values: `\`, `"` and newlines are escaped as
+/// in a PromQL double-quoted string, so a name cannot break out of its quotes. A substituted
+/// value is never scanned again; unknown placeholders stay as written (see [`check_template`]).
+pub fn render(template: &str, namespace: &str, deployment: &str, track: &str) -> String {
+    let mut out = String::with_capacity(template.len() + 64);
+    for piece in pieces(template) {
+        match piece {
+            Piece::Text(text) => out.push_str(text),
+            Piece::Placeholder { raw, name } => match name {
+                "namespace" => escape_into(&mut out, namespace),
+                "deployment" => escape_into(&mut out, deployment),
+                "track" => escape_into(&mut out, track),
+                _ => out.push_str(raw),
+            },
+            Piece::Unbalanced { raw, .. } => out.push_str(raw),
+        }
+    }
+    out
+}
+
+fn escape_into(out: &mut String, value: &str) {
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// Why a canary query gave no number. Only the transport errors name the URL, and then without
+/// its credentials.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("invalid Prometheus URL: {reason}")]
+    InvalidUrl { reason: String },
+    #[error("cannot build the HTTP client for Prometheus: {reason}")]
+    Client { reason: String },
+    #[error("{url}: request failed: {reason}")]
+    Transport { url: String, reason: String },
+    #[error("{url}: unexpected HTTP {status}: {body}")]
+    Status {
+        url: String,
+        status: u16,
+        body: String,
+    },
+    #[error("Prometheus refused the query ({error_type}): {error}")]
+    Prometheus { error_type: String, error: String },
+    #[error("not a Prometheus query answer: {reason}")]
+    Malformed { reason: String },
+    #[error(
+        "the query returned {count} series; it must aggregate them to one \
+         (e.g. wrap it in sum(...) or max(...))"
+    )]
+    TooManySeries { count: usize },
+    #[error(
+        "the query returned a {result_type} result; it must return an instant vector or a scalar"
+    )]
+    UnsupportedResult { result_type: &'static str },
+    #[error("the query returned {value:?}, not a number")]
+    NotANumber { value: String },
+}
+
+impl QueryError {
+    /// A small fixed set, for metric labels and Event reasons.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            QueryError::InvalidUrl { .. } | QueryError::Client { .. } => "config",
+            QueryError::Transport { .. } => "transport",
+            QueryError::Status { .. } => "unexpected_status",
+            QueryError::Prometheus { .. } => "query_error",
+            QueryError::Malformed { .. } => "malformed",
+            QueryError::TooManySeries { .. } => "too_many_series",
+            QueryError::UnsupportedResult { .. } => "unsupported_result",
+            QueryError::NotANumber { .. } => "not_a_number",
+        }
+    }
+}
+
+/// Asks one Prometheus (or anything speaking its HTTP API) instant queries.
+#[derive(Clone)]
+pub struct PrometheusClient {
+    http: reqwest::Client,
+    /// `{base}/api/v1/query`, with any userinfo (reqwest sends it as basic auth).
+    endpoint: Url,
+    /// The same without userinfo: the only form that appears in errors and `Debug`.
+    shown: String,
+    timeout: Duration,
+}
+
+impl fmt::Debug for PrometheusClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PrometheusClient")
+            .field("endpoint", &self.shown)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// `url` without username and password.
+fn without_userinfo(url: &Url) -> String {
+    let mut shown = url.clone();
+    // Fails only for URLs that cannot have userinfo, which then have none to strip.
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    shown.to_string()
+}
+
+impl PrometheusClient {
+    /// `base_url` is where Prometheus serves its API, e.g. `http://prometheus:9090` or
+    /// `https://user:pw@metrics.example/prometheus` (a path prefix is kept; userinfo is sent as
+    /// basic auth and never shown). `timeout` bounds each query.
+    pub fn new(base_url: &str, timeout: Duration) -> Result<PrometheusClient, QueryError> {
+        // The parse error never quotes the input, which may hold a password.
+        let mut base = Url::parse(base_url.trim()).map_err(|e| QueryError::InvalidUrl {
+            reason: e.to_string(),
+        })?;
+        let invalid = |base: &Url, why: &str| QueryError::InvalidUrl {
+            reason: format!("{}: {why}", without_userinfo(base)),
+        };
+        if !matches!(base.scheme(), "http" | "https") {
+            return Err(invalid(&base, "the scheme must be http or https"));
+        }
+        if base.query().is_some() || base.fragment().is_some() {
+            return Err(invalid(&base, "a query string or fragment is not allowed"));
+        }
+        if !base.path().ends_with('/') {
+            let path = format!("{}/", base.path());
+            base.set_path(&path);
+        }
+        let endpoint = base
+            .join("api/v1/query")
+            .map_err(|e| invalid(&base, &e.to_string()))?;
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .map_err(|e| QueryError::Client {
+                reason: error_chain(&e.without_url()),
+            })?;
+        Ok(PrometheusClient {
+            http,
+            shown: without_userinfo(&endpoint),
+            endpoint,
+            timeout,
+        })
+    }
+
+    /// Instant query (`GET {base}/api/v1/query?query=...`). `Ok(Some(v))` for a scalar or a
+    /// vector with exactly one sample (possibly NaN), `Ok(None)` for an empty vector (no data).
+    pub async fn query(&self, promql: &str) -> Result<Option<f64>, QueryError> {
+        let response = self
+            .http
+            .get(self.endpoint.clone())
+            .query(&[("query", promql)])
+            .send()
+            .await
+            .map_err(|e| self.transport(e))?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(|e| self.transport(e))?;
+        if status.is_success() {
+            return decode(&body);
+        }
+        // Prometheus answers a bad query with 400/422/503 and its usual error object.
+        match decode(&body) {
+            Err(e @ QueryError::Prometheus { .. }) => Err(e),
+            _ => Err(QueryError::Status {
+                url: self.shown.clone(),
+                status: status.as_u16(),
+                body: excerpt(&body),
+            }),
+        }
+    }
+
+    fn transport(&self, e: reqwest::Error) -> QueryError {
+        let reason = if e.is_timeout() {
+            format!("timed out after {:?}", self.timeout)
+        } else {
+            // reqwest's own message would repeat the URL, userinfo included.
+            error_chain(&e.without_url())
+        };
+        QueryError::Transport {
+            url: self.shown.clone(),
+            reason,
+        }
+    }
+}
+
+/// The error and its sources, `outer: inner: innermost`.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        let next = inner.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = inner.source();
+    }
+    text
+}
+
+/// The start of a body, for an error message.
+fn excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    match text.char_indices().nth(EXCERPT) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None if text.is_empty() => "(empty body)".to_string(),
+        None => text.to_string(),
+    }
+}
+
+/// The envelope of every Prometheus API answer.
+#[derive(Deserialize)]
+struct Answer {
+    status: String,
+    #[serde(default)]
+    data: Option<Data>,
+    #[serde(default, rename = "errorType")]
+    error_type: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "resultType", content = "result", rename_all = "lowercase")]
+enum Data {
+    /// `[timestamp, "value"]`
+    Scalar((IgnoredAny, String)),
+    Vector(Vec<Sample>),
+    Matrix(IgnoredAny),
+    String(IgnoredAny),
+}
+
+#[derive(Deserialize)]
+struct Sample {
+    /// `[timestamp, "value"]`; absent for native histogram samples.
+    #[serde(default)]
+    value: Option<(IgnoredAny, String)>,
+}
+
+/// Decodes the body of an instant query answer (any HTTP status).
+fn decode(body: &[u8]) -> Result<Option<f64>, QueryError> {
+    let answer: Answer = serde_json::from_slice(body).map_err(|e| QueryError::Malformed {
+        reason: format!("{e}; the answer starts with {:?}", excerpt(body)),
+    })?;
+    match answer.status.as_str() {
+        "success" => {}
+        "error" => {
+            return Err(QueryError::Prometheus {
+                error_type: answer.error_type.unwrap_or_else(|| "unknown".to_string()),
+                error: answer.error.unwrap_or_default(),
+            })
+        }
+        other => {
+            return Err(QueryError::Malformed {
+                reason: format!("status {other:?}, expected \"success\" or \"error\""),
+            })
+        }
+    }
+    let data = answer.data.ok_or_else(|| QueryError::Malformed {
+        reason: "a successful answer without data".to_string(),
+    })?;
+    let value = match data {
+        Data::Scalar((_, value)) => value,
+        Data::Vector(samples) => match <[Sample; 1]>::try_from(samples) {
+            Ok([sample]) => match sample.value {
+                Some((_, value)) => value,
+                None => {
+                    return Err(QueryError::Malformed {
+                        reason: "the sample has no float value (a native histogram?)".to_string(),
+                    })
+                }
+            },
+            Err(samples) if samples.is_empty() => return Ok(None),
+            Err(samples) => {
+                return Err(QueryError::TooManySeries {
+                    count: samples.len(),
+                })
+            }
+        },
+        Data::Matrix(_) => {
+            return Err(QueryError::UnsupportedResult {
+                result_type: "range vector (matrix)",
+            })
+        }
+        Data::String(_) => {
+            return Err(QueryError::UnsupportedResult {
+                result_type: "string",
+            })
+        }
+    };
+    parse_value(&value).map(Some)
+}
+
+/// Prometheus writes sample values as Go formats floats: `0.02`, `1e-05`, `NaN`, `+Inf`, `-Inf`.
+fn parse_value(value: &str) -> Result<f64, QueryError> {
+    value.parse::<f64>().map_err(|_| QueryError::NotANumber {
+        value: value.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    fn threshold(comparison: Comparison, value: f64) -> Threshold {
+        Threshold { comparison, value }
+    }
+
+    #[test]
+    fn thresholds_parse() {
+        use Comparison::*;
+        let valid = [
+            ("< 0.05", threshold(Lt, 0.05)),
+            ("<0.05", threshold(Lt, 0.05)),
+            ("  <=   0.1 ", threshold(Le, 0.1)),
+            ("> 0.99", threshold(Gt, 0.99)),
+            (">= 1", threshold(Ge, 1.0)),
+            (">=1", threshold(Ge, 1.0)),
+            ("== 0", threshold(Eq, 0.0)),
+            ("!= 0", threshold(Ne, 0.0)),
+            ("< -2.5", threshold(Lt, -2.5)),
+            ("< 1e-3", threshold(Lt, 0.001)),
+        ];
+        for (text, want) in valid {
+            assert_eq!(text.parse::<Threshold>(), Ok(want), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn invalid_thresholds_name_the_accepted_forms() {
+        for text in [
+            "", "0.05", "=< 1", "= 1", "=> 1", "<< 1", "<== 1", "< ", "<", "< abc", "< 0.05 x",
+            "< NaN", "< inf", "> -inf", "lt 0.05", "≤ 0.1", "<>1",
+        ] {
+            let err = text
+                .parse::<Threshold>()
+                .expect_err(&format!("{text:?} is not a threshold"));
+            assert!(err.contains(&format!("{text:?}")), "{err}");
+            assert!(
+                err.contains("<, <=, >, >=, ==, !=") && err.contains("\"< 0.05\""),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn thresholds_hold() {
+        use Comparison::*;
+        let table = [
+            (threshold(Lt, 0.05), 0.02, true),
+            (threshold(Lt, 0.05), 0.05, false),
+            (threshold(Le, 0.05), 0.05, true),
+            (threshold(Le, 0.05), 0.06, false),
+            (threshold(Gt, 0.99), 1.0, true),
+            (threshold(Gt, 0.99), 0.99, false),
+            (threshold(Ge, 1.0), 1.0, true),
+            (threshold(Ge, 1.0), 0.5, false),
+            (threshold(Eq, 0.0), 0.0, true),
+            (threshold(Eq, 0.0), -0.0, true),
+            (threshold(Eq, 0.0), 0.1, false),
+            (threshold(Ne, 0.0), 0.1, true),
+            (threshold(Ne, 0.0), 0.0, false),
+            (threshold(Lt, 0.05), f64::NEG_INFINITY, true),
+            (threshold(Gt, 0.05), f64::INFINITY, true),
+        ];
+        for (t, value, want) in table {
+            assert_eq!(t.holds(value), want, "{value} {t}");
+        }
+        for comparison in [Lt, Le, Gt, Ge, Eq, Ne] {
+            assert!(
+                !threshold(comparison, 0.0).holds(f64::NAN),
+                "NaN never holds: {comparison:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn thresholds_display_and_round_trip() {
+        for (text, shown) in [
+            ("<0.05", "< 0.05"),
+            ("<= 0.1", "<= 0.1"),
+            (">0.99", "> 0.99"),
+            (">= 1", ">= 1"),
+            ("==0", "== 0"),
+            ("!= 0", "!= 0"),
+        ] {
+            let t: Threshold = text.parse().expect("valid");
+            assert_eq!(t.to_string(), shown);
+            assert_eq!(shown.parse::<Threshold>(), Ok(t));
+        }
+    }
+
+    const ERROR_RATIO: &str = "sum(rate(http_requests_total{namespace=\"{{namespace}}\",\
+        deployment=\"{{deployment}}\",track=\"{{track}}\",code=~\"5..\"}[1m])) / \
+        sum(rate(http_requests_total{namespace=\"{{namespace}}\",deployment=\"{{deployment}}\",\
+        track=\"{{track}}\"}[1m]))";
+
+    #[test]
+    fn render_substitutes_every_placeholder() {
+        assert_eq!(
+            render(ERROR_RATIO, "shop", "web", "canary"),
+            "sum(rate(http_requests_total{namespace=\"shop\",deployment=\"web\",track=\"canary\",\
+             code=~\"5..\"}[1m])) / sum(rate(http_requests_total{namespace=\"shop\",\
+             deployment=\"web\",track=\"canary\"}[1m]))"
+        );
+        assert_eq!(
+            render("x{a=\"{{ track }}\"}", "n", "d", "primary"),
+            "x{a=\"primary\"}"
+        );
+        assert_eq!(render("up", "n", "d", "t"), "up");
+        assert_eq!(render("", "n", "d", "t"), "");
+    }
+
+    #[test]
+    fn render_escapes_label_values() {
+        assert_eq!(
+            render("x{d=\"{{deployment}}\"}", "n", "a\"b", "t"),
+            "x{d=\"a\\\"b\"}"
+        );
+        assert_eq!(
+            render("x{d=\"{{deployment}}\"}", "n", "a\\b", "t"),
+            "x{d=\"a\\\\b\"}"
+        );
+        // A value trying to close the string and add a matcher stays one label value.
+        assert_eq!(
+            render("x{n=\"{{namespace}}\"}", "\"} or vector(0) #", "d", "t"),
+            "x{n=\"\\\"} or vector(0) #\"}"
+        );
+        assert_eq!(render("\"{{track}}\"", "n", "d", "a\nb"), "\"a\\nb\"");
+        // A substituted value is not scanned for placeholders again.
+        assert_eq!(
+            render("{{namespace}}/{{track}}", "{{track}}", "d", "t"),
+            "{{track}}/t"
+        );
+    }
+
+    #[test]
+    fn render_leaves_unknown_and_unbalanced_text_alone() {
+        assert_eq!(
+            render("{{pod}} {{track}} }} {{", "n", "d", "t"),
+            "{{pod}} t }} {{"
+        );
+    }
+
+    #[test]
+    fn templates_are_checked() {
+        assert_eq!(check_template(ERROR_RATIO), Ok(()));
+        assert_eq!(check_template("up"), Ok(()));
+        assert_eq!(check_template("x{d=\"{{ deployment }}\"}"), Ok(()));
+        let unknown = check_template("x{d=\"{{deploy}}\"}").expect_err("unknown placeholder");
+        assert!(unknown.contains("{{deploy}}"), "{unknown}");
+        assert!(
+            unknown.contains("{{namespace}}, {{deployment}} and {{track}}"),
+            "{unknown}"
+        );
+        for (template, at) in [
+            ("x{d=\"{{deployment\"}", "{{"),
+            ("x{d=\"deployment}}\"}", "}}"),
+            ("{{track}} {{", "{{"),
+            ("{{ {{track}}", "{{"),
+            ("}}{{track}}", "}}"),
+        ] {
+            let err = check_template(template).expect_err(template);
+            assert!(
+                err.contains("unbalanced") && err.contains(&format!("{at:?}")),
+                "{template}: {err}"
+            );
+        }
+        assert!(check_template(" ").is_err());
+        assert!(check_template("{{}}").expect_err("empty").contains("{{}}"));
+    }
+
+    fn decoded(body: &str) -> Result<Option<f64>, QueryError> {
+        decode(body.as_bytes())
+    }
+
+    #[test]
+    fn decodes_a_scalar() {
+        let body = r#"{"status":"success","data":{"resultType":"scalar","result":[1700000000.123,"0.25"]}}"#;
+        assert_eq!(decoded(body).expect("scalar"), Some(0.25));
+    }
+
+    #[test]
+    fn decodes_a_one_sample_vector() {
+        let body = r#"{"status":"success","data":{"resultType":"vector","result":[
+            {"metric":{"track":"canary"},"value":[1700000000.5,"0.02"]}]}}"#;
+        assert_eq!(decoded(body).expect("vector"), Some(0.02));
+        let body = r#"{"status":"success","data":{"resultType":"vector","result":[
+            {"metric":{},"value":[1700000000,"1e-05"]}]},"warnings":["x"]}"#;
+        assert_eq!(decoded(body).expect("vector"), Some(0.00001));
+        for (text, want) in [("+Inf", f64::INFINITY), ("-Inf", f64::NEG_INFINITY)] {
+            let body = format!(
+                r#"{{"status":"success","data":{{"resultType":"vector","result":[{{"metric":{{}},"value":[1,"{text}"]}}]}}}}"#
+            );
+            assert_eq!(decoded(&body).expect("vector"), Some(want));
+        }
+    }
+
+    #[test]
+    fn nan_is_a_value_that_fails_every_threshold() {
+        let body = r#"{"status":"success","data":{"resultType":"vector","result":[
+            {"metric":{},"value":[1700000000,"NaN"]}]}}"#;
+        let value = decoded(body).expect("NaN decodes").expect("a sample");
+        assert!(value.is_nan());
+        assert!(!"!= 0".parse::<Threshold>().expect("valid").holds(value));
+    }
+
+    #[test]
+    fn an_empty_vector_is_no_data() {
+        let body = r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#;
+        assert_eq!(decoded(body).expect("empty"), None);
+    }
+
+    #[test]
+    fn two_series_must_be_aggregated() {
+        let body = r#"{"status":"success","data":{"resultType":"vector","result":[
+            {"metric":{"track":"canary"},"value":[1,"0.02"]},
+            {"metric":{"track":"primary"},"value":[1,"0.5"]}]}}"#;
+        let err = decoded(body).expect_err("two series");
+        assert!(
+            matches!(err, QueryError::TooManySeries { count: 2 }),
+            "{err:?}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains("2 series") && text.contains("aggregate"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn an_error_answer_keeps_prometheus_words() {
+        let body = r#"{"status":"error","errorType":"bad_data","error":"invalid parameter \"query\": 1:5: parse error: unexpected \")\""}"#;
+        let err = decoded(body).expect_err("error status");
+        assert_eq!(err.kind(), "query_error");
+        let text = err.to_string();
+        assert!(text.contains("bad_data"), "{text}");
+        assert!(text.contains("parse error: unexpected \")\""), "{text}");
+    }
+
+    #[test]
+    fn other_results_are_refused() {
+        let matrix = r#"{"status":"success","data":{"resultType":"matrix","result":[
+            {"metric":{},"values":[[1,"1"],[2,"2"]]}]}}"#;
+        let err = decoded(matrix).expect_err("matrix");
+        assert!(err.to_string().contains("matrix"), "{err}");
+        let string = r#"{"status":"success","data":{"resultType":"string","result":[1,"hello"]}}"#;
+        let err = decoded(string).expect_err("string");
+        assert!(
+            matches!(err, QueryError::UnsupportedResult { .. }),
+            "{err:?}"
+        );
+        let word = r#"{"status":"success","data":{"resultType":"scalar","result":[1,"many"]}}"#;
+        let err = decoded(word).expect_err("not a number");
+        assert!(err.to_string().contains("\"many\""), "{err}");
+    }
+
+    #[test]
+    fn garbage_is_malformed() {
+        for body in [
+            "",
+            "<html>502 Bad Gateway</html>",
+            "{}",
+            "[1,2]",
+            r#"{"status":"success"}"#,
+            r#"{"status":"maybe","data":{}}"#,
+            r#"{"status":"success","data":{"resultType":"histogram","result":[]}}"#,
+            r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1]}]}}"#,
+            r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"histogram":[1,{}]}]}}"#,
+        ] {
+            let err = decoded(body).expect_err(body);
+            assert!(
+                matches!(err, QueryError::Malformed { .. }),
+                "{body}: {err:?}"
+            );
+        }
+        let err = decoded("<html>502 Bad Gateway</html>").expect_err("html");
+        assert!(err.to_string().contains("502 Bad Gateway"), "{err}");
+    }
+
+    #[test]
+    fn urls_keep_their_prefix_and_lose_their_credentials() {
+        let second = Duration::from_secs(1);
+        let client = PrometheusClient::new("http://prometheus:9090", second).expect("valid");
+        assert_eq!(
+            client.endpoint.as_str(),
+            "http://prometheus:9090/api/v1/query"
+        );
+        let client =
+            PrometheusClient::new("https://u:s3cret@metrics.example/prom", second).expect("valid");
+        assert_eq!(
+            client.endpoint.as_str(),
+            "https://u:s3cret@metrics.example/prom/api/v1/query"
+        );
+        assert_eq!(client.shown, "https://metrics.example/prom/api/v1/query");
+        assert!(!format!("{client:?}").contains("s3cret"));
+        let client = PrometheusClient::new("http://p:9090/prom/", second).expect("valid");
+        assert_eq!(client.endpoint.as_str(), "http://p:9090/prom/api/v1/query");
+
+        for bad in [
+            "prometheus:9090",
+            "ftp://u:s3cret@p/",
+            "http://u:s3cret@p/?x=1",
+            "not a url",
+            "",
+        ] {
+            let err = PrometheusClient::new(bad, second).expect_err(bad);
+            assert!(
+                matches!(err, QueryError::InvalidUrl { .. }),
+                "{bad}: {err:?}"
+            );
+            assert!(!err.to_string().contains("s3cret"), "{err}");
+        }
+    }
+}

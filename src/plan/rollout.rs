@@ -1,0 +1,124 @@
+//! Watching a rollout tagwatch started: complete, still going, or stuck past its progress
+//! deadline (the Deployment controller's verdict, read from the `Progressing` condition).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use serde::{Deserialize, Serialize};
+
+/// `tagwatch.dev/rollout` on a Deployment: what tagwatch changed and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutState {
+    /// Container → image before.
+    pub from: BTreeMap<String, String>,
+    /// Container → image written.
+    pub to: BTreeMap<String, String>,
+    /// RFC 3339.
+    pub started: String,
+    /// The Deployment's generation after tagwatch's patch: a later spec change (a person's, or
+    /// another tool's) makes this rollout no longer tagwatch's to judge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<i64>,
+}
+
+impl RolloutState {
+    pub fn decode(text: &str) -> Result<RolloutState, String> {
+        serde_json::from_str(text).map_err(|e| format!("unreadable rollout state: {e}"))
+    }
+
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    Complete,
+    InProgress,
+    /// `ProgressDeadlineExceeded`, with the controller's message.
+    Stuck(String),
+}
+
+pub fn progress(deployment: &Deployment) -> Progress {
+    let Some(status) = &deployment.status else {
+        return Progress::InProgress;
+    };
+    if let Some(stuck) = status.conditions.iter().flatten().find(|c| {
+        c.type_ == "Progressing"
+            && c.status == "False"
+            && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+    }) {
+        return Progress::Stuck(
+            stuck
+                .message
+                .clone()
+                .unwrap_or_else(|| "progress deadline exceeded".into()),
+        );
+    }
+    let generation = deployment.metadata.generation.unwrap_or(0);
+    let wanted = deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.replicas)
+        .unwrap_or(1);
+    let count = |v: Option<i32>| v.unwrap_or(0);
+    let observed = status.observed_generation.unwrap_or(0) >= generation;
+    // As `kubectl rollout status`: every replica updated and available, and no old one left.
+    if observed
+        && count(status.updated_replicas) >= wanted
+        && count(status.replicas) <= count(status.updated_replicas)
+        && count(status.available_replicas) >= count(status.updated_replicas)
+    {
+        Progress::Complete
+    } else {
+        Progress::InProgress
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde_json::json;
+
+    fn deployment(status: serde_json::Value) -> Deployment {
+        serde_json::from_value(json!({
+            "metadata": {"name": "web", "generation": 3},
+            "spec": {"replicas": 2, "selector": {}, "template": {}},
+            "status": status
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn reads_the_controller_verdict() {
+        let cases = [
+            (
+                json!({"observedGeneration": 3, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2}),
+                Progress::Complete,
+            ),
+            (
+                json!({"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2}),
+                Progress::InProgress,
+            ),
+            (
+                json!({"observedGeneration": 3, "replicas": 3, "updatedReplicas": 2, "availableReplicas": 3}),
+                Progress::InProgress,
+            ),
+            (
+                json!({"observedGeneration": 3, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 1}),
+                Progress::InProgress,
+            ),
+            (
+                json!({"observedGeneration": 3, "replicas": 2, "updatedReplicas": 1, "conditions": [
+                    {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
+                     "message": "ReplicaSet \"web-1\" has timed out progressing."}]}),
+                Progress::Stuck("ReplicaSet \"web-1\" has timed out progressing.".into()),
+            ),
+        ];
+        for (status, want) in cases {
+            assert_eq!(progress(&deployment(status.clone())), want, "{status}");
+        }
+    }
+}

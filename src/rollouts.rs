@@ -1,0 +1,693 @@
+//! The I/O around canaries and rollout watching: create and remove canary Deployments, read
+//! their pods and the optional query, write the primary's state, promote, reject, roll back.
+//!
+//! Every write to the primary is a JSON Patch guarded by the resourceVersion the decision was
+//! made on, so a decision (start, promote, fail, roll back) lands at most once even with two
+//! writers; the loser sees a conflict and re-reads.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{DeleteParams, ListParams, PostParams, PropagationPolicy};
+use kube::runtime::events::EventType;
+use kube::Api;
+
+use crate::apply::{deployment_reference, patch_deployment, publish, ApplyError};
+use crate::canary_query::{render, PrometheusClient};
+use crate::cycle::Context;
+use crate::model::canary::CanarySpec;
+use crate::model::history::{self, Entry, How};
+use crate::model::image::ImageRef;
+use crate::model::workload::{keys, Workload};
+use crate::plan::canary::{
+    canary_deployment, canary_name, canary_selector, judge, CanaryState, Check, Phase, PodView,
+    Verdict, TRACK_CANARY,
+};
+use crate::plan::patch::{self, ImageChange, State};
+use crate::plan::rollout::{progress, Progress, RolloutState};
+
+/// What a check did, for the round's bookkeeping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Still running; nothing to plan for this workload meanwhile.
+    Waiting,
+    /// Finished (promoted, failed, rolled back, or no longer ours): planned afresh.
+    Done,
+    /// The watched rollout completed (the annotation stays: completing costs no write).
+    Completed { started: String },
+}
+
+pub struct Rollouts<'a> {
+    pub ctx: &'a Context,
+}
+
+impl Rollouts<'_> {
+    /// Starts a canary for `changes` instead of patching the primary: the state is written first
+    /// (guarded), then the canary created, so a crash in between resumes by creating it.
+    pub async fn start_canary(
+        &self,
+        workload: &Workload,
+        primary: &Deployment,
+        spec: &CanarySpec,
+        changes: &[ImageChange],
+    ) -> Result<(), ApplyError> {
+        let state = CanaryState {
+            phase: Phase::Running,
+            images: changes
+                .iter()
+                .map(|c| (c.container.clone(), c.to.clone()))
+                .collect(),
+            from: changes
+                .iter()
+                .map(|c| (c.container.clone(), c.from.clone()))
+                .collect(),
+            started: history::now(),
+            ready_since: None,
+            failed_checks: 0,
+        };
+        self.write_state(workload, Some(&state), None).await?;
+        self.ctx
+            .metrics
+            .canaries
+            .with_label_values(&["started", "new_version"])
+            .inc();
+        tracing::info!(workload = %workload.id, images = ?state.images, "canary started");
+        self.event(
+            workload,
+            EventType::Normal,
+            "CanaryStarted",
+            format!(
+                "canary {} runs {}",
+                canary_name(&workload.id.name),
+                describe(&state.images)
+            ),
+        )
+        .await;
+        if let Err(e) = self.ensure_canary(primary, spec, &state).await {
+            tracing::warn!(workload = %workload.id, error = %e, "cannot create the canary yet; retrying");
+        }
+        Ok(())
+    }
+
+    /// One look at a workload with a canary or a rollout in progress.
+    pub async fn check(
+        &self,
+        workload: &Workload,
+        primary: &Deployment,
+        prometheus: Option<&PrometheusClient>,
+    ) -> Step {
+        let rollout = &workload.rollout;
+        if let Some(state) = &rollout.canary_state {
+            return match state.phase {
+                Phase::Running => match &rollout.canary {
+                    Some(spec) => {
+                        self.judge_canary(workload, primary, spec, state, prometheus)
+                            .await
+                    }
+                    // The canary annotation was removed mid-way: stop the canary, keep the primary.
+                    None => {
+                        self.fail_canary(workload, state, "canary turned off", "turned_off")
+                            .await
+                    }
+                },
+                Phase::Promoting => self.watch_promotion(workload, primary, state).await,
+            };
+        }
+        if let Some(watching) = &rollout.watching {
+            return self.watch_rollout(workload, primary, watching).await;
+        }
+        Step::Done
+    }
+
+    async fn judge_canary(
+        &self,
+        workload: &Workload,
+        primary: &Deployment,
+        spec: &CanarySpec,
+        state: &CanaryState,
+        prometheus: Option<&PrometheusClient>,
+    ) -> Step {
+        let canary = match self.ensure_canary(primary, spec, state).await {
+            Ok(canary) => canary,
+            Err(e) => {
+                tracing::warn!(workload = %workload.id, error = %e, "cannot read or create the canary");
+                return Step::Waiting;
+            }
+        };
+        let pods = match self.pods(&workload.id.namespace, &canary).await {
+            Ok(pods) => pods,
+            Err(e) => {
+                tracing::warn!(workload = %workload.id, error = %e, "cannot list the canary's pods");
+                return Step::Waiting;
+            }
+        };
+        let all_ready = !pods.is_empty() && pods.iter().all(|p| p.ready);
+        let check = match (&spec.query, all_ready) {
+            (Some((query, _)), true) => Some(
+                self.query(prometheus, query, &workload.id.namespace, &workload.id.name)
+                    .await,
+            ),
+            _ => None,
+        };
+        match judge(spec, state, Timestamp::now(), &pods, check.as_ref()) {
+            Verdict::Wait {
+                state: next,
+                changed,
+            } => {
+                if changed {
+                    if let Err(e) = self.write_state(workload, Some(&next), None).await {
+                        tracing::info!(workload = %workload.id, error = %e, "canary state not written; re-reading");
+                    }
+                }
+                Step::Waiting
+            }
+            Verdict::Pass => self.promote(workload, state).await,
+            Verdict::Fail(failure) => {
+                self.fail_canary(workload, state, &failure.message, failure.kind)
+                    .await
+            }
+        }
+    }
+
+    async fn query(
+        &self,
+        prometheus: Option<&PrometheusClient>,
+        query: &str,
+        namespace: &str,
+        deployment: &str,
+    ) -> Check {
+        let Some(client) = prometheus else {
+            return Check::Error("no Prometheus URL configured (--prometheus-url)".into());
+        };
+        let promql = render(query, namespace, deployment, TRACK_CANARY);
+        match client.query(&promql).await {
+            Ok(Some(v)) => Check::Value(v),
+            Ok(None) => Check::NoData,
+            Err(e) => Check::Error(e.to_string()),
+        }
+    }
+
+    /// The primary takes the canary's images with the usual guarded patch; the canary stays until
+    /// that rollout completes.
+    async fn promote(&self, workload: &Workload, state: &CanaryState) -> Step {
+        let changes = changes(workload, &state.from, &state.images);
+        let mut promoting = state.clone();
+        promoting.phase = Phase::Promoting;
+        let mut next = self.state_after(workload, &changes, How::CanaryPass, None);
+        next.extra
+            .insert(keys::CANARY_STATE.into(), Some(promoting.encode()));
+        next.extra.insert(
+            keys::ROLLOUT.into(),
+            Some(
+                RolloutState {
+                    from: state.from.clone(),
+                    to: state.images.clone(),
+                    started: history::now(),
+                    generation: workload.generation.map(|g| g + 1),
+                }
+                .encode(),
+            ),
+        );
+        let patch = patch::build_guarded(
+            &changes,
+            &next,
+            Some(&workload.annotations),
+            workload.resource_version.as_deref(),
+        );
+        match patch_deployment(&self.ctx.client, &workload.id, patch).await {
+            Ok(_) => {
+                tracing::info!(workload = %workload.id, images = ?state.images, "canary passed; primary updated");
+                for change in &changes {
+                    self.ctx
+                        .metrics
+                        .updates
+                        .with_label_values(&["applied", "canary"])
+                        .inc();
+                    tracing::info!(workload = %workload.id, container = %change.container,
+                        from = %change.from, to = %change.to, reason = "canary", "image updated");
+                }
+                self.event(
+                    workload,
+                    EventType::Normal,
+                    "CanaryPassed",
+                    format!("promoting {}", describe(&state.images)),
+                )
+                .await;
+                Step::Waiting
+            }
+            Err(e) => {
+                tracing::info!(workload = %workload.id, error = %e, "promotion not written; re-reading");
+                Step::Waiting
+            }
+        }
+    }
+
+    async fn watch_promotion(
+        &self,
+        workload: &Workload,
+        primary: &Deployment,
+        state: &CanaryState,
+    ) -> Step {
+        match progress(primary) {
+            Progress::InProgress => Step::Waiting,
+            Progress::Stuck(message) => {
+                let watching = workload.rollout.watching.clone().unwrap_or(RolloutState {
+                    from: state.from.clone(),
+                    to: state.images.clone(),
+                    started: state.started.clone(),
+                    generation: None,
+                });
+                self.stuck(workload, &watching, &message).await
+            }
+            Progress::Complete => {
+                if let Err(e) = self.delete_canary(workload).await {
+                    tracing::warn!(workload = %workload.id, error = %e, "cannot remove the canary yet");
+                    return Step::Waiting;
+                }
+                let mut extra = BTreeMap::new();
+                extra.insert(keys::CANARY_STATE.to_string(), None);
+                extra.insert(keys::ROLLOUT.to_string(), None);
+                if self.write_extra(workload, extra).await.is_err() {
+                    return Step::Waiting;
+                }
+                if let Some(watching) = &workload.rollout.watching {
+                    self.observe_duration(&watching.started);
+                }
+                self.ctx
+                    .metrics
+                    .canaries
+                    .with_label_values(&["promoted", "passed"])
+                    .inc();
+                tracing::info!(workload = %workload.id, "canary promoted; canary removed");
+                self.event(
+                    workload,
+                    EventType::Normal,
+                    "CanaryPromoted",
+                    format!("{} rolled out; canary removed", describe(&state.images)),
+                )
+                .await;
+                Step::Done
+            }
+        }
+    }
+
+    /// The canary goes; the primary is left as it was; the version is rejected for good.
+    async fn fail_canary(
+        &self,
+        workload: &Workload,
+        state: &CanaryState,
+        why: &str,
+        kind: &'static str,
+    ) -> Step {
+        if let Err(e) = self.delete_canary(workload).await {
+            tracing::warn!(workload = %workload.id, error = %e, "cannot remove the canary yet");
+            return Step::Waiting;
+        }
+        let mut next = self.state_after(workload, &[], How::CanaryFail, Some(why));
+        let rejected_entries =
+            history_entries(&state.from, &state.images, How::CanaryFail, Some(why));
+        next.extra.insert(
+            keys::HISTORY.into(),
+            Some(history::encode(&history::append(
+                workload.rollout.history.clone(),
+                rejected_entries,
+            ))),
+        );
+        reject(&mut next, &state.images);
+        next.extra.insert(keys::CANARY_STATE.into(), None);
+        let patch = patch::build_guarded(
+            &[],
+            &next,
+            Some(&workload.annotations),
+            workload.resource_version.as_deref(),
+        );
+        match patch_deployment(&self.ctx.client, &workload.id, patch).await {
+            Ok(_) => {
+                self.ctx
+                    .metrics
+                    .canaries
+                    .with_label_values(&["failed", kind])
+                    .inc();
+                tracing::warn!(workload = %workload.id, images = ?state.images, reason = why, "canary failed; version rejected");
+                self.event(
+                    workload,
+                    EventType::Warning,
+                    "CanaryFailed",
+                    format!("{} rejected: {why}", describe(&state.images)),
+                )
+                .await;
+                Step::Done
+            }
+            Err(e) => {
+                tracing::info!(workload = %workload.id, error = %e, "canary failure not written; re-reading");
+                Step::Waiting
+            }
+        }
+    }
+
+    async fn watch_rollout(
+        &self,
+        workload: &Workload,
+        primary: &Deployment,
+        watching: &RolloutState,
+    ) -> Step {
+        // A later spec change (the generation moved on) is not tagwatch's rollout any more; the
+        // Progressing condition only turns False during a rollout, so a finished one stays quiet.
+        if watching.generation.is_some() && watching.generation != workload.generation {
+            return Step::Done;
+        }
+        match progress(primary) {
+            Progress::InProgress => Step::Waiting,
+            Progress::Stuck(message) => self.stuck(workload, watching, &message).await,
+            Progress::Complete => Step::Completed {
+                started: watching.started.clone(),
+            },
+        }
+    }
+
+    /// Past the progress deadline: back to the images before, the new version rejected (or,
+    /// with `tagwatch.dev/rollback: off`, only reported).
+    async fn stuck(&self, workload: &Workload, watching: &RolloutState, message: &str) -> Step {
+        let canary = workload.rollout.canary_state.is_some();
+        if canary {
+            if let Err(e) = self.delete_canary(workload).await {
+                tracing::warn!(workload = %workload.id, error = %e, "cannot remove the canary yet");
+                return Step::Waiting;
+            }
+        }
+        let why = format!("rollout passed its progress deadline: {message}");
+        if !workload.rollout.rollback {
+            let mut extra = BTreeMap::from([(keys::ROLLOUT.to_string(), None)]);
+            if canary {
+                extra.insert(keys::CANARY_STATE.to_string(), None);
+            }
+            if self.write_extra(workload, extra).await.is_err() {
+                return Step::Waiting;
+            }
+            self.event(
+                workload,
+                EventType::Warning,
+                "RolloutStuck",
+                format!("{why}; not rolled back (tagwatch.dev/rollback: off)"),
+            )
+            .await;
+            return Step::Done;
+        }
+        let changes = changes(workload, &watching.to, &watching.from);
+        let mut next = self.state_after(workload, &changes, How::Rollback, Some(&why));
+        reject(&mut next, &watching.to);
+        next.extra.insert(keys::ROLLOUT.into(), None);
+        next.extra.insert(keys::CANARY_STATE.into(), None);
+        let patch = patch::build_guarded(
+            &changes,
+            &next,
+            Some(&workload.annotations),
+            workload.resource_version.as_deref(),
+        );
+        match patch_deployment(&self.ctx.client, &workload.id, patch).await {
+            Ok(_) => {
+                self.ctx
+                    .metrics
+                    .rollbacks
+                    .with_label_values(&["progress_deadline"])
+                    .inc();
+                if canary {
+                    self.ctx
+                        .metrics
+                        .canaries
+                        .with_label_values(&["failed", "primary_rollout"])
+                        .inc();
+                }
+                tracing::warn!(workload = %workload.id, from = ?watching.to, to = ?watching.from, "rolled back");
+                self.event(
+                    workload,
+                    EventType::Warning,
+                    "RolledBack",
+                    format!(
+                        "{} rolled back to {}: {why}",
+                        describe(&watching.to),
+                        describe(&watching.from)
+                    ),
+                )
+                .await;
+                Step::Done
+            }
+            Err(e) => {
+                tracing::info!(workload = %workload.id, error = %e, "rollback not written; re-reading");
+                Step::Waiting
+            }
+        }
+    }
+
+    /// tagwatch's state after writing `changes`: applied images, history, rejected tags kept.
+    fn state_after(
+        &self,
+        workload: &Workload,
+        changes: &[ImageChange],
+        how: How,
+        reason: Option<&str>,
+    ) -> State {
+        let mut state = current_state(workload);
+        for change in changes {
+            state
+                .applied
+                .insert(change.container.clone(), change.to.clone());
+        }
+        let entries = changes.iter().map(|c| Entry {
+            time: history::now(),
+            container: c.container.clone(),
+            from: c.from.clone(),
+            to: c.to.clone(),
+            how,
+            reason: reason.map(str::to_string),
+        });
+        state.extra.insert(
+            keys::HISTORY.into(),
+            Some(history::encode(&history::append(
+                workload.rollout.history.clone(),
+                entries,
+            ))),
+        );
+        state
+    }
+
+    async fn write_state(
+        &self,
+        workload: &Workload,
+        canary: Option<&CanaryState>,
+        rollout: Option<&RolloutState>,
+    ) -> Result<(), ApplyError> {
+        let mut extra = BTreeMap::new();
+        extra.insert(
+            keys::CANARY_STATE.to_string(),
+            canary.map(CanaryState::encode),
+        );
+        if let Some(rollout) = rollout {
+            extra.insert(keys::ROLLOUT.to_string(), Some(rollout.encode()));
+        }
+        self.write_extra(workload, extra).await
+    }
+
+    async fn write_extra(
+        &self,
+        workload: &Workload,
+        extra: BTreeMap<String, Option<String>>,
+    ) -> Result<(), ApplyError> {
+        let mut state = current_state(workload);
+        state.extra = extra;
+        let patch = patch::build_guarded(
+            &[],
+            &state,
+            Some(&workload.annotations),
+            workload.resource_version.as_deref(),
+        );
+        patch_deployment(&self.ctx.client, &workload.id, patch)
+            .await
+            .map(|_| ())
+    }
+
+    /// The canary Deployment, created from the primary if missing (first start, or after a crash
+    /// between writing the state and creating it).
+    async fn ensure_canary(
+        &self,
+        primary: &Deployment,
+        spec: &CanarySpec,
+        state: &CanaryState,
+    ) -> anyhow::Result<Deployment> {
+        let namespace = primary.metadata.namespace.clone().unwrap_or_default();
+        let name = canary_name(primary.metadata.name.as_deref().unwrap_or_default());
+        let api: Api<Deployment> = Api::namespaced(self.ctx.client.clone(), &namespace);
+        if let Some(existing) = api.get_opt(&name).await? {
+            return Ok(existing);
+        }
+        let canary = canary_deployment(primary, &state.images, spec.replicas)
+            .map_err(|e| anyhow::anyhow!("cannot build the canary: {e}"))?;
+        let created = match api.create(&PostParams::default(), &canary).await {
+            Ok(created) => created,
+            // Another writer created it a moment ago.
+            Err(kube::Error::Api(s)) if s.code == 409 => api.get(&name).await?,
+            Err(e) => return Err(e.into()),
+        };
+        tracing::info!(namespace, canary = name, "canary deployment created");
+        Ok(created)
+    }
+
+    async fn delete_canary(&self, workload: &Workload) -> Result<(), kube::Error> {
+        let api: Api<Deployment> = Api::namespaced(self.ctx.client.clone(), &workload.id.namespace);
+        let params = DeleteParams {
+            propagation_policy: Some(PropagationPolicy::Background),
+            ..DeleteParams::default()
+        };
+        match api.delete(&canary_name(&workload.id.name), &params).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn pods(
+        &self,
+        namespace: &str,
+        canary: &Deployment,
+    ) -> Result<Vec<PodView>, kube::Error> {
+        let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), namespace);
+        let selector = canary_selector(canary);
+        let pods = api.list(&ListParams::default().labels(&selector)).await?;
+        Ok(pods
+            .items
+            .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .map(pod_view)
+            .collect())
+    }
+
+    pub fn observe_duration(&self, started: &str) {
+        let seconds = started
+            .parse::<Timestamp>()
+            .ok()
+            .map(|t| Timestamp::now().duration_since(t).as_secs_f64())
+            .filter(|s| *s >= 0.0);
+        if let Some(seconds) = seconds {
+            self.ctx.metrics.rollout_duration.observe(seconds);
+        }
+    }
+
+    async fn event(&self, workload: &Workload, type_: EventType, reason: &str, note: String) {
+        let reference = deployment_reference(&workload.id, workload.uid.as_deref());
+        publish(
+            &self.ctx.recorder,
+            &reference,
+            type_,
+            reason,
+            "Rollout",
+            note,
+        )
+        .await;
+    }
+}
+
+fn pod_view(pod: &Pod) -> PodView {
+    let status = pod.status.as_ref();
+    let ready = status
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    let restarts = status
+        .and_then(|s| s.container_statuses.as_ref())
+        .map_or(0, |c| c.iter().map(|c| c.restart_count).sum());
+    PodView {
+        name: pod.metadata.name.clone().unwrap_or_default(),
+        ready,
+        restarts,
+    }
+}
+
+/// tagwatch's state annotations as they are on the workload now.
+fn current_state(workload: &Workload) -> State {
+    let mut state = State::default();
+    for c in &workload.containers {
+        state.applied.insert(
+            c.name.clone(),
+            c.applied.clone().unwrap_or_else(|| c.image_text.clone()),
+        );
+        if let Some(track) = c.track {
+            state.track.insert(c.name.clone(), track);
+        }
+        if !c.rejected.is_empty() {
+            state.rejected.insert(c.name.clone(), c.rejected.clone());
+        }
+    }
+    state
+}
+
+/// Image changes from `from` to `to` for the containers whose image is still `from`.
+fn changes(
+    workload: &Workload,
+    from: &BTreeMap<String, String>,
+    to: &BTreeMap<String, String>,
+) -> Vec<ImageChange> {
+    workload
+        .containers
+        .iter()
+        .filter_map(|c| {
+            let target = to.get(&c.name)?;
+            let before = from.get(&c.name)?;
+            (c.image_text == *before && before != target).then(|| ImageChange {
+                container: c.name.clone(),
+                image_path: c.image_path.clone(),
+                from: before.clone(),
+                to: target.clone(),
+                from_tag: tag_of(before),
+                to_tag: tag_of(target),
+            })
+        })
+        .collect()
+}
+
+fn history_entries(
+    from: &BTreeMap<String, String>,
+    to: &BTreeMap<String, String>,
+    how: How,
+    reason: Option<&str>,
+) -> Vec<Entry> {
+    to.iter()
+        .map(|(container, image)| Entry {
+            time: history::now(),
+            container: container.clone(),
+            from: from.get(container).cloned().unwrap_or_default(),
+            to: image.clone(),
+            how,
+            reason: reason.map(str::to_string),
+        })
+        .collect()
+}
+
+/// Adds the tags of `images` to the containers' rejected sets.
+fn reject(state: &mut State, images: &BTreeMap<String, String>) {
+    for (container, image) in images {
+        let tag = tag_of(image);
+        if !tag.is_empty() {
+            state
+                .rejected
+                .entry(container.clone())
+                .or_default()
+                .insert(tag);
+        }
+    }
+}
+
+fn tag_of(image: &str) -> String {
+    ImageRef::parse(image)
+        .ok()
+        .and_then(|i| i.tag)
+        .unwrap_or_default()
+}
+
+fn describe(images: &BTreeMap<String, String>) -> String {
+    images
+        .iter()
+        .map(|(c, i)| format!("{c}={i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
