@@ -50,6 +50,43 @@ pub enum Command {
     /// Compute (and apply) the alias tags of one repository once: `1.2` and `1` onto the newest
     /// release. Exit 0 when nothing had to move, 1 when aliases moved (or would), 2 on error.
     Alias(AliasArgs),
+    /// Print the image changes tagwatch recorded on one Deployment (`tagwatch.dev/history`),
+    /// newest last, and any canary or rollout in progress. Exit 2 when it does not exist.
+    History(HistoryArgs),
+    /// Roll one Deployment back to the image before (from its history) or to `--to VERSION`,
+    /// and reject the version left so tagwatch never applies it again. Exit 2 when refused.
+    Rollback(RollbackArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct HistoryArgs {
+    /// The Deployment, as `NAMESPACE/NAME`.
+    #[arg(value_name = "NAMESPACE/DEPLOYMENT", value_parser = parse_workload)]
+    pub deployment: crate::model::workload::WorkloadId,
+    /// Kubeconfig file; default: $KUBECONFIG, ~/.kube/config, then in-cluster.
+    #[arg(long, env = "TAGWATCH_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RollbackArgs {
+    /// The Deployment, as `NAMESPACE/NAME`.
+    #[arg(value_name = "NAMESPACE/DEPLOYMENT", value_parser = parse_workload)]
+    pub deployment: crate::model::workload::WorkloadId,
+    /// Roll back to this tag instead of the image before the current one in the history.
+    #[arg(long, value_name = "VERSION")]
+    pub to: Option<String>,
+    /// Only this container; default: every container tagwatch watches.
+    #[arg(long, value_name = "NAME")]
+    pub container: Option<String>,
+    /// Kubeconfig file; default: $KUBECONFIG, ~/.kube/config, then in-cluster.
+    #[arg(long, env = "TAGWATCH_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Print what would change; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -195,6 +232,21 @@ pub struct ResolveArgs {
     /// Resolve against the tags in FILE (one per line) instead of the registry.
     #[arg(long)]
     pub tags_file: Option<PathBuf>,
+}
+
+/// `NAMESPACE/NAME`, both non-empty.
+fn parse_workload(text: &str) -> Result<crate::model::workload::WorkloadId, String> {
+    match text.split_once('/') {
+        Some((namespace, name))
+            if !namespace.is_empty() && !name.is_empty() && !name.contains('/') =>
+        {
+            Ok(crate::model::workload::WorkloadId {
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+            })
+        }
+        _ => Err(format!("`{text}` is not NAMESPACE/DEPLOYMENT")),
+    }
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {

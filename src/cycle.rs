@@ -563,9 +563,6 @@ impl Poller {
             if rollout.canary_state.is_none() && rollout.watching.is_none() {
                 continue;
             }
-            if rollout.canary_state.is_some() {
-                canaries += 1;
-            }
             let primary = find(deployments, &workload.id);
             let step = match primary {
                 Some(primary) if self.ctx.leadership.is_leader() => {
@@ -579,6 +576,9 @@ impl Poller {
             // does too, so a rollback never races a newer update.
             match step {
                 Step::Waiting => {
+                    if rollout.canary_state.is_some() {
+                        canaries += 1;
+                    }
                     busy.insert(workload.id.clone());
                 }
                 Step::Done => {

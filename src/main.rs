@@ -27,6 +27,8 @@ async fn main() -> ExitCode {
         Command::Plan(args) => commands::plan::plan(args, file).await.map(|()| 0),
         Command::Resolve(args) => commands::resolve::resolve(args).await,
         Command::Alias(args) => commands::alias::alias(args, file).await,
+        Command::History(args) => commands::history::history(args).await.map(|()| 0),
+        Command::Rollback(args) => commands::rollback::rollback(args).await.map(|()| 0),
     };
     match result {
         Ok(code) => ExitCode::from(code),

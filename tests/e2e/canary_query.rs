@@ -1,8 +1,6 @@
 //! The canary query gate against a real Prometheus: a tiny exporter serves per-track error
 //! ratios, Prometheus scrapes it, and `PrometheusClient` asks rendered queries and judges them.
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use axum::http::{header, HeaderMap, StatusCode};
@@ -11,7 +9,8 @@ use axum::Router;
 use base64::Engine as _;
 use tagwatch::canary_query::{check_template, render, PrometheusClient, QueryError, Threshold};
 use tagwatch_testbed::wait;
-use tokio::process::{Child, Command};
+
+use crate::support::Prometheus;
 
 const TEMPLATE: &str = "max(canary_error_ratio{namespace=\"{{namespace}}\",\
                         deployment=\"{{deployment}}\",track=\"{{track}}\"})";
@@ -31,12 +30,6 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("free port")
-}
-
-fn on_path(binary: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join(binary))
-        .find(|p| p.is_file())
 }
 
 /// The exporter Prometheus scrapes, plus two fake query APIs: one behind basic auth under a
@@ -89,65 +82,11 @@ async fn exporter() -> String {
     addr
 }
 
-/// A `prometheus` process, killed when dropped so a failing assertion never leaks it.
-struct Prometheus {
-    child: Child,
-    addr: String,
-    log: PathBuf,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
-    }
-}
-
-impl Prometheus {
-    fn start(dir: &Path, target: &str) -> Prometheus {
-        let binary = on_path("prometheus").unwrap_or_else(|| {
-            panic!(
-                "`prometheus` is not on PATH: install it with \
-                 `apt-get update && apt-get install -y --no-install-recommends prometheus`"
-            )
-        });
-        let config = dir.join("prometheus.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
-                 scrape_configs:\n  - job_name: canary\n    static_configs:\n      \
-                 - targets: ['{target}']\n"
-            ),
-        )
-        .expect("prometheus config");
-        let addr = format!("127.0.0.1:{}", free_port());
-        let log = dir.join("prometheus.log");
-        let child = Command::new(binary)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address={addr}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("prometheus log"))
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start prometheus");
-        Prometheus { child, addr, log }
-    }
-
-    fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_prometheus_judges_the_canary() {
     let dir = tempfile::tempdir().expect("tempdir");
     let exporter = exporter().await;
-    let prometheus = Prometheus::start(dir.path(), &exporter);
+    let prometheus = Prometheus::start(dir.path(), "canary", &[&exporter]);
     let client = PrometheusClient::new(
         &format!("http://{}", prometheus.addr),
         Duration::from_secs(5),

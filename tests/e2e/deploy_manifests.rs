@@ -32,9 +32,6 @@ pub(crate) type Grant = (String, String, String);
 
 /// Granted by the manifests, yet not used by the run in `rbac_covers_exactly_the_verbs_a_full_run_uses`.
 const GRANTED_BUT_NOT_EXERCISED: &[(&str, &str, &str)] = &[
-    // Unused today (discovery lists and watches, an update is a guarded patch without a prior
-    // read); a by-name read is granted so that re-reading one Deployment needs no RBAC change.
-    ("apps", "deployments", "get"),
     // kube 5's Recorder writes events.k8s.io/v1 only; this is the same Event through core v1.
     ("", "events", "create"),
     // kube 5's Recorder writes events.k8s.io/v1 only; this is the same Event through core v1.
@@ -662,15 +659,16 @@ fn rbac_reads_secrets_by_name_only_and_uses_no_wildcards() {
     assert_eq!(on("", "serviceaccounts"), verbs(&["get"]));
     assert_eq!(
         on("apps", "deployments"),
-        verbs(&["get", "list", "patch", "watch"])
+        verbs(&["create", "delete", "get", "list", "patch", "watch"])
     );
+    assert_eq!(on("", "pods"), verbs(&["list"]));
     assert_eq!(on("", "events"), verbs(&["create", "patch"]));
     assert_eq!(on("events.k8s.io", "events"), verbs(&["create", "patch"]));
     assert_eq!(
         on("coordination.k8s.io", "leases"),
         verbs(&["create", "get", "update"])
     );
-    assert_eq!(grants.len(), 13, "nothing else: {grants:?}");
+    assert_eq!(grants.len(), 16, "nothing else: {grants:?}");
 }
 
 /// The RBAC verbs behind API server requests, as the API server derives them: `GET` on a
@@ -903,6 +901,14 @@ async fn rbac_covers_exactly_the_verbs_a_full_run_uses() {
         .service_account("builder")
         .create(&cluster, &ns)
         .await;
+    // A canary: its Deployment is created, read, its pods listed, and it is deleted.
+    deployment("canaried")
+        .image(&format!("{}/app:1.0.0", registry.host()))
+        .policy("minor")
+        .annotate("tagwatch.dev/canary", "true")
+        .annotate("tagwatch.dev/canary-bake", "1s")
+        .create(&cluster, &ns)
+        .await;
     // A bad annotation: a Warning Event.
     deployment("bad")
         .image(&format!("{}/app:1.0.0", registry.host()))
@@ -938,6 +944,22 @@ async fn rbac_covers_exactly_the_verbs_a_full_run_uses() {
         let done = current.first() == Some(&want);
         async move { done.then_some(()) }
     })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", read(&log_path)));
+    wait::until(
+        "the canary promoted and removed",
+        Duration::from_secs(30),
+        || {
+            let promoted = server
+                .get_deployment(&ns, "canaried")
+                .map(|d| images(&d))
+                .unwrap_or_default()
+                .first()
+                == Some(&want);
+            let gone = server.get_deployment(&ns, "canaried-canary").is_none();
+            async move { (promoted && gone).then_some(()) }
+        },
+    )
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", read(&log_path)));
     wait::until("a Warning Event about bad", Duration::from_secs(30), || {

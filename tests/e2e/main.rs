@@ -5,9 +5,11 @@
 
 mod aliases;
 mod apiserver_fidelity;
+mod canary;
 mod canary_query;
 mod commands;
 mod deploy_manifests;
+mod history_commands;
 mod leader;
 mod observability;
 mod registry_client;

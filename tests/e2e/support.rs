@@ -324,6 +324,18 @@ impl Tagwatch {
         Some((status, response.text().await.ok()?))
     }
 
+    /// Waits until a sample reads `want` (a metric is counted a moment after the write it counts).
+    pub async fn wait_metric(&self, sample: &str, want: f64) {
+        let found = wait::until(sample, Duration::from_secs(10), || async {
+            (self.metric(sample).await == Some(want)).then_some(())
+        })
+        .await;
+        if let Err(e) = found {
+            let last = self.metric(sample).await;
+            panic!("{e}: last {last:?}, want {want}\n{}", self.logs());
+        }
+    }
+
     /// One sample's value from `/metrics` (`tagwatch_leader`), if served.
     pub async fn metric(&self, sample: &str) -> Option<f64> {
         let (_, body) = self.get("/metrics").await?;
@@ -336,5 +348,72 @@ impl Tagwatch {
 impl Drop for Tagwatch {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A binary from Debian's `prometheus` package, or a panic saying how to install it (CI does;
+/// a silent skip would hide a missing dependency).
+pub fn require(binary: &str) -> std::path::PathBuf {
+    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|dir| dir.join(binary))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "`{binary}` is not on PATH: install it with \
+                 `apt-get update && apt-get install -y --no-install-recommends prometheus`"
+            )
+        })
+}
+
+/// A real `prometheus` scraping `targets` every second, killed when dropped.
+pub struct Prometheus {
+    _child: tokio::process::Child,
+    pub addr: String,
+    log: std::path::PathBuf,
+}
+
+impl Prometheus {
+    pub fn start(dir: &std::path::Path, job: &str, targets: &[&str]) -> Prometheus {
+        let binary = require("prometheus");
+        let config = dir.join("prometheus.yml");
+        let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+                 scrape_configs:\n  - job_name: {job}\n    static_configs:\n      \
+                 - targets: [{}]\n",
+                targets.join(", ")
+            ),
+        )
+        .expect("prometheus config");
+        let addr = free_address().to_string();
+        let log = dir.join("prometheus.log");
+        let child = tokio::process::Command::new(binary)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address={addr}"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("prometheus log"))
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start prometheus");
+        Prometheus {
+            _child: child,
+            addr,
+            log,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }

@@ -1,0 +1,188 @@
+//! `tagwatch history`: the image changes tagwatch recorded on one Deployment
+//! (`tagwatch.dev/history`), newest last, and any canary or rollout it is in the middle of.
+//! Reads one object; writes nothing. Exit 2 when the Deployment does not exist.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::{Api, Client};
+
+use crate::app;
+use crate::cli::{HistoryArgs, Output};
+use crate::model::history::{self, Entry};
+use crate::model::workload::{keys, WorkloadId};
+use crate::plan::canary::{CanaryState, Phase};
+use crate::plan::rollout::RolloutState;
+
+pub async fn history(args: HistoryArgs) -> anyhow::Result<()> {
+    let client = app::kube_client(args.kubeconfig.as_deref()).await?;
+    let deployment = read_deployment(&client, &args.deployment).await?;
+    let annotations = deployment.metadata.annotations.unwrap_or_default();
+    let entries = entries(&annotations);
+    match args.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&entries)?),
+        Output::Table => {
+            if entries.is_empty() {
+                println!(
+                    "no image changes recorded on {} ({})",
+                    args.deployment,
+                    keys::HISTORY
+                );
+            } else {
+                print_table(&rows(&entries));
+            }
+            for line in in_progress(&annotations) {
+                println!("{line}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The Deployment named on the command line; a missing one is a clear error (exit 2).
+pub async fn read_deployment(client: &Client, id: &WorkloadId) -> anyhow::Result<Deployment> {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), &id.namespace);
+    api.get_opt(&id.name)
+        .await
+        .map_err(|e| anyhow::anyhow!("reading deployment {id}: {e}"))?
+        .ok_or_else(|| anyhow::anyhow!("deployment {id} not found"))
+}
+
+/// The recorded history; an unreadable annotation (edited by hand) is reported and shown empty,
+/// as tagwatch itself treats it.
+fn entries(annotations: &BTreeMap<String, String>) -> Vec<Entry> {
+    let text = annotations.get(keys::HISTORY).map(String::as_str);
+    if let Some(text) = text {
+        if serde_json::from_str::<Vec<Entry>>(text).is_err() {
+            eprintln!(
+                "tagwatch history: {} is not readable; tagwatch starts it afresh",
+                keys::HISTORY
+            );
+        }
+    }
+    history::decode(text)
+}
+
+fn rows(entries: &[Entry]) -> Vec<[String; 6]> {
+    entries
+        .iter()
+        .map(|e| {
+            [
+                e.time.clone(),
+                e.container.clone(),
+                e.from.clone(),
+                e.to.clone(),
+                e.how.as_str().to_string(),
+                e.reason.clone().unwrap_or_default(),
+            ]
+        })
+        .collect()
+}
+
+/// One line each for a canary in progress and a rollout being watched.
+fn in_progress(annotations: &BTreeMap<String, String>) -> Vec<String> {
+    let mut lines = Vec::new();
+    if let Some(text) = annotations.get(keys::CANARY_STATE) {
+        lines.push(match CanaryState::decode(text) {
+            Ok(state) => format!(
+                "canary in progress: phase {}, {}, started {}",
+                match state.phase {
+                    Phase::Running => "running",
+                    Phase::Promoting => "promoting",
+                },
+                transitions(&state.from, &state.images),
+                state.started
+            ),
+            Err(e) => format!("canary in progress ({}): {e}", keys::CANARY_STATE),
+        });
+    }
+    if let Some(text) = annotations.get(keys::ROLLOUT) {
+        lines.push(match RolloutState::decode(text) {
+            Ok(state) => format!(
+                "rollout being watched: {}, started {}",
+                transitions(&state.from, &state.to),
+                state.started
+            ),
+            Err(e) => format!("rollout being watched ({}): {e}", keys::ROLLOUT),
+        });
+    }
+    lines
+}
+
+/// `web app:1.0.0 → app:1.1.0, side …`
+fn transitions(from: &BTreeMap<String, String>, to: &BTreeMap<String, String>) -> String {
+    to.iter()
+        .map(|(container, image)| match from.get(container) {
+            Some(before) => format!("{container} {before} → {image}"),
+            None => format!("{container} → {image}"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn print_table(rows: &[[String; 6]]) {
+    let header = ["TIME", "CONTAINER", "FROM", "TO", "HOW", "REASON"];
+    let mut widths = header.map(str::len);
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: [&str; 6]| {
+        let mut out = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            if i == cells.len() - 1 {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        println!("{}", out.trim_end());
+    };
+    line(header);
+    for row in rows {
+        line([&row[0], &row[1], &row[2], &row[3], &row[4], &row[5]]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn describes_a_canary_and_a_watched_rollout() {
+        let annotations = BTreeMap::from([
+            (
+                keys::CANARY_STATE.to_string(),
+                r#"{"phase":"running","images":{"web":"x:2"},"from":{"web":"x:1"},"started":"2026-01-01T00:00:00Z"}"#
+                    .to_string(),
+            ),
+            (
+                keys::ROLLOUT.to_string(),
+                r#"{"from":{"web":"x:1"},"to":{"web":"x:2"},"started":"2026-01-01T00:01:00Z"}"#
+                    .to_string(),
+            ),
+        ]);
+        assert_eq!(
+            in_progress(&annotations),
+            vec![
+                "canary in progress: phase running, web x:1 → x:2, started 2026-01-01T00:00:00Z"
+                    .to_string(),
+                "rollout being watched: web x:1 → x:2, started 2026-01-01T00:01:00Z".to_string(),
+            ]
+        );
+        assert!(in_progress(&BTreeMap::new()).is_empty());
+    }
+
+    #[test]
+    fn rows_show_how_and_reason() {
+        let entries = history::decode(Some(
+            r#"[{"time":"t","container":"web","from":"a:1","to":"a:2","how":"canary-fail","reason":"crash"}]"#,
+        ));
+        assert_eq!(
+            rows(&entries),
+            vec![["t", "web", "a:1", "a:2", "canary-fail", "crash"].map(String::from)]
+        );
+    }
+}
