@@ -423,19 +423,6 @@ impl Settings {
                 None => aliases.push((repo.clone(), Levels::MAJOR_MINOR)),
             }
         }
-        let mut insecure: Vec<String> = file
-            .registries
-            .iter()
-            .filter(|r| r.insecure)
-            .map(|r| r.host.trim().to_string())
-            .collect();
-        // Flags add hosts to the file's entries rather than replacing them: a registry is a
-        // keyed entry, not a single value.
-        for host in &args.insecure_registries {
-            if !insecure.contains(host) {
-                insecure.push(host.clone());
-            }
-        }
         Settings {
             kubeconfig: args.kubeconfig.clone(),
             namespaces: if args.namespaces.is_empty() {
@@ -445,33 +432,58 @@ impl Settings {
             },
             selector: args.selector.clone().or_else(|| file.selector.clone()),
             interval: args.interval.or(file.interval).unwrap_or(DEFAULT_INTERVAL),
-            registries: RegistrySettings {
-                insecure,
-                concurrency: args
-                    .registry_concurrency
-                    .or(file.registry_concurrency)
-                    .unwrap_or(DEFAULT_CONCURRENCY)
-                    .max(1),
-                limits: file
-                    .registries
-                    .iter()
-                    .filter_map(|r| Some((r.host.trim().to_string(), r.concurrency?)))
-                    .collect(),
-                credentials_file: args
-                    .registry_credentials
-                    .clone()
-                    .or_else(|| file.registry_credentials.clone()),
-                credentials: file
-                    .registries
-                    .iter()
-                    .filter_map(|r| Some((r.host.trim().to_string(), r.credentials.clone()?)))
-                    .collect(),
-            },
+            registries: RegistrySettings::resolve(
+                file,
+                &args.insecure_registries,
+                args.registry_concurrency,
+                args.registry_credentials.clone(),
+            ),
             aliases,
             prometheus_url: args
                 .prometheus_url
                 .clone()
                 .or_else(|| file.prometheus_url.clone()),
+        }
+    }
+}
+
+impl RegistrySettings {
+    /// The file's per-registry entries with the flags' values: flags add plain-HTTP hosts to
+    /// the file's (a registry is a keyed entry, not a single value) and win for the rest.
+    pub fn resolve(
+        file: &FileConfig,
+        insecure_flags: &[String],
+        concurrency: Option<usize>,
+        credentials_file: Option<PathBuf>,
+    ) -> RegistrySettings {
+        let mut insecure: Vec<String> = file
+            .registries
+            .iter()
+            .filter(|r| r.insecure)
+            .map(|r| r.host.trim().to_string())
+            .collect();
+        for host in insecure_flags {
+            if !insecure.contains(host) {
+                insecure.push(host.clone());
+            }
+        }
+        RegistrySettings {
+            insecure,
+            concurrency: concurrency
+                .or(file.registry_concurrency)
+                .unwrap_or(DEFAULT_CONCURRENCY)
+                .max(1),
+            limits: file
+                .registries
+                .iter()
+                .filter_map(|r| Some((r.host.trim().to_string(), r.concurrency?)))
+                .collect(),
+            credentials_file: credentials_file.or_else(|| file.registry_credentials.clone()),
+            credentials: file
+                .registries
+                .iter()
+                .filter_map(|r| Some((r.host.trim().to_string(), r.credentials.clone()?)))
+                .collect(),
         }
     }
 }

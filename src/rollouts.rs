@@ -449,7 +449,7 @@ impl Rollouts<'_> {
         how: How,
         reason: Option<&str>,
     ) -> State {
-        let mut state = current_state(workload);
+        let mut state = State::of(workload);
         for change in changes {
             state
                 .applied
@@ -495,7 +495,7 @@ impl Rollouts<'_> {
         workload: &Workload,
         extra: BTreeMap<String, Option<String>>,
     ) -> Result<(), ApplyError> {
-        let mut state = current_state(workload);
+        let mut state = State::of(workload);
         state.extra = extra;
         let patch = patch::build_guarded(
             &[],
@@ -601,24 +601,6 @@ fn pod_view(pod: &Pod) -> PodView {
         ready,
         restarts,
     }
-}
-
-/// tagwatch's state annotations as they are on the workload now.
-fn current_state(workload: &Workload) -> State {
-    let mut state = State::default();
-    for c in &workload.containers {
-        state.applied.insert(
-            c.name.clone(),
-            c.applied.clone().unwrap_or_else(|| c.image_text.clone()),
-        );
-        if let Some(track) = c.track {
-            state.track.insert(c.name.clone(), track);
-        }
-        if !c.rejected.is_empty() {
-            state.rejected.insert(c.name.clone(), c.rejected.clone());
-        }
-    }
-    state
 }
 
 /// Image changes from `from` to `to` for the containers whose image is still `from`.

@@ -6,36 +6,24 @@ use std::io::Write;
 use crate::aliases::{Action, AliasOutcome, Confirmed, Sync};
 use crate::app;
 use crate::cli::{AliasArgs, Output};
-use crate::config::{FileConfig, RegistrySettings, DEFAULT_CONCURRENCY};
+use crate::config::{FileConfig, RegistrySettings};
 use crate::metrics::Metrics;
 
 /// Exit code 0: nothing had to move; 1: aliases moved (or would); 2: an error.
 pub async fn alias(args: AliasArgs, file: FileConfig) -> anyhow::Result<u8> {
     let repo = &args.repository;
-    let mut insecure: Vec<String> = file
-        .registries
-        .iter()
-        .filter(|r| r.insecure)
-        .map(|r| r.host.trim().to_string())
-        .collect();
-    if args.insecure {
-        insecure.push(repo.registry.clone());
-    }
-    let settings = RegistrySettings {
-        insecure,
-        concurrency: DEFAULT_CONCURRENCY,
-        limits: Vec::new(),
-        credentials_file: args
-            .registry_credentials
-            .clone()
-            .or_else(|| file.registry_credentials.clone()),
-        credentials: file
-            .registries
-            .iter()
-            .filter(|r| r.host.trim() == repo.registry)
-            .filter_map(|r| Some((r.host.trim().to_string(), r.credentials.clone()?)))
-            .collect(),
+    let insecure = if args.insecure {
+        vec![repo.registry.clone()]
+    } else {
+        Vec::new()
     };
+    let mut settings =
+        RegistrySettings::resolve(&file, &insecure, None, args.registry_credentials.clone());
+    // Only this registry's credentials: a Secret-sourced entry for another one would need a
+    // cluster this command does not use.
+    settings
+        .credentials
+        .retain(|(host, _)| *host == repo.registry);
     let credentials = app::registry_credentials(&settings, None)
         .await?
         .lookup(&repo.registry)

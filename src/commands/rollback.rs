@@ -257,7 +257,7 @@ fn previous(history: &[Entry], c: &WatchedContainer) -> Option<String> {
 /// intent kept only where the target still lies inside it, the history appended and any
 /// watched rollout forgotten (the person's rollback supersedes it).
 fn state_after(workload: &Workload, steps: &[Step], now: &str) -> State {
-    let mut state = current_state(workload);
+    let mut state = State::of(workload);
     for step in steps {
         state
             .applied
@@ -295,24 +295,6 @@ fn state_after(workload: &Workload, steps: &[Step], now: &str) -> State {
         ),
         (keys::ROLLOUT.to_string(), None),
     ]);
-    state
-}
-
-/// tagwatch's state annotations as they are on the workload now (as `rollouts` reads them).
-fn current_state(workload: &Workload) -> State {
-    let mut state = State::default();
-    for c in &workload.containers {
-        state.applied.insert(
-            c.name.clone(),
-            c.applied.clone().unwrap_or_else(|| c.image_text.clone()),
-        );
-        if let Some(track) = c.track {
-            state.track.insert(c.name.clone(), track);
-        }
-        if !c.rejected.is_empty() {
-            state.rejected.insert(c.name.clone(), c.rejected.clone());
-        }
-    }
     state
 }
 

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{json, Value};
 
 use crate::model::alias::Alias;
-use crate::model::workload::{encode_applied, encode_rejected, encode_track, keys};
+use crate::model::workload::{encode_applied, encode_rejected, encode_track, keys, Workload};
 
 /// One container image replaced.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -31,6 +31,27 @@ pub struct State {
     /// Other annotations to set (`Some`) or remove (`None`) in the same write: history, canary and
     /// rollout state.
     pub extra: BTreeMap<String, Option<String>>,
+}
+
+impl State {
+    /// tagwatch's state annotations as they are on the workload now: the base of every write
+    /// that is not a fresh plan (canary steps, rollbacks).
+    pub fn of(workload: &Workload) -> State {
+        let mut state = State::default();
+        for c in &workload.containers {
+            state.applied.insert(
+                c.name.clone(),
+                c.applied.clone().unwrap_or_else(|| c.image_text.clone()),
+            );
+            if let Some(track) = c.track {
+                state.track.insert(c.name.clone(), track);
+            }
+            if !c.rejected.is_empty() {
+                state.rejected.insert(c.name.clone(), c.rejected.clone());
+            }
+        }
+        state
+    }
 }
 
 /// `"tagwatch: web 1.2.3 → 1.2.4, side 2.0.0 → 2.1.0"`
