@@ -81,6 +81,8 @@ pub struct Poller {
     rollouts_pending: bool,
     /// Completed rollouts already counted in the duration histogram.
     timed: HashSet<(WorkloadId, String)>,
+    /// Rollouts started before this process are not timed: their completion was missed.
+    since: k8s_openapi::jiff::Timestamp,
     /// Problems already reported per workload, so each is reported once, not every round.
     reported: HashMap<WorkloadId, BTreeSet<(&'static str, String)>>,
 }
@@ -98,6 +100,7 @@ impl Poller {
             confirmed: Confirmed::default(),
             rollouts_pending: false,
             timed: HashSet::new(),
+            since: k8s_openapi::jiff::Timestamp::now(),
             reported: HashMap::new(),
         }
     }
@@ -585,12 +588,22 @@ impl Poller {
                     self.planned.remove(&workload.id);
                 }
                 Step::Completed { started } => {
-                    if self.timed.insert((workload.id.clone(), started.clone())) {
+                    let ours = started
+                        .parse::<k8s_openapi::jiff::Timestamp>()
+                        .is_ok_and(|t| t >= self.since);
+                    if ours && self.timed.insert((workload.id.clone(), started.clone())) {
                         Rollouts { ctx: &self.ctx }.observe_duration(&started);
                     }
                 }
             }
         }
+        // Only rollouts still recorded on a workload need remembering.
+        let recorded: HashSet<(&WorkloadId, &str)> = workloads
+            .iter()
+            .filter_map(|w| Some((&w.id, w.rollout.watching.as_ref()?.started.as_str())))
+            .collect();
+        self.timed
+            .retain(|(id, started)| recorded.contains(&(id, started.as_str())));
         self.ctx.metrics.canaries_in_progress.set(canaries);
         self.rollouts_pending = !busy.is_empty();
         busy

@@ -167,6 +167,18 @@ async fn run_applies_a_push_within_the_interval_and_stops_on_sigterm() {
     })
     .await
     .expect("metric");
+    // The rollout tagwatch started was watched to completion and timed.
+    wait::until("the rollout timed", Duration::from_secs(10), || {
+        let http = http.clone();
+        let url = format!("{base}/metrics");
+        async move {
+            let text = http.get(url).send().await.ok()?.text().await.ok()?;
+            text.contains("tagwatch_rollout_duration_seconds_count 1")
+                .then_some(())
+        }
+    })
+    .await
+    .expect("rollout duration observed once");
 
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
