@@ -135,23 +135,16 @@ pub async fn run(args: RunArgs, file: FileConfig) -> anyhow::Result<()> {
             .map(tokio::time::Instant::from_std)
             .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
         tokio::select! {
-            _ = deployments.changed() => tokio::time::sleep(DEBOUNCE).await,
-            _ = tokio::time::sleep_until(wake) => {}
-            _ = leadership.changed() => {}
-            Some(first) = hints.recv() => {
-                tokio::time::sleep(debounce).await;
-                let mut batch = first;
-                while let Ok(more) = hints.try_recv() {
-                    batch.extend(more);
-                }
-                for hint in batch {
-                    // Only a hint: the repository is listed again, and what it really holds
-                    // decides. A repository no workload or alias uses is ignored.
-                    if !poller.trigger(&hint.repository) {
-                        tracing::debug!(repository = %hint.repository, "webhook for an unwatched repository ignored");
-                    }
+            _ = deployments.changed() => {
+                // A webhook arriving while watch events settle is served in the same round.
+                tokio::select! {
+                    _ = tokio::time::sleep(DEBOUNCE) => {}
+                    Some(first) = hints.recv() => relist(&mut poller, first, &mut hints, debounce).await,
                 }
             }
+            _ = tokio::time::sleep_until(wake) => {}
+            _ = leadership.changed() => {}
+            Some(first) = hints.recv() => relist(&mut poller, first, &mut hints, debounce).await,
             _ = app::stopped(shutdown.clone()) => {}
         }
     }
@@ -163,4 +156,25 @@ pub async fn run(args: RunArgs, file: FileConfig) -> anyhow::Result<()> {
     let _ = http_task.await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Webhook hints: gathers a burst for `debounce`, then marks each named repository due now.
+/// Only a hint: the repository is listed again and what it really holds decides. A repository
+/// no workload or alias uses is ignored.
+async fn relist(
+    poller: &mut Poller,
+    first: Vec<Hint>,
+    hints: &mut mpsc::Receiver<Vec<Hint>>,
+    debounce: Duration,
+) {
+    tokio::time::sleep(debounce).await;
+    let mut batch = first;
+    while let Ok(more) = hints.try_recv() {
+        batch.extend(more);
+    }
+    for hint in batch {
+        if !poller.trigger(&hint.repository) {
+            tracing::debug!(repository = %hint.repository, "webhook for an unwatched repository ignored");
+        }
+    }
 }
