@@ -441,7 +441,11 @@ impl Poller {
     ) -> bool {
         let pending: Vec<_> = plan.pending().collect();
         if pending.is_empty() {
-            return true;
+            return if plan.manual.is_empty() {
+                true
+            } else {
+                self.acknowledge(workload, plan).await
+            };
         }
         let mut digests = BTreeMap::new();
         let mut complete = true;
@@ -547,6 +551,49 @@ impl Poller {
                     .updates
                     .with_label_values(&["failed", error.kind()])
                     .inc();
+                false
+            }
+        }
+    }
+
+    /// A person changed an image and nothing follows from it: record it (history, the version
+    /// rolled back from as rejected, the image as the new baseline) in one guarded write, once.
+    async fn acknowledge(&self, workload: &Workload, plan: &WorkloadPlan) -> bool {
+        if !self.ctx.leadership.is_leader() {
+            return false;
+        }
+        let mut state = plan.state.clone();
+        let now = history::now();
+        let seen = plan.manual.iter().map(|m| Entry {
+            time: now.clone(),
+            container: m.container.clone(),
+            from: m.applied.clone(),
+            to: m.current.clone(),
+            how: How::Manual,
+            reason: m.rejected.as_ref().map(|t| format!("{t} rejected")),
+        });
+        let history = history::append(workload.rollout.history.clone(), seen);
+        state
+            .extra
+            .insert(keys::HISTORY.into(), Some(history::encode(&history)));
+        // Whatever tagwatch was watching is not its rollout any more.
+        state.extra.insert(keys::ROLLOUT.into(), None);
+        let patch = patch::build_guarded(
+            &[],
+            &state,
+            Some(&workload.annotations),
+            workload.resource_version.as_deref(),
+        );
+        match patch_deployment(&self.ctx.client, &workload.id, patch).await {
+            Ok(_) => {
+                for m in &plan.manual {
+                    tracing::info!(workload = %workload.id, container = %m.container, from = %m.applied,
+                        to = %m.current, rejected = m.rejected.as_deref().unwrap_or(""), "manual change recorded");
+                }
+                true
+            }
+            Err(error) => {
+                tracing::info!(workload = %workload.id, error = %error, "manual change not recorded yet; re-reading");
                 false
             }
         }

@@ -162,6 +162,30 @@ async fn a_manual_rollback_is_not_undone_but_newer_versions_apply() {
     let report = h.poller.round_all(&snapshot(&cluster, &[&ns]).await).await;
     assert_eq!(report.applied, 0);
     assert_eq!(image(&cluster, &ns, "web").await, format!("{app}:1.4.1"));
+    // The person's change is recorded once: history, the new baseline, the version left rejected.
+    let seen = get(&cluster, &ns, "web").await;
+    let history: Vec<serde_json::Value> =
+        serde_json::from_str(&annotation(&seen, "tagwatch.dev/history").expect("history"))
+            .expect("json");
+    let last = history.last().expect("an entry");
+    assert_eq!(last["how"], "manual");
+    assert_eq!(last["from"], format!("{app}:1.4.2"));
+    assert_eq!(last["to"], format!("{app}:1.4.1"));
+    assert_eq!(
+        annotation(&seen, "tagwatch.dev/applied").as_deref(),
+        Some(format!(r#"{{"web":"{app}:1.4.1"}}"#).as_str())
+    );
+    assert_eq!(
+        annotation(&seen, "tagwatch.dev/rejected").as_deref(),
+        Some(r#"{"web":["1.4.2"]}"#)
+    );
+    let version = seen.metadata.resource_version.clone();
+    h.poller.round_all(&snapshot(&cluster, &[&ns]).await).await;
+    assert_eq!(
+        get(&cluster, &ns, "web").await.metadata.resource_version,
+        version,
+        "recorded once, not every round"
+    );
 
     push(&registry, "app", &["1.4.3"]).await;
     h.poller.round_all(&snapshot(&cluster, &[&ns]).await).await;
