@@ -19,7 +19,7 @@ use tagwatch_testbed::wait;
 use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, Command};
 
-use crate::support::{deployment, image, push};
+use crate::support::{deployment, image, push, require, Prometheus};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tagwatch");
 /// Distinctive, so any appearance in a scrape is a per-Deployment label leaking.
@@ -278,21 +278,6 @@ async fn wait_for_the_update(cluster: &TestCluster, registry: &Registry, tagwatc
     );
 }
 
-fn on_path(binary: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join(binary))
-        .find(|p| p.is_file())
-}
-
-fn require(binary: &str) -> PathBuf {
-    on_path(binary).unwrap_or_else(|| {
-        panic!(
-            "`{binary}` is not on PATH: install it with \
-             `apt-get update && apt-get install -y --no-install-recommends prometheus`"
-        )
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promtool_accepts_a_real_scrape() {
     let promtool = require("promtool");
@@ -398,7 +383,6 @@ async fn promtool_accepts_a_real_scrape() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_tagwatch_and_answers_a_query() {
-    let prometheus = require("prometheus");
     let cluster = TestCluster::start().await.expect("cluster");
     let registry = Registry::anonymous().await.expect("registry");
     let dir = tempfile::tempdir().expect("tempdir");
@@ -406,34 +390,8 @@ async fn prometheus_scrapes_tagwatch_and_answers_a_query() {
     let tagwatch = Tagwatch::start(&cluster, dir.path(), Some(&registry.host()), &[]);
     wait_for_the_update(&cluster, &registry, &tagwatch).await;
 
-    let config = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
-             scrape_configs:\n  - job_name: tagwatch\n    static_configs:\n      \
-             - targets: ['{}']\n",
-            tagwatch.addr
-        ),
-    )
-    .expect("prometheus config");
-    let web = format!("127.0.0.1:{}", free_port());
-    let prometheus_log = dir.path().join("prometheus.log");
-    let _prometheus = KillOnDrop {
-        child: Command::new(&prometheus)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address={web}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&prometheus_log).expect("prometheus log"))
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start prometheus"),
-    };
+    let prometheus = Prometheus::start(dir.path(), "tagwatch", &[&tagwatch.addr]);
+    let web = prometheus.addr.clone();
     let http = reqwest::Client::new();
     let api = |path: String| {
         let http = http.clone();
@@ -444,7 +402,7 @@ async fn prometheus_scrapes_tagwatch_and_answers_a_query() {
         }
     };
     let api = &api;
-    let prometheus_logs = || std::fs::read_to_string(&prometheus_log).unwrap_or_default();
+    let prometheus_logs = || prometheus.logs();
 
     let started = Instant::now();
     let target = wait::until(
