@@ -6,7 +6,8 @@ use kube::api::{Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Api, Client};
 
-use crate::model::workload::WorkloadId;
+use crate::model::workload::{Workload, WorkloadId};
+use crate::plan::patch::{self, ImageChange, State};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
@@ -70,6 +71,23 @@ pub async fn patch_deployment(
             source,
         }),
     }
+}
+
+/// A write decided on `workload` as read: `changes` and `state` in one JSON Patch that also tests
+/// the resourceVersion, so it lands at most once.
+pub async fn write_guarded(
+    client: &Client,
+    workload: &Workload,
+    changes: &[ImageChange],
+    state: &State,
+) -> Result<Deployment, ApplyError> {
+    let patch = patch::build_guarded(
+        changes,
+        state,
+        Some(&workload.annotations),
+        workload.resource_version.as_deref(),
+    );
+    patch_deployment(client, &workload.id, patch).await
 }
 
 pub fn deployment_reference(workload: &WorkloadId, uid: Option<&str>) -> ObjectReference {

@@ -13,7 +13,7 @@ use kube::runtime::events::{EventType, Recorder};
 use kube::Client;
 
 use crate::aliases::{Confirmed, Sync};
-use crate::apply::{deployment_reference, patch_deployment, publish, ApplyError};
+use crate::apply::{deployment_reference, patch_deployment, publish, write_guarded, ApplyError};
 use crate::canary_query::PrometheusClient;
 use crate::discover;
 use crate::leader::Leadership;
@@ -564,27 +564,13 @@ impl Poller {
         }
         let mut state = plan.state.clone();
         let now = history::now();
-        let seen = plan.manual.iter().map(|m| Entry {
-            time: now.clone(),
-            container: m.container.clone(),
-            from: m.applied.clone(),
-            to: m.current.clone(),
-            how: How::Manual,
-            reason: m.rejected.as_ref().map(|t| format!("{t} rejected")),
-        });
-        let history = history::append(workload.rollout.history.clone(), seen);
-        state
-            .extra
-            .insert(keys::HISTORY.into(), Some(history::encode(&history)));
+        let seen = manual_entries(plan, &now)
+            .zip(&plan.manual)
+            .map(|(e, m)| e.because(m.rejected.as_ref().map(|t| format!("{t} rejected"))));
+        state.record(&workload.rollout.history, seen);
         // Whatever tagwatch was watching is not its rollout any more.
         state.extra.insert(keys::ROLLOUT.into(), None);
-        let patch = patch::build_guarded(
-            &[],
-            &state,
-            Some(&workload.annotations),
-            workload.resource_version.as_deref(),
-        );
-        match patch_deployment(&self.ctx.client, &workload.id, patch).await {
+        match write_guarded(&self.ctx.client, workload, &[], &state).await {
             Ok(_) => {
                 for m in &plan.manual {
                     tracing::info!(workload = %workload.id, container = %m.container, from = %m.applied,
@@ -747,42 +733,22 @@ fn record_update(
     state: &mut patch::State,
 ) {
     let now = history::now();
-    let manual = plan.manual.iter().map(|m| Entry {
-        time: now.clone(),
-        container: m.container.clone(),
-        from: m.applied.clone(),
-        to: m.current.clone(),
-        how: How::Manual,
-        reason: None,
-    });
-    let updates = changes.iter().map(|c| Entry {
-        time: now.clone(),
-        container: c.container.clone(),
-        from: c.from.clone(),
-        to: c.to.clone(),
-        how: How::Update,
-        reason: None,
-    });
-    let history = history::append(workload.rollout.history.clone(), manual.chain(updates));
-    state
-        .extra
-        .insert(keys::HISTORY.into(), Some(history::encode(&history)));
-    let rollout = RolloutState {
-        from: changes
-            .iter()
-            .map(|c| (c.container.clone(), c.from.clone()))
-            .collect(),
-        to: changes
-            .iter()
-            .map(|c| (c.container.clone(), c.to.clone()))
-            .collect(),
-        started: now,
-        // The patch changes the spec, so the server bumps the generation by one.
-        generation: workload.generation.map(|g| g + 1),
-    };
+    let updates = changes.iter().map(|c| c.entry(&now, How::Update));
+    state.record(
+        &workload.rollout.history,
+        manual_entries(plan, &now).chain(updates),
+    );
+    let rollout = RolloutState::of(changes, now, workload.generation);
     state
         .extra
         .insert(keys::ROLLOUT.into(), Some(rollout.encode()));
+}
+
+/// A person's changes seen by the plan, as history entries.
+fn manual_entries<'a>(plan: &'a WorkloadPlan, now: &'a str) -> impl Iterator<Item = Entry> + 'a {
+    plan.manual
+        .iter()
+        .map(move |m| Entry::new(now, &m.container, &m.applied, &m.current, How::Manual))
 }
 
 fn unix_now() -> f64 {

@@ -14,18 +14,18 @@ use kube::api::{DeleteParams, ListParams, PostParams, PropagationPolicy};
 use kube::runtime::events::EventType;
 use kube::Api;
 
-use crate::apply::{deployment_reference, patch_deployment, publish, ApplyError};
+use crate::apply::{deployment_reference, publish, write_guarded, ApplyError};
 use crate::canary_query::{render, PrometheusClient};
 use crate::cycle::Context;
 use crate::model::canary::CanarySpec;
 use crate::model::history::{self, Entry, How};
-use crate::model::image::ImageRef;
+use crate::model::image::tag_of;
 use crate::model::workload::{keys, Workload};
 use crate::plan::canary::{
     canary_deployment, canary_name, canary_selector, judge, CanaryState, Check, Phase, PodView,
     Verdict, TRACK_CANARY,
 };
-use crate::plan::patch::{self, ImageChange, State};
+use crate::plan::patch::{ImageChange, State};
 use crate::plan::rollout::{progress, Progress, RolloutState};
 
 /// What a check did, for the round's bookkeeping.
@@ -200,23 +200,9 @@ impl Rollouts<'_> {
             .insert(keys::CANARY_STATE.into(), Some(promoting.encode()));
         next.extra.insert(
             keys::ROLLOUT.into(),
-            Some(
-                RolloutState {
-                    from: state.from.clone(),
-                    to: state.images.clone(),
-                    started: history::now(),
-                    generation: workload.generation.map(|g| g + 1),
-                }
-                .encode(),
-            ),
+            Some(RolloutState::of(&changes, history::now(), workload.generation).encode()),
         );
-        let patch = patch::build_guarded(
-            &changes,
-            &next,
-            Some(&workload.annotations),
-            workload.resource_version.as_deref(),
-        );
-        match patch_deployment(&self.ctx.client, &workload.id, patch).await {
+        match write_guarded(&self.ctx.client, workload, &changes, &next).await {
             Ok(_) => {
                 tracing::info!(workload = %workload.id, images = ?state.images, "canary passed; primary updated");
                 for change in &changes {
@@ -305,25 +291,16 @@ impl Rollouts<'_> {
             tracing::warn!(workload = %workload.id, error = %e, "cannot remove the canary yet");
             return Step::Waiting;
         }
-        let mut next = self.state_after(workload, &[], How::CanaryFail, Some(why));
-        let rejected_entries =
-            history_entries(&state.from, &state.images, How::CanaryFail, Some(why));
-        next.extra.insert(
-            keys::HISTORY.into(),
-            Some(history::encode(&history::append(
-                workload.rollout.history.clone(),
-                rejected_entries,
-            ))),
-        );
+        let mut next = State::of(workload);
+        let now = history::now();
+        let tried = state.images.iter().map(|(container, image)| {
+            let from = state.from.get(container).map_or("", String::as_str);
+            Entry::new(&now, container, from, image, How::CanaryFail).because(Some(why.into()))
+        });
+        next.record(&workload.rollout.history, tried);
         reject(&mut next, &state.images);
         next.extra.insert(keys::CANARY_STATE.into(), None);
-        let patch = patch::build_guarded(
-            &[],
-            &next,
-            Some(&workload.annotations),
-            workload.resource_version.as_deref(),
-        );
-        match patch_deployment(&self.ctx.client, &workload.id, patch).await {
+        match write_guarded(&self.ctx.client, workload, &[], &next).await {
             Ok(_) => {
                 self.ctx
                     .metrics
@@ -400,13 +377,7 @@ impl Rollouts<'_> {
         reject(&mut next, &watching.to);
         next.extra.insert(keys::ROLLOUT.into(), None);
         next.extra.insert(keys::CANARY_STATE.into(), None);
-        let patch = patch::build_guarded(
-            &changes,
-            &next,
-            Some(&workload.annotations),
-            workload.resource_version.as_deref(),
-        );
-        match patch_deployment(&self.ctx.client, &workload.id, patch).await {
+        match write_guarded(&self.ctx.client, workload, &changes, &next).await {
             Ok(_) => {
                 self.ctx
                     .metrics
@@ -455,21 +426,11 @@ impl Rollouts<'_> {
                 .applied
                 .insert(change.container.clone(), change.to.clone());
         }
-        let entries = changes.iter().map(|c| Entry {
-            time: history::now(),
-            container: c.container.clone(),
-            from: c.from.clone(),
-            to: c.to.clone(),
-            how,
-            reason: reason.map(str::to_string),
-        });
-        state.extra.insert(
-            keys::HISTORY.into(),
-            Some(history::encode(&history::append(
-                workload.rollout.history.clone(),
-                entries,
-            ))),
-        );
+        let now = history::now();
+        let entries = changes
+            .iter()
+            .map(|c| c.entry(&now, how).because(reason.map(str::to_string)));
+        state.record(&workload.rollout.history, entries);
         state
     }
 
@@ -497,13 +458,7 @@ impl Rollouts<'_> {
     ) -> Result<(), ApplyError> {
         let mut state = State::of(workload);
         state.extra = extra;
-        let patch = patch::build_guarded(
-            &[],
-            &state,
-            Some(&workload.annotations),
-            workload.resource_version.as_deref(),
-        );
-        patch_deployment(&self.ctx.client, &workload.id, patch)
+        write_guarded(&self.ctx.client, workload, &[], &state)
             .await
             .map(|_| ())
     }
@@ -620,27 +575,9 @@ fn changes(
                 image_path: c.image_path.clone(),
                 from: before.clone(),
                 to: target.clone(),
-                from_tag: tag_of(before),
-                to_tag: tag_of(target),
+                from_tag: tag_of(before).unwrap_or_default(),
+                to_tag: tag_of(target).unwrap_or_default(),
             })
-        })
-        .collect()
-}
-
-fn history_entries(
-    from: &BTreeMap<String, String>,
-    to: &BTreeMap<String, String>,
-    how: How,
-    reason: Option<&str>,
-) -> Vec<Entry> {
-    to.iter()
-        .map(|(container, image)| Entry {
-            time: history::now(),
-            container: container.clone(),
-            from: from.get(container).cloned().unwrap_or_default(),
-            to: image.clone(),
-            how,
-            reason: reason.map(str::to_string),
         })
         .collect()
 }
@@ -648,22 +585,10 @@ fn history_entries(
 /// Adds the tags of `images` to the containers' rejected sets.
 fn reject(state: &mut State, images: &BTreeMap<String, String>) {
     for (container, image) in images {
-        let tag = tag_of(image);
-        if !tag.is_empty() {
-            state
-                .rejected
-                .entry(container.clone())
-                .or_default()
-                .insert(tag);
+        if let Some(tag) = tag_of(image) {
+            state.reject(container, tag);
         }
     }
-}
-
-fn tag_of(image: &str) -> String {
-    ImageRef::parse(image)
-        .ok()
-        .and_then(|i| i.tag)
-        .unwrap_or_default()
 }
 
 fn describe(images: &BTreeMap<String, String>) -> String {

@@ -11,15 +11,15 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::runtime::events::{EventType, Recorder, Reporter};
 
 use crate::app;
-use crate::apply::{deployment_reference, patch_deployment, publish, ApplyError};
+use crate::apply::{deployment_reference, publish, write_guarded, ApplyError};
 use crate::cli::RollbackArgs;
 use crate::commands::history::read_deployment;
 use crate::discover;
 use crate::model::history::{self, Entry, How};
-use crate::model::image::ImageRef;
+use crate::model::image::{tag_of, ImageRef};
 use crate::model::tag::Tag;
 use crate::model::workload::{keys, WatchedContainer, Workload};
-use crate::plan::patch::{self, ImageChange, State};
+use crate::plan::patch::{ImageChange, State};
 
 /// The reason written into history entries and Events.
 pub const REASON: &str = "tagwatch rollback";
@@ -80,13 +80,14 @@ pub async fn rollback(args: RollbackArgs) -> anyhow::Result<()> {
         print_steps(&rollback.steps);
         return Ok(());
     }
-    let patch = patch::build_guarded(
+    match write_guarded(
+        &client,
+        &rollback.workload,
         &rollback.changes,
         &rollback.state,
-        Some(&rollback.workload.annotations),
-        rollback.workload.resource_version.as_deref(),
-    );
-    match patch_deployment(&client, id, patch).await {
+    )
+    .await
+    {
         Ok(_) => {}
         Err(ApplyError::Conflict { .. }) => {
             anyhow::bail!("the deployment changed while rolling back; run again")
@@ -263,11 +264,7 @@ fn state_after(workload: &Workload, steps: &[Step], now: &str) -> State {
             .applied
             .insert(step.container.clone(), step.to.clone());
         if let Some(tag) = &step.rejected {
-            state
-                .rejected
-                .entry(step.container.clone())
-                .or_default()
-                .insert(tag.clone());
+            state.reject(&step.container, tag.clone());
         }
         let inside = state.track.get(&step.container).is_some_and(|alias| {
             matches!(tag_of(&step.to).map(|t| Tag::parse(&t)),
@@ -277,29 +274,19 @@ fn state_after(workload: &Workload, steps: &[Step], now: &str) -> State {
             state.track.remove(&step.container);
         }
     }
-    let entries = steps.iter().map(|step| Entry {
-        time: now.to_string(),
-        container: step.container.clone(),
-        from: step.from.clone(),
-        to: step.to.clone(),
-        how: How::ManualRollback,
-        reason: Some(REASON.to_string()),
+    let entries = steps.iter().map(|step| {
+        Entry::new(
+            now,
+            &step.container,
+            &step.from,
+            &step.to,
+            How::ManualRollback,
+        )
+        .because(Some(REASON.to_string()))
     });
-    state.extra = BTreeMap::from([
-        (
-            keys::HISTORY.to_string(),
-            Some(history::encode(&history::append(
-                workload.rollout.history.clone(),
-                entries,
-            ))),
-        ),
-        (keys::ROLLOUT.to_string(), None),
-    ]);
+    state.extra = BTreeMap::from([(keys::ROLLOUT.to_string(), None)]);
+    state.record(&workload.rollout.history, entries);
     state
-}
-
-fn tag_of(image: &str) -> Option<String> {
-    ImageRef::parse(image).ok().and_then(|i| i.tag)
 }
 
 fn watched(workload: &Workload) -> String {
@@ -341,6 +328,7 @@ fn print_steps(steps: &[Step]) {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::plan::patch;
     use serde_json::json;
 
     const NOW: &str = "2026-02-01T00:00:00Z";

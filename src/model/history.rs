@@ -19,6 +19,24 @@ pub struct Entry {
     pub reason: Option<String>,
 }
 
+impl Entry {
+    pub fn new(time: &str, container: &str, from: &str, to: &str, how: How) -> Entry {
+        Entry {
+            time: time.to_string(),
+            container: container.to_string(),
+            from: from.to_string(),
+            to: to.to_string(),
+            how,
+            reason: None,
+        }
+    }
+
+    pub fn because(mut self, reason: Option<String>) -> Entry {
+        self.reason = reason;
+        self
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum How {

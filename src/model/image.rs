@@ -50,6 +50,11 @@ impl std::str::FromStr for Repository {
     }
 }
 
+/// The tag of an image string, if it parses and has one.
+pub fn tag_of(image: &str) -> Option<String> {
+    ImageRef::parse(image).ok().and_then(|i| i.tag)
+}
+
 /// An image reference from a container spec.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageRef {

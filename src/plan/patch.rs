@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{json, Value};
 
 use crate::model::alias::Alias;
+use crate::model::history;
 use crate::model::workload::{encode_applied, encode_rejected, encode_track, keys, Workload};
 
 /// One container image replaced.
@@ -51,6 +52,32 @@ impl State {
             }
         }
         state
+    }
+
+    /// Appends `entries` to the workload's `history` in the same write.
+    pub fn record(
+        &mut self,
+        history: &[history::Entry],
+        entries: impl IntoIterator<Item = history::Entry>,
+    ) {
+        let history = history::append(history.to_vec(), entries);
+        self.extra
+            .insert(keys::HISTORY.into(), Some(history::encode(&history)));
+    }
+
+    /// Never apply `tag` to `container` again.
+    pub fn reject(&mut self, container: &str, tag: String) {
+        self.rejected
+            .entry(container.to_string())
+            .or_default()
+            .insert(tag);
+    }
+}
+
+impl ImageChange {
+    /// This change as a history entry.
+    pub fn entry(&self, time: &str, how: history::How) -> history::Entry {
+        history::Entry::new(time, &self.container, &self.from, &self.to, how)
     }
 }
 

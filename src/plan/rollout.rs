@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::Deployment;
 use serde::{Deserialize, Serialize};
 
+use super::patch::ImageChange;
+
 /// `tagwatch.dev/rollout` on a Deployment: what tagwatch changed and when.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -23,6 +25,23 @@ pub struct RolloutState {
 }
 
 impl RolloutState {
+    /// The rollout `changes` start; the patch changes the spec, so the server moves the
+    /// generation from `generation` to the next.
+    pub fn of(changes: &[ImageChange], started: String, generation: Option<i64>) -> RolloutState {
+        RolloutState {
+            from: changes
+                .iter()
+                .map(|c| (c.container.clone(), c.from.clone()))
+                .collect(),
+            to: changes
+                .iter()
+                .map(|c| (c.container.clone(), c.to.clone()))
+                .collect(),
+            started,
+            generation: generation.map(|g| g + 1),
+        }
+    }
+
     pub fn decode(text: &str) -> Result<RolloutState, String> {
         serde_json::from_str(text).map_err(|e| format!("unreadable rollout state: {e}"))
     }
