@@ -49,6 +49,32 @@ async fn wait_canary_gone(cluster: &TestCluster, ns: &str, name: &str, tagwatch:
     .unwrap_or_else(|e| panic!("{e}\n{}", tagwatch.logs()));
 }
 
+/// `app:1.0.0` in the registry and `web` running it, canary-enabled with `annotations`.
+async fn canary_web(
+    cluster: &TestCluster,
+    registry: &Registry,
+    annotations: &[(&str, &str)],
+) -> Deployment {
+    push(registry, "app", &["1.0.0"]).await;
+    let mut web = deployment("web")
+        .image(&format!("{}/app:1.0.0", registry.host()))
+        .policy("minor")
+        .annotate(CANARY, "true");
+    for (key, value) in annotations {
+        web = web.annotate(key, value);
+    }
+    web.create(cluster, &cluster.namespace).await
+}
+
+/// The canary Deployment, once it exists.
+async fn wait_canary(cluster: &TestCluster, tagwatch: &Tagwatch) -> Deployment {
+    wait::until("the canary", Duration::from_secs(20), || async {
+        canary(cluster, &cluster.namespace, "web").await
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", tagwatch.logs()))
+}
+
 /// The first Event with `reason`, waiting for it: it is published after the write it reports.
 async fn event(
     cluster: &TestCluster,
@@ -71,46 +97,18 @@ fn history(d: &Deployment) -> Vec<serde_json::Value> {
         .unwrap_or_default()
 }
 
-fn run(cluster: &TestCluster, registry: &Registry, extra: &[&str]) -> Tagwatch {
-    let host = registry.host();
-    let ns = cluster.namespace.clone();
-    let mut args = vec![
-        "-n",
-        &ns,
-        "--insecure-registry",
-        &host,
-        "--interval",
-        "1s",
-        "--lease-namespace",
-        &ns,
-    ];
-    args.extend_from_slice(extra);
-    Tagwatch::run(cluster, &args)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_good_version_passes_its_canary_and_is_promoted() {
     let cluster = TestCluster::start().await.expect("cluster");
     let registry = Registry::anonymous().await.expect("registry");
     let ns = cluster.namespace.clone();
     let host = registry.host();
-    push(&registry, "app", &["1.0.0"]).await;
-    let primary = deployment("web")
-        .image(&format!("{host}/app:1.0.0"))
-        .policy("minor")
-        .annotate(CANARY, "true")
-        .annotate(BAKE, "2s")
-        .create(&cluster, &ns)
-        .await;
-    let tagwatch = run(&cluster, &registry, &[]);
+    let primary = canary_web(&cluster, &registry, &[(BAKE, "2s")]).await;
+    let tagwatch = Tagwatch::watching(&cluster, &registry, &[]);
     tagwatch.wait_polling().await;
     push(&registry, "app", &["1.1.0"]).await;
 
-    let canary_deployment = wait::until("the canary", Duration::from_secs(20), || async {
-        canary(&cluster, &ns, "web").await
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", tagwatch.logs()));
+    let canary_deployment = wait_canary(&cluster, &tagwatch).await;
     // While it bakes the primary is untouched.
     assert_eq!(
         image(&cluster, &ns, "web").await,
@@ -193,24 +191,12 @@ async fn broken_version_is_rejected(health: ImageHealth, why: &str) {
     let registry = Registry::anonymous().await.expect("registry");
     let ns = cluster.namespace.clone();
     let host = registry.host();
-    push(&registry, "app", &["1.0.0"]).await;
-    deployment("web")
-        .image(&format!("{host}/app:1.0.0"))
-        .policy("minor")
-        .annotate(CANARY, "true")
-        .annotate(BAKE, "2s")
-        .annotate(TIMEOUT, "3s")
-        .create(&cluster, &ns)
-        .await;
+    canary_web(&cluster, &registry, &[(BAKE, "2s"), (TIMEOUT, "3s")]).await;
     server.set_image_health(&format!("{host}/app:1.1.0"), health);
-    let tagwatch = run(&cluster, &registry, &[]);
+    let tagwatch = Tagwatch::watching(&cluster, &registry, &[]);
     tagwatch.wait_polling().await;
     push(&registry, "app", &["1.1.0"]).await;
-    wait::until("the canary", Duration::from_secs(20), || async {
-        canary(&cluster, &ns, "web").await
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", tagwatch.logs()));
+    wait_canary(&cluster, &tagwatch).await;
     wait_canary_gone(&cluster, &ns, "web", &tagwatch).await;
     let after = get(&cluster, &ns, "web").await;
     assert_eq!(
@@ -308,28 +294,24 @@ async fn the_query_gate_rejects_a_version_over_threshold_and_passes_the_next() {
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", prometheus.logs()));
 
-    push(&registry, "app", &["1.0.0"]).await;
-    deployment("web")
-        .image(&format!("{host}/app:1.0.0"))
-        .policy("minor")
-        .annotate(CANARY, "true")
-        .annotate(BAKE, "3s")
-        .annotate(
-            "tagwatch.dev/canary-query",
-            "max(canary_error_ratio{namespace=\"{{namespace}}\",deployment=\"{{deployment}}\",track=\"{{track}}\"})",
-        )
-        .annotate("tagwatch.dev/canary-threshold", "< 0.05")
-        .create(&cluster, &ns)
-        .await;
+    canary_web(
+        &cluster,
+        &registry,
+        &[
+            (BAKE, "3s"),
+            (
+                "tagwatch.dev/canary-query",
+                "max(canary_error_ratio{namespace=\"{{namespace}}\",deployment=\"{{deployment}}\",track=\"{{track}}\"})",
+            ),
+            ("tagwatch.dev/canary-threshold", "< 0.05"),
+        ],
+    )
+    .await;
     let url = prometheus.url();
-    let tagwatch = run(&cluster, &registry, &["--prometheus-url", &url]);
+    let tagwatch = Tagwatch::watching(&cluster, &registry, &["--prometheus-url", &url]);
     tagwatch.wait_polling().await;
     push(&registry, "app", &["1.1.0"]).await;
-    wait::until("the canary", Duration::from_secs(20), || async {
-        canary(&cluster, &ns, "web").await
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", tagwatch.logs()));
+    wait_canary(&cluster, &tagwatch).await;
     wait_canary_gone(&cluster, &ns, "web", &tagwatch).await;
     assert_eq!(
         image(&cluster, &ns, "web").await,
@@ -369,15 +351,8 @@ async fn a_canary_interrupted_by_a_restart_completes_exactly_once() {
     let registry = Registry::anonymous().await.expect("registry");
     let ns = cluster.namespace.clone();
     let host = registry.host();
-    push(&registry, "app", &["1.0.0"]).await;
-    deployment("web")
-        .image(&format!("{host}/app:1.0.0"))
-        .policy("minor")
-        .annotate(CANARY, "true")
-        .annotate(BAKE, "4s")
-        .create(&cluster, &ns)
-        .await;
-    let mut first = run(&cluster, &registry, &[]);
+    canary_web(&cluster, &registry, &[(BAKE, "4s")]).await;
+    let mut first = Tagwatch::watching(&cluster, &registry, &[]);
     first.wait_polling().await;
     push(&registry, "app", &["1.1.0"]).await;
     // Stopped mid-bake: the canary runs and its bake has started.
@@ -399,7 +374,7 @@ async fn a_canary_interrupted_by_a_restart_completes_exactly_once() {
         server.clear_requests();
     }
 
-    let second = run(&cluster, &registry, &[]);
+    let second = Tagwatch::watching(&cluster, &registry, &[]);
     wait_image(&cluster, &ns, "web", &format!("{host}/app:1.1.0"), &second).await;
     wait_canary_gone(&cluster, &ns, "web", &second).await;
     let passes: Vec<_> = history(&get(&cluster, &ns, "web").await)
@@ -450,7 +425,7 @@ async fn a_rollout_stuck_past_its_deadline_is_rolled_back_and_the_version_reject
         .create(&cluster, &ns)
         .await;
     server.set_image_health(&format!("{host}/app:1.1.0"), ImageHealth::NeverReady);
-    let tagwatch = run(&cluster, &registry, &[]);
+    let tagwatch = Tagwatch::watching(&cluster, &registry, &[]);
     tagwatch.wait_polling().await;
     push(&registry, "app", &["1.1.0"]).await;
 

@@ -10,7 +10,7 @@ use base64::Engine as _;
 use tagwatch::canary_query::{check_template, render, PrometheusClient, QueryError, Threshold};
 use tagwatch_testbed::wait;
 
-use crate::support::Prometheus;
+use crate::support::{free_port, Prometheus};
 
 const TEMPLATE: &str = "max(canary_error_ratio{namespace=\"{{namespace}}\",\
                         deployment=\"{{deployment}}\",track=\"{{track}}\"})";
@@ -24,13 +24,6 @@ canary_error_ratio{namespace=\"ns1\",deployment=\"web\",track=\"primary\"} 0.5
 
 const USER: &str = "gate";
 const PASSWORD: &str = "pw-Gate-9Kq3-never-shown";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
 
 /// The exporter Prometheus scrapes, plus two fake query APIs: one behind basic auth under a
 /// path prefix, one that answers like a broken proxy.

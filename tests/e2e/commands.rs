@@ -1,7 +1,6 @@
 //! The `tagwatch` binary itself: `run`, `plan` and `resolve`, as a user runs them.
 
 use std::io::Write;
-use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -9,16 +8,9 @@ use tagwatch_testbed::cluster::TestCluster;
 use tagwatch_testbed::registry::Registry;
 use tagwatch_testbed::wait;
 
-use crate::support::{deployment, image, push, Tagwatch};
+use crate::support::{deployment, free_port, image, push, Tagwatch};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tagwatch");
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_prints_decisions_and_writes_nothing() {

@@ -3,7 +3,6 @@
 //! rules grant exactly the verbs a full `tagwatch run` uses against the API server.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -25,7 +24,7 @@ use tagwatch_testbed::cluster::TestCluster;
 use tagwatch_testbed::registry::Registry;
 use tagwatch_testbed::wait;
 
-use crate::support::{deployment, images, push};
+use crate::support::{deployment, free_port, images, push};
 
 /// `(API group, resource[/subresource], verb)`, as RBAC rules name them; `""` is the core group.
 pub(crate) type Grant = (String, String, String);
@@ -833,13 +832,6 @@ fn requests_map_to_rbac_verbs() {
         };
         assert_eq!(got, want, "{method} {target}");
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 /// The spawned binary, killed when the test ends, however it ends.

@@ -72,19 +72,9 @@ async fn rollback_rejects_the_version_left_and_newer_versions_still_apply() {
     let dir = tempfile::tempdir().expect("tempdir");
     let kubeconfig = cluster.kubeconfig(dir.path()).expect("kubeconfig");
     let target = format!("{ns}/web");
-    let run = [
-        "-n",
-        &ns,
-        "--insecure-registry",
-        &host,
-        "--interval",
-        "1s",
-        "--lease-namespace",
-        &ns,
-    ];
 
     // tagwatch updates 1.0.0 → 1.1.0 and records it.
-    let service = Tagwatch::run(&cluster, &run);
+    let service = Tagwatch::watching(&cluster, &registry, &[]);
     service.wait_polling().await;
     push(&registry, "app", &["1.1.0"]).await;
     wait_for_image(&cluster, &ns, &v110, &service).await;
@@ -169,12 +159,7 @@ async fn rollback_rejects_the_version_left_and_newer_versions_still_apply() {
     );
 
     // tagwatch again, 1.1.0 still in the registry: rejected, so it stays on 1.0.0 …
-    let again: Vec<&str> = run
-        .iter()
-        .copied()
-        .chain(["--lease-name", "tagwatch-again"])
-        .collect();
-    let service = Tagwatch::run(&cluster, &again);
+    let service = Tagwatch::watching(&cluster, &registry, &["--lease-name", "tagwatch-again"]);
     service.wait_polling().await;
     let cycles = service
         .metric("tagwatch_poll_cycles_total")

@@ -232,14 +232,6 @@ async fn two_replicas_patch_once_and_the_survivor_takes_over() {
     }
     let host = registry.host();
     let args = [
-        "-n",
-        &ns,
-        "--insecure-registry",
-        &host,
-        "--interval",
-        "1s",
-        "--lease-namespace",
-        &ns,
         "--lease-name",
         "tagwatch-ha",
         "--lease-duration",
@@ -250,8 +242,8 @@ async fn two_replicas_patch_once_and_the_survivor_takes_over() {
         "500ms",
     ];
     let mut replicas = vec![
-        Tagwatch::run(&cluster, &args),
-        Tagwatch::run(&cluster, &args),
+        Tagwatch::watching(&cluster, &registry, &args),
+        Tagwatch::watching(&cluster, &registry, &args),
     ];
     wait::until(
         "the first release applied",

@@ -19,7 +19,7 @@ use tagwatch_testbed::wait;
 use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, Command};
 
-use crate::support::{deployment, image, push, require, Prometheus};
+use crate::support::{deployment, free_port, image, push, require, Prometheus};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tagwatch");
 /// Distinctive, so any appearance in a scrape is a per-Deployment label leaking.
@@ -27,13 +27,6 @@ const WEB: &str = "scrape-canary-web";
 /// A Deployment that did not opt in: never counted as watched.
 const IDLE: &str = "scrape-canary-idle";
 const REPO: &str = "scrape-canary-repo";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
 
 /// A child process that is killed when dropped, so a failing assertion never leaks it.
 struct KillOnDrop {

@@ -235,6 +235,10 @@ pub fn free_address() -> std::net::SocketAddr {
         .expect("free port")
 }
 
+pub fn free_port() -> u16 {
+    free_address().port()
+}
+
 /// A `tagwatch run` process with JSON logs in a file, killed when dropped (also on panic).
 pub struct Tagwatch {
     child: Option<std::process::Child>,
@@ -247,6 +251,25 @@ impl Tagwatch {
     /// `tagwatch run --kubeconfig <cluster's> --listen 127.0.0.1:<free> --log-format json <args>`.
     pub fn run(cluster: &TestCluster, args: &[&str]) -> Tagwatch {
         Tagwatch::run_on(cluster, free_address(), args)
+    }
+
+    /// The usual test service: the cluster's namespace, `registry` over plain HTTP, a 1 s poll
+    /// interval, the Lease in the test namespace, then `extra`.
+    pub fn watching(cluster: &TestCluster, registry: &Registry, extra: &[&str]) -> Tagwatch {
+        let host = registry.host();
+        let ns = cluster.namespace.as_str();
+        let mut args = vec![
+            "-n",
+            ns,
+            "--insecure-registry",
+            &host,
+            "--interval",
+            "1s",
+            "--lease-namespace",
+            ns,
+        ];
+        args.extend_from_slice(extra);
+        Tagwatch::run(cluster, &args)
     }
 
     /// As `run`, on an address chosen beforehand (a registry must know where to notify).
