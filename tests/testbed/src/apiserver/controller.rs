@@ -121,11 +121,8 @@ fn reconcile(cluster: &mut Cluster, namespace: &str, name: &str) {
     let mut rolled_out = deployment.clone();
     rolled_out["metadata"]["annotations"]["deployment.kubernetes.io/revision"] =
         json!(revision.to_string());
-    rolled_out["status"] = if health == ImageHealth::NeverReady {
-        stuck_status(&deployment, &replica_set, replicas)
-    } else {
-        complete_status(&deployment, &replica_set, replicas)
-    };
+    let stuck = health == ImageHealth::NeverReady;
+    rolled_out["status"] = rollout_status(&deployment, &replica_set, replicas, stuck);
     if rolled_out != deployment {
         cluster.store.update(&DEPLOYMENTS, rolled_out);
     }
@@ -166,34 +163,6 @@ fn template_health(images: &BTreeMap<String, ImageHealth>, template: &Value) -> 
         }
     }
     health
-}
-
-/// What the real controller reports once a rollout of never-ready pods passes its deadline.
-fn stuck_status(deployment: &Value, replica_set: &str, replicas: usize) -> Value {
-    let at = now();
-    let mut status = json!({
-        "observedGeneration": deployment["metadata"]["generation"],
-        "conditions": [
-            {
-                "type": "Available", "status": "False",
-                "lastUpdateTime": at, "lastTransitionTime": at,
-                "reason": "MinimumReplicasUnavailable",
-                "message": "Deployment does not have minimum availability."
-            },
-            {
-                "type": "Progressing", "status": "False",
-                "lastUpdateTime": at, "lastTransitionTime": at,
-                "reason": "ProgressDeadlineExceeded",
-                "message": format!("ReplicaSet \"{replica_set}\" has timed out progressing.")
-            }
-        ]
-    });
-    if replicas > 0 {
-        status["replicas"] = json!(replicas);
-        status["updatedReplicas"] = json!(replicas);
-        status["unavailableReplicas"] = json!(replicas);
-    }
-    status
 }
 
 fn pod_for(
@@ -243,35 +212,49 @@ fn pod_for(
     pod
 }
 
-/// The status the real controller reports once a rollout has finished.
-fn complete_status(deployment: &Value, replica_set: &str, replicas: usize) -> Value {
+/// The status the real controller reports once a rollout has finished, or (`stuck`) once a
+/// rollout of never-ready pods has passed its progress deadline.
+fn rollout_status(deployment: &Value, replica_set: &str, replicas: usize, stuck: bool) -> Value {
     let at = now();
+    let (available, progressing) = if stuck {
+        (
+            json!({"status": "False", "reason": "MinimumReplicasUnavailable",
+                "message": "Deployment does not have minimum availability."}),
+            json!({"status": "False", "reason": "ProgressDeadlineExceeded",
+                "message": format!("ReplicaSet \"{replica_set}\" has timed out progressing.")}),
+        )
+    } else {
+        (
+            json!({"status": "True", "reason": "MinimumReplicasAvailable",
+                "message": "Deployment has minimum availability."}),
+            json!({"status": "True", "reason": "NewReplicaSetAvailable",
+                "message": format!("ReplicaSet \"{replica_set}\" has successfully progressed.")}),
+        )
+    };
+    let condition = |type_: &str, mut fields: Value| {
+        fields["type"] = json!(type_);
+        fields["lastUpdateTime"] = json!(at);
+        fields["lastTransitionTime"] = json!(at);
+        fields
+    };
     let mut status = json!({
         "observedGeneration": deployment["metadata"]["generation"],
-        "conditions": [
-            {
-                "type": "Available", "status": "True",
-                "lastUpdateTime": at, "lastTransitionTime": at,
-                "reason": "MinimumReplicasAvailable",
-                "message": "Deployment has minimum availability."
-            },
-            {
-                "type": "Progressing", "status": "True",
-                "lastUpdateTime": at, "lastTransitionTime": at,
-                "reason": "NewReplicaSetAvailable",
-                "message": format!("ReplicaSet \"{replica_set}\" has successfully progressed.")
-            }
-        ]
+        "conditions": [condition("Available", available), condition("Progressing", progressing)]
     });
     // Zero counts are omitted on the wire, as the real server's omitempty does.
     if replicas > 0 {
-        for field in [
-            "replicas",
-            "updatedReplicas",
-            "readyReplicas",
-            "availableReplicas",
-        ] {
-            status[field] = json!(replicas);
+        let counts: &[&str] = if stuck {
+            &["replicas", "updatedReplicas", "unavailableReplicas"]
+        } else {
+            &[
+                "replicas",
+                "updatedReplicas",
+                "readyReplicas",
+                "availableReplicas",
+            ]
+        };
+        for field in counts {
+            status[*field] = json!(replicas);
         }
     }
     // Keep condition timestamps stable when nothing but time would change.
