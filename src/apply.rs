@@ -90,6 +90,12 @@ pub async fn write_guarded(
     patch_deployment(client, &workload.id, patch).await
 }
 
+/// Now, as written in history entries and state annotations (the pure core takes time as an
+/// argument; the clock is read here, at the edge that writes).
+pub fn now() -> String {
+    k8s_openapi::jiff::Timestamp::now().to_string()
+}
+
 pub fn deployment_reference(workload: &WorkloadId, uid: Option<&str>) -> ObjectReference {
     ObjectReference {
         api_version: Some("apps/v1".into()),

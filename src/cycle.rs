@@ -13,19 +13,21 @@ use kube::runtime::events::{EventType, Recorder};
 use kube::Client;
 
 use crate::aliases::{Confirmed, Sync};
-use crate::apply::{deployment_reference, patch_deployment, publish, write_guarded, ApplyError};
+use crate::apply::{
+    deployment_reference, now, patch_deployment, publish, write_guarded, ApplyError,
+};
 use crate::canary_query::PrometheusClient;
 use crate::discover;
 use crate::leader::Leadership;
 use crate::metrics::Metrics;
-use crate::model::history::{self, Entry, How};
+use crate::model::history::{Entry, How};
 use crate::model::image::Repository;
 use crate::model::policy::Policy;
 use crate::model::workload::keys;
 use crate::model::workload::{Workload, WorkloadId};
 use crate::plan::aliases::Levels;
 use crate::plan::patch;
-use crate::plan::rollout::RolloutState;
+use crate::plan::rollout;
 use crate::plan::update::{self, Digest, Inputs, Outcome, WorkloadPlan};
 use crate::pull_secrets::PullSecrets;
 use crate::registry::fanout::Fanout;
@@ -563,7 +565,7 @@ impl Poller {
             return false;
         }
         let mut state = plan.state.clone();
-        let now = history::now();
+        let now = now();
         let seen = manual_entries(plan, &now)
             .zip(&plan.manual)
             .map(|(e, m)| e.because(m.rejected.as_ref().map(|t| format!("{t} rejected"))));
@@ -732,13 +734,13 @@ fn record_update(
     changes: &[patch::ImageChange],
     state: &mut patch::State,
 ) {
-    let now = history::now();
+    let now = now();
     let updates = changes.iter().map(|c| c.entry(&now, How::Update));
     state.record(
         &workload.rollout.history,
         manual_entries(plan, &now).chain(updates),
     );
-    let rollout = RolloutState::of(changes, now, workload.generation);
+    let rollout = rollout::watch(changes, now, workload.generation);
     state
         .extra
         .insert(keys::ROLLOUT.into(), Some(rollout.encode()));

@@ -16,12 +16,11 @@ use crate::model::filter::parse_filter;
 use crate::model::history;
 use crate::model::image::ImageRef;
 use crate::model::policy::Policy;
+use crate::model::rollout_state::{CanaryState, RolloutState};
 use crate::model::workload::{
     keys, Pin, Problem, RolloutSettings, WatchedContainer, Workload, WorkloadId,
     MIN_WORKLOAD_INTERVAL,
 };
-use crate::plan::canary::CanaryState;
-use crate::plan::rollout::RolloutState;
 
 /// Whether the Deployment opted in: `tagwatch.dev/policy` present and not `off`.
 pub fn opted_in(deployment: &Deployment) -> bool {

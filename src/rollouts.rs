@@ -14,19 +14,19 @@ use kube::api::{DeleteParams, ListParams, PostParams, PropagationPolicy};
 use kube::runtime::events::EventType;
 use kube::Api;
 
-use crate::apply::{deployment_reference, publish, write_guarded, ApplyError};
+use crate::apply::{deployment_reference, now, publish, write_guarded, ApplyError};
 use crate::canary_query::{render, PrometheusClient};
 use crate::cycle::Context;
 use crate::model::canary::CanarySpec;
-use crate::model::history::{self, Entry, How};
+use crate::model::history::{Entry, How};
 use crate::model::image::tag_of;
+use crate::model::rollout_state::{CanaryState, Phase, RolloutState};
 use crate::model::workload::{keys, Workload};
 use crate::plan::canary::{
-    canary_deployment, canary_name, canary_selector, judge, CanaryState, Check, Phase, PodView,
-    Verdict, TRACK_CANARY,
+    canary_deployment, canary_name, canary_selector, judge, Check, PodView, Verdict, TRACK_CANARY,
 };
 use crate::plan::patch::{ImageChange, State};
-use crate::plan::rollout::{progress, Progress, RolloutState};
+use crate::plan::rollout::{self, progress, Progress};
 
 /// What a check did, for the round's bookkeeping.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,7 +63,7 @@ impl Rollouts<'_> {
                 .iter()
                 .map(|c| (c.container.clone(), c.from.clone()))
                 .collect(),
-            started: history::now(),
+            started: now(),
             ready_since: None,
             failed_checks: 0,
         };
@@ -200,7 +200,7 @@ impl Rollouts<'_> {
             .insert(keys::CANARY_STATE.into(), Some(promoting.encode()));
         next.extra.insert(
             keys::ROLLOUT.into(),
-            Some(RolloutState::of(&changes, history::now(), workload.generation).encode()),
+            Some(rollout::watch(&changes, now(), workload.generation).encode()),
         );
         match write_guarded(&self.ctx.client, workload, &changes, &next).await {
             Ok(_) => {
@@ -292,7 +292,7 @@ impl Rollouts<'_> {
             return Step::Waiting;
         }
         let mut next = State::of(workload);
-        let now = history::now();
+        let now = now();
         let tried = state.images.iter().map(|(container, image)| {
             let from = state.from.get(container).map_or("", String::as_str);
             Entry::new(&now, container, from, image, How::CanaryFail).because(Some(why.into()))
@@ -426,7 +426,7 @@ impl Rollouts<'_> {
                 .applied
                 .insert(change.container.clone(), change.to.clone());
         }
-        let now = history::now();
+        let now = now();
         let entries = changes
             .iter()
             .map(|c| c.entry(&now, how).because(reason.map(str::to_string)));

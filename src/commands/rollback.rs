@@ -11,11 +11,11 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::runtime::events::{EventType, Recorder, Reporter};
 
 use crate::app;
-use crate::apply::{deployment_reference, publish, write_guarded, ApplyError};
+use crate::apply::{deployment_reference, now, publish, write_guarded, ApplyError};
 use crate::cli::RollbackArgs;
 use crate::commands::history::read_deployment;
 use crate::discover;
-use crate::model::history::{self, Entry, How};
+use crate::model::history::{Entry, How};
 use crate::model::image::{tag_of, ImageRef};
 use crate::model::tag::Tag;
 use crate::model::workload::{keys, WatchedContainer, Workload};
@@ -72,7 +72,7 @@ pub async fn rollback(args: RollbackArgs) -> anyhow::Result<()> {
         &deployment,
         args.to.as_deref(),
         args.container.as_deref(),
-        &history::now(),
+        &now(),
     )?;
     let id = &rollback.workload.id;
     if args.dry_run {
@@ -328,6 +328,7 @@ fn print_steps(steps: &[Step]) {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::model::history;
     use crate::plan::patch;
     use serde_json::json;
 

@@ -86,11 +86,6 @@ pub fn encode(history: &[Entry]) -> String {
     serde_json::to_string(history).unwrap_or_else(|_| "[]".into())
 }
 
-/// Now, as written in history entries and state annotations.
-pub fn now() -> String {
-    k8s_openapi::jiff::Timestamp::now().to_string()
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

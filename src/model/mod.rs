@@ -8,5 +8,6 @@ pub mod channels;
 pub mod filter;
 pub mod history;
 pub mod policy;
+pub mod rollout_state;
 pub mod tag;
 pub mod workload;

@@ -13,8 +13,7 @@ use super::channels::Channels;
 use super::history;
 use super::image::ImageRef;
 use super::policy::Policy;
-use crate::plan::canary::CanaryState;
-use crate::plan::rollout::RolloutState;
+use crate::model::rollout_state::{CanaryState, RolloutState};
 
 /// Annotation keys: the whole user-facing vocabulary in one place.
 pub mod keys {

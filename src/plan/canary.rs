@@ -10,50 +10,13 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::jiff::Timestamp;
-use serde::{Deserialize, Serialize};
 
 use crate::model::canary::CanarySpec;
+use crate::model::rollout_state::CanaryState;
 use crate::model::workload::keys;
 
 pub const TRACK_CANARY: &str = "canary";
 pub const TRACK_PRIMARY: &str = "primary";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Phase {
-    /// The canary runs and is judged.
-    Running,
-    /// Passed: the primary runs the new version; the canary goes once that rollout completes.
-    Promoting,
-}
-
-/// `tagwatch.dev/canary-state` on the primary.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CanaryState {
-    pub phase: Phase,
-    /// Container → the image under test.
-    pub images: BTreeMap<String, String>,
-    /// Container → the primary's image when the canary started.
-    pub from: BTreeMap<String, String>,
-    /// RFC 3339.
-    pub started: String,
-    /// When every canary pod was first seen Ready (the bake runs from here).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ready_since: Option<String>,
-    #[serde(default)]
-    pub failed_checks: u32,
-}
-
-impl CanaryState {
-    pub fn decode(text: &str) -> Result<CanaryState, String> {
-        serde_json::from_str(text).map_err(|e| format!("unreadable canary state: {e}"))
-    }
-
-    pub fn encode(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
-    }
-}
 
 /// One canary pod as the judgement needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -279,6 +242,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::canary_query::Threshold;
+    use crate::model::rollout_state::Phase;
 
     fn spec() -> CanarySpec {
         CanarySpec {

@@ -1,53 +1,25 @@
 //! Watching a rollout tagwatch started: complete, still going, or stuck past its progress
 //! deadline (the Deployment controller's verdict, read from the `Progressing` condition).
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::api::apps::v1::Deployment;
-use serde::{Deserialize, Serialize};
 
 use super::patch::ImageChange;
+use crate::model::rollout_state::RolloutState;
 
-/// `tagwatch.dev/rollout` on a Deployment: what tagwatch changed and when.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RolloutState {
-    /// Container → image before.
-    pub from: BTreeMap<String, String>,
-    /// Container → image written.
-    pub to: BTreeMap<String, String>,
-    /// RFC 3339.
-    pub started: String,
-    /// The Deployment's generation after tagwatch's patch: a later spec change (a person's, or
-    /// another tool's) makes this rollout no longer tagwatch's to judge.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub generation: Option<i64>,
-}
-
-impl RolloutState {
-    /// The rollout `changes` start; the patch changes the spec, so the server moves the
-    /// generation from `generation` to the next.
-    pub fn of(changes: &[ImageChange], started: String, generation: Option<i64>) -> RolloutState {
-        RolloutState {
-            from: changes
-                .iter()
-                .map(|c| (c.container.clone(), c.from.clone()))
-                .collect(),
-            to: changes
-                .iter()
-                .map(|c| (c.container.clone(), c.to.clone()))
-                .collect(),
-            started,
-            generation: generation.map(|g| g + 1),
-        }
-    }
-
-    pub fn decode(text: &str) -> Result<RolloutState, String> {
-        serde_json::from_str(text).map_err(|e| format!("unreadable rollout state: {e}"))
-    }
-
-    pub fn encode(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
+/// The rollout `changes` start; the patch changes the spec, so the server moves the
+/// generation from `generation` to the next.
+pub fn watch(changes: &[ImageChange], started: String, generation: Option<i64>) -> RolloutState {
+    RolloutState {
+        from: changes
+            .iter()
+            .map(|c| (c.container.clone(), c.from.clone()))
+            .collect(),
+        to: changes
+            .iter()
+            .map(|c| (c.container.clone(), c.to.clone()))
+            .collect(),
+        started,
+        generation: generation.map(|g| g + 1),
     }
 }
 
