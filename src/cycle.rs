@@ -182,7 +182,12 @@ impl Poller {
             report.planned += 1;
             let plan = update::plan(workload, &inputs);
             self.record_skips(workload, &plan).await;
-            let primary = find(deployments, &workload.id);
+            // Only a canary needs the Deployment itself (its pod template): no scan otherwise.
+            let primary = workload
+                .rollout
+                .canary
+                .as_ref()
+                .and_then(|_| find(deployments, &workload.id));
             let done = self.apply(workload, primary, &plan, &mut report).await;
             if done {
                 if let Some(rv) = &workload.resource_version {
