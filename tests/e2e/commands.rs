@@ -87,9 +87,11 @@ async fn run_applies_a_push_within_the_interval_and_stops_on_sigterm() {
     let registry = Registry::anonymous().await.expect("registry");
     let ns = cluster.namespace.clone();
     push(&registry, "app", &["1.0.0"]).await;
+    // Two releases follow each other: the first rollout must complete, with or without pods.
     deployment("web")
         .image(&format!("{}/app:1.0.0", registry.host()))
         .policy("minor")
+        .replicas(0)
         .create(&cluster, &ns)
         .await;
     let dir = tempfile::tempdir().expect("tempdir");

@@ -22,6 +22,7 @@ use serde_json::Value;
 use tagwatch_testbed::apiserver::RecordedRequest;
 use tagwatch_testbed::cluster::TestCluster;
 use tagwatch_testbed::registry::Registry;
+use tagwatch_testbed::test_server_or_skip;
 use tagwatch_testbed::wait;
 
 use crate::support::{deployment, free_port, images, push};
@@ -853,10 +854,10 @@ fn grants(list: &BTreeSet<Grant>) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rbac_covers_exactly_the_verbs_a_full_run_uses() {
     let cluster = TestCluster::start().await.expect("cluster");
-    let Some(server) = cluster.server() else {
-        // Only the in-process API server records the requests.
-        return;
-    };
+    let server = test_server_or_skip!(cluster => (),
+        "only the in-process API server records the requests");
+    // The run includes a canary, whose pods must become Ready.
+    server.set_default_image_health(tagwatch_testbed::apiserver::ImageHealth::Ready);
     let registry = Registry::anonymous().await.expect("registry");
     let ns = cluster.namespace.clone();
     push(&registry, "app", &["1.0.0", "1.1.0"]).await;

@@ -219,11 +219,7 @@ async fn a_dry_run_prints_the_plan_and_writes_nothing() {
         )
     );
     let after = get(&cluster, &ns, "web").await;
-    assert_eq!(
-        after.metadata.resource_version,
-        before.metadata.resource_version
-    );
-    assert_eq!(after.metadata.annotations, before.metadata.annotations);
+    crate::support::assert_unchanged(&before, &after);
     assert_eq!(
         image(&cluster, &ns, "web").await,
         "registry.example/team/app:1.1.0"

@@ -11,6 +11,7 @@ use tagwatch::metrics::Metrics;
 use tagwatch_testbed::apiserver::Fault;
 use tagwatch_testbed::cluster::TestCluster;
 use tagwatch_testbed::registry::Registry;
+use tagwatch_testbed::test_server_or_skip;
 use tagwatch_testbed::wait;
 use tokio::sync::oneshot;
 
@@ -179,10 +180,8 @@ async fn a_leader_that_stops_hands_the_lease_over_at_once() {
 #[tokio::test]
 async fn a_leader_cut_off_from_the_api_server_stops_writing_within_the_renew_deadline() {
     let cluster = TestCluster::start().await.expect("cluster");
-    let Some(server) = cluster.server() else {
-        // Cutting a real cluster's API server is not something a test can do.
-        return;
-    };
+    let server = test_server_or_skip!(cluster => (),
+        "cutting a real cluster's API server is not something a test can do");
     let candidate = Candidate::start(&cluster, "cutoff", "a");
     wait::until("leader", Duration::from_secs(5), || async {
         candidate.leadership.is_leader().then_some(())
@@ -223,6 +222,7 @@ async fn two_replicas_patch_once_and_the_survivor_takes_over() {
     let ns = cluster.namespace.clone();
     push(&registry, "ha", &["1.0.0", "1.1.0"]).await;
     deployment("ha-web")
+        .replicas(0)
         .image(&format!("{}/ha:1.0.0", registry.host()))
         .policy("minor")
         .create(&cluster, &ns)

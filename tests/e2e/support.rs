@@ -27,6 +27,7 @@ pub struct DeploymentBuilder {
     annotations: BTreeMap<String, String>,
     pull_secrets: Vec<String>,
     service_account: Option<String>,
+    replicas: u32,
 }
 
 pub fn deployment(name: &str) -> DeploymentBuilder {
@@ -36,6 +37,7 @@ pub fn deployment(name: &str) -> DeploymentBuilder {
         annotations: BTreeMap::new(),
         pull_secrets: Vec::new(),
         service_account: None,
+        replicas: 1,
     }
 }
 
@@ -65,6 +67,13 @@ impl DeploymentBuilder {
         self
     }
 
+    /// `0` for a test that chains updates without needing pods: a rollout of zero replicas
+    /// completes at once on a real cluster too, where the test images never run.
+    pub fn replicas(mut self, replicas: u32) -> Self {
+        self.replicas = replicas;
+        self
+    }
+
     pub fn service_account(mut self, name: &str) -> Self {
         self.service_account = Some(name.into());
         self
@@ -87,7 +96,7 @@ impl DeploymentBuilder {
             "kind": "Deployment",
             "metadata": {"name": self.name, "annotations": self.annotations, "labels": {"app": self.name}},
             "spec": {
-                "replicas": 1,
+                "replicas": self.replicas,
                 "selector": {"matchLabels": {"app": self.name}},
                 "template": {"metadata": {"labels": {"app": self.name}}, "spec": pod_spec}
             }
@@ -131,6 +140,23 @@ pub fn annotation(d: &Deployment, key: &str) -> Option<String> {
         .annotations
         .as_ref()
         .and_then(|a| a.get(key).cloned())
+}
+
+/// What "nothing changed" means on a cluster whose controllers write status at any time: the
+/// spec, the annotations and the generation are the same; the resourceVersion may have moved.
+pub fn assert_unchanged(before: &Deployment, after: &Deployment) {
+    assert_eq!(after.spec, before.spec, "spec changed");
+    assert_eq!(
+        after.metadata.generation, before.metadata.generation,
+        "generation changed"
+    );
+    let ours = |d: &Deployment| {
+        let mut annotations = d.metadata.annotations.clone().unwrap_or_default();
+        // The Deployment controller's own bookkeeping, written whenever it gets to it.
+        annotations.remove("deployment.kubernetes.io/revision");
+        annotations
+    };
+    assert_eq!(ours(after), ours(before), "annotations changed");
 }
 
 /// A person changes the image by hand (a merge patch, like `kubectl set image`).

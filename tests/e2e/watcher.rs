@@ -121,7 +121,9 @@ async fn an_alias_set_by_hand_rolls_back_and_stays_inside_it() {
     let ns = cluster.namespace.clone();
     let app = format!("{}/app", registry.host());
     push(&registry, "app", &["1.3.0", "1.4.2", "2.0.0"]).await;
+    // Updates follow each other: each rollout must complete first, with or without pods.
     deployment("web")
+        .replicas(0)
         .image(&format!("{app}:2.0.0"))
         .policy("major")
         .create(&cluster, &ns)
@@ -414,7 +416,9 @@ async fn digest_pinning_and_the_digest_policy() {
         .push_image("app", "1.2.4", ImageKind::OciIndex)
         .await
         .expect("push");
+    // Updates follow each other: each rollout must complete first, with or without pods.
     deployment("pinned")
+        .replicas(0)
         .image(&format!("{app}:1.2.3"))
         .policy("patch")
         .annotate("tagwatch.dev/pin", "digest")
@@ -425,6 +429,7 @@ async fn digest_pinning_and_the_digest_policy() {
         .await
         .expect("push");
     deployment("stable")
+        .replicas(0)
         .image(&format!("{app}:stable"))
         .policy("digest")
         .create(&cluster, &ns)

@@ -7,17 +7,16 @@ use kube::api::{ListParams, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, ResourceExt};
 use serde_json::json;
-use tagwatch_testbed::apiserver::{ControllerMode, Fault};
+use tagwatch_testbed::apiserver::{ControllerMode, Fault, ImageHealth};
 use tagwatch_testbed::cluster::TestCluster;
+use tagwatch_testbed::{require_running_images, test_server_or_skip, wait};
 
-use super::{api_status, create_deployment};
+use super::{api_status, create_deployment, DEADLINE};
 
 #[tokio::test]
 async fn request_log_records_method_path_query_type_body_and_status() -> anyhow::Result<()> {
     let cluster = TestCluster::start().await?;
-    let Some(server) = cluster.server() else {
-        return Ok(());
-    };
+    let server = test_server_or_skip!(cluster, "the request log is the test server's");
     let api: Api<Deployment> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
     create_deployment(&api, "api", "127.0.0.1:5000/api:1.2.3").await;
     let ops = json!([{"op": "replace", "path": "/spec/replicas", "value": 2}]);
@@ -65,9 +64,7 @@ async fn request_log_records_method_path_query_type_body_and_status() -> anyhow:
 #[tokio::test]
 async fn injected_faults_reach_the_client() -> anyhow::Result<()> {
     let cluster = TestCluster::start().await?;
-    let Some(server) = cluster.server() else {
-        return Ok(());
-    };
+    let server = test_server_or_skip!(cluster, "fault injection is the test server's");
     let api: Api<Deployment> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
     create_deployment(&api, "api", "127.0.0.1:5000/api:1.2.3").await;
     let prefix = "/apis/apps/v1/namespaces/";
@@ -103,20 +100,65 @@ async fn injected_faults_reach_the_client() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn instant_controller_rolls_out_with_ready_pods() -> anyhow::Result<()> {
-    let cluster = TestCluster::start().await?;
-    if cluster.server().is_none() {
-        return Ok(()); // real pods need a real registry image
+/// The Deployment's Progressing reason once the controller has observed its generation.
+async fn progressing_reason(api: &Api<Deployment>, name: &str) -> Option<String> {
+    let got = api.get(name).await.ok()?;
+    let status = got.status?;
+    if status.observed_generation != got.metadata.generation {
+        return None;
     }
+    status
+        .conditions?
+        .into_iter()
+        .find(|c| c.type_ == "Progressing")?
+        .reason
+}
+
+fn ready_pods(pods: &[Pod]) -> usize {
+    pods.iter()
+        .filter(|p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .into_iter()
+                .flatten()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+        })
+        .count()
+}
+
+#[tokio::test]
+async fn a_rollout_completes_only_once_its_pods_are_ready() -> anyhow::Result<()> {
+    let cluster = TestCluster::start().await?;
     let api: Api<Deployment> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
     create_deployment(&api, "api", "127.0.0.1:5000/api:1.2.3").await;
     let patch = Patch::Merge(json!({"spec": {"replicas": 3}}));
     api.patch("api", &PatchParams::default(), &patch).await?;
 
+    // Nothing runs until a test says so, like an unpullable image on a real cluster: the
+    // rollout stays in progress and no pod is Ready.
+    let reason = wait::until("the rollout observed", DEADLINE, || async {
+        progressing_reason(&api, "api")
+            .await
+            .filter(|r| r == "ReplicaSetUpdated" || r == "NewReplicaSetCreated")
+    })
+    .await?;
+    assert_ne!(reason, "NewReplicaSetAvailable");
+    let status = api.get("api").await?.status.expect("status");
+    assert_eq!(status.ready_replicas.unwrap_or(0), 0);
+    assert_eq!(status.available_replicas.unwrap_or(0), 0);
+    let listed = pods.list(&ListParams::default().labels("app=api")).await?;
+    assert_eq!(ready_pods(&listed.items), 0);
+
+    require_running_images!(cluster);
+    wait::until("the rollout complete", DEADLINE, || async {
+        (progressing_reason(&api, "api").await.as_deref() == Some("NewReplicaSetAvailable"))
+            .then_some(())
+    })
+    .await?;
     let got = api.get("api").await?;
     let status = got.status.clone().expect("status");
-    assert_eq!(status.observed_generation, got.metadata.generation);
     for count in [
         status.replicas,
         status.updated_replicas,
@@ -125,33 +167,16 @@ async fn instant_controller_rolls_out_with_ready_pods() -> anyhow::Result<()> {
     ] {
         assert_eq!(count, Some(3));
     }
-    let conditions = status.conditions.unwrap_or_default();
-    let progressing = conditions
-        .iter()
-        .find(|c| c.type_ == "Progressing")
-        .expect("Progressing");
-    assert_eq!(
-        (progressing.status.as_str(), progressing.reason.as_deref()),
-        ("True", Some("NewReplicaSetAvailable"))
-    );
     assert_eq!(
         got.annotations()
             .get("deployment.kubernetes.io/revision")
             .map(String::as_str),
         Some("1")
     );
-
-    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
     let listed = pods.list(&ListParams::default().labels("app=api")).await?;
-    assert_eq!(listed.items.len(), 3);
+    assert_eq!((listed.items.len(), ready_pods(&listed.items)), (3, 3));
     for pod in &listed.items {
         let status = pod.status.as_ref().expect("pod status");
-        let ready = status
-            .conditions
-            .iter()
-            .flatten()
-            .find(|c| c.type_ == "Ready");
-        assert_eq!(ready.map(|c| c.status.as_str()), Some("True"));
         assert_eq!(
             status
                 .container_statuses
@@ -168,12 +193,17 @@ async fn instant_controller_rolls_out_with_ready_pods() -> anyhow::Result<()> {
         {"name": "api", "image": "127.0.0.1:5000/api:1.2.4"}
     ]}}}}));
     api.patch("api", &PatchParams::default(), &patch).await?;
-    let new: Vec<Pod> = pods
-        .list(&ListParams::default().labels("app=api"))
-        .await?
-        .items;
+    let new = wait::until("the new pods alone", DEADLINE, || async {
+        let items = pods
+            .list(&ListParams::default().labels("app=api"))
+            .await
+            .ok()?
+            .items;
+        let fresh = items.iter().all(|p| !old.contains(&p.name_any()));
+        (items.len() == 3 && fresh && ready_pods(&items) == 3).then_some(items)
+    })
+    .await?;
     assert_eq!(new.len(), 3);
-    assert!(new.iter().all(|p| !old.contains(&p.name_any())));
     let revision = api
         .get("api")
         .await?
@@ -185,11 +215,90 @@ async fn instant_controller_rolls_out_with_ready_pods() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+async fn old_pods_keep_serving_while_a_new_version_is_not_ready() -> anyhow::Result<()> {
+    let cluster = TestCluster::start().await?;
+    let api: Api<Deployment> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    create_deployment(&api, "api", "127.0.0.1:5000/api:1.2.3").await;
+    require_running_images!(cluster);
+    wait::until("the first rollout complete", DEADLINE, || async {
+        (progressing_reason(&api, "api").await.as_deref() == Some("NewReplicaSetAvailable"))
+            .then_some(())
+    })
+    .await?;
+    let server = test_server_or_skip!(
+        cluster,
+        "a real cluster cannot be told that one version's pods never start"
+    );
+    server.set_image_health("127.0.0.1:5000/api:1.2.4", ImageHealth::Pending);
+    let patch = Patch::Merge(json!({"spec": {"template": {"spec": {"containers": [
+        {"name": "api", "image": "127.0.0.1:5000/api:1.2.4"}
+    ]}}}}));
+    api.patch("api", &PatchParams::default(), &patch).await?;
+
+    let got = api.get("api").await?;
+    let status = got.status.expect("status");
+    assert_eq!(status.observed_generation, Some(2));
+    assert_eq!(
+        (
+            status.replicas,
+            status.updated_replicas,
+            status.ready_replicas,
+            status.unavailable_replicas
+        ),
+        (Some(2), Some(1), Some(1), None)
+    );
+    assert_eq!(
+        progressing_reason(&api, "api").await.as_deref(),
+        Some("ReplicaSetUpdated")
+    );
+    let listed = pods.list(&ListParams::default().labels("app=api")).await?;
+    assert_eq!((listed.items.len(), ready_pods(&listed.items)), (2, 1));
+
+    // The test says the new version's pods start: the old pod goes, the rollout completes.
+    server.set_image_health("127.0.0.1:5000/api:1.2.4", ImageHealth::Ready);
+    assert_eq!(
+        progressing_reason(&api, "api").await.as_deref(),
+        Some("NewReplicaSetAvailable")
+    );
+    let listed = pods.list(&ListParams::default().labels("app=api")).await?;
+    assert_eq!((listed.items.len(), ready_pods(&listed.items)), (1, 1));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_deployment_scaled_to_zero_completes_at_once() -> anyhow::Result<()> {
+    let cluster = TestCluster::start().await?;
+    let api: Api<Deployment> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    let mut zero = super::deployment("api", "127.0.0.1:5000/api:1.2.3");
+    if let Some(spec) = zero.spec.as_mut() {
+        spec.replicas = Some(0);
+    }
+    api.create(&Default::default(), &zero).await?;
+    wait::until("the rollout of zero complete", DEADLINE, || async {
+        (progressing_reason(&api, "api").await.as_deref() == Some("NewReplicaSetAvailable"))
+            .then_some(())
+    })
+    .await?;
+    let patch = Patch::Merge(json!({"spec": {"template": {"spec": {"containers": [
+        {"name": "api", "image": "127.0.0.1:5000/api:1.2.4"}
+    ]}}}}));
+    let patched = api.patch("api", &PatchParams::default(), &patch).await?;
+    wait::until("the second rollout of zero complete", DEADLINE, || async {
+        let got = api.get("api").await.ok()?;
+        let observed = got.status.as_ref()?.observed_generation;
+        (observed == patched.metadata.generation
+            && progressing_reason(&api, "api").await.as_deref() == Some("NewReplicaSetAvailable"))
+        .then_some(())
+    })
+    .await?;
+    Ok(())
+}
+
+#[tokio::test]
 async fn manual_controller_lets_tests_stall_rollouts_and_break_pods() -> anyhow::Result<()> {
     let cluster = TestCluster::start().await?;
-    let Some(server) = cluster.server() else {
-        return Ok(());
-    };
+    let server = test_server_or_skip!(cluster, "the controller modes are the test server's");
     let ns = cluster.namespace.as_str();
     server.set_controller(ControllerMode::Manual);
     let api: Api<Deployment> = Api::namespaced(cluster.client.clone(), ns);
@@ -246,6 +355,12 @@ async fn manual_controller_lets_tests_stall_rollouts_and_break_pods() -> anyhow:
     assert_eq!((container.ready, container.restart_count), (false, 4));
 
     server.set_controller(ControllerMode::Instant);
+    let status = api.get("api").await?.status.expect("status");
+    assert_eq!(
+        (status.updated_replicas, status.ready_replicas),
+        (Some(1), None)
+    );
+    server.set_default_image_health(ImageHealth::Ready);
     let observed = api.get("api").await?.status.and_then(|s| s.ready_replicas);
     assert_eq!(observed, Some(1));
     Ok(())

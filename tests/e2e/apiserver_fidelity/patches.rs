@@ -1,11 +1,14 @@
 //! PATCH and validation: 04 (test op fails), 05 (guarded patch), 06 (stale merge patch),
-//! 07 (bad path), 08 (empty image), 09 (unsupported patch type).
+//! 07 (bad path), 08 (empty image), 09 (unsupported patch type), 29 (add into a missing map),
+//! 30 (server-side apply).
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 use tagwatch_testbed::cluster::TestCluster;
+use tagwatch_testbed::test_server_or_skip;
 
 use super::{api_status, create_deployment, image_of, rv_number};
 
@@ -24,8 +27,14 @@ async fn setup() -> anyhow::Result<(TestCluster, Api<Deployment>)> {
 
 #[tokio::test]
 async fn guarded_json_patch_updates_image_and_bumps_generation() -> anyhow::Result<()> {
-    let (_cluster, api) = setup().await?;
-    let before = api.get("api").await?;
+    let cluster = TestCluster::start().await?;
+    let api: Api<Deployment> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    // An opted-in workload always has an annotations map to `add` into (see 29 for one without).
+    let mut opted_in = super::deployment("api", IMAGE);
+    opted_in
+        .annotations_mut()
+        .insert("tagwatch.dev/policy".into(), "minor".into());
+    let before = api.create(&Default::default(), &opted_in).await?;
     let patch = json_patch(json!([
         {"op": "test", "path": "/spec/template/spec/containers/0/image", "value": IMAGE},
         {"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": "127.0.0.1:5000/api:1.2.4"},
@@ -65,6 +74,33 @@ async fn failing_test_op_is_422_invalid_and_changes_nothing() -> anyhow::Result<
     );
     let after = api.get("api").await?;
     assert_eq!(image_of(&after), IMAGE);
+    crate::support::assert_unchanged(&before, &after);
+    Ok(())
+}
+
+#[tokio::test]
+async fn json_patch_add_into_a_missing_annotations_map_is_422() -> anyhow::Result<()> {
+    let cluster = TestCluster::start().await?;
+    // No controller writes Secrets, so nothing can add the map between create and patch
+    // (29 used a ConfigMap; the rule is the JSON Patch one, whatever the kind).
+    let api: Api<Secret> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    let plain: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "plain"}, "stringData": {"a": "b"}
+    }))?;
+    let before = api.create(&Default::default(), &plain).await?;
+    assert!(before.metadata.annotations.is_none());
+    let patch = json_patch(json!([
+        {"op": "add", "path": "/metadata/annotations/tagwatch.dev~1applied", "value": "x"}
+    ]));
+    let status = api_status(api.patch("plain", &PatchParams::default(), &patch).await);
+    assert_eq!((status.code, status.reason.as_str()), (422, "Invalid"));
+    assert_eq!(
+        status.message,
+        "the server rejected our request due to an error in our request"
+    );
+    assert!(status.details.is_none_or(|d| d.causes.is_empty()));
+    let after = api.get("plain").await?;
+    assert!(after.metadata.annotations.is_none());
     assert_eq!(after.resource_version(), before.resource_version());
     Ok(())
 }
@@ -103,34 +139,141 @@ async fn merge_patch_with_a_stale_resource_version_is_409_conflict() -> anyhow::
     Ok(())
 }
 
+/// The managers that own a field of `object`, by the field's FieldsV1 key under `spec`.
+fn owners_of_spec_field(object: &Deployment, field: &str) -> Vec<(String, String)> {
+    object
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter(|entry| {
+            entry
+                .fields_v1
+                .as_ref()
+                .is_some_and(|f| f.0["f:spec"].get(field).is_some())
+        })
+        .map(|entry| {
+            (
+                entry.manager.clone().unwrap_or_default(),
+                entry.operation.clone().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
 #[tokio::test]
-async fn unsupported_patch_type_is_415() -> anyhow::Result<()> {
-    let (cluster, api) = setup().await?;
-    let apply = Patch::Apply(json!({"spec": {"replicas": 2}}));
-    let status = api_status(api.patch("api", &PatchParams::apply("test"), &apply).await);
+async fn server_side_apply_creates_updates_and_conflicts_unless_forced() -> anyhow::Result<()> {
+    let cluster = TestCluster::start().await?;
+    let api: Api<Deployment> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    let config = |replicas: i32| {
+        let mut d = super::deployment("applied", IMAGE);
+        if let Some(spec) = d.spec.as_mut() {
+            spec.replicas = Some(replicas);
+        }
+        d
+    };
+    // Apply upserts: the first apply creates, and records its manager.
+    let created = api
+        .patch(
+            "applied",
+            &PatchParams::apply("ci"),
+            &Patch::Apply(config(2)),
+        )
+        .await?;
+    assert_eq!(created.spec.as_ref().and_then(|s| s.replicas), Some(2));
     assert_eq!(
-        (status.code, status.reason.as_str()),
-        (415, "UnsupportedMediaType")
+        owners_of_spec_field(&created, "f:replicas"),
+        [("ci".to_string(), "Apply".to_string())]
     );
 
-    if let Some(server) = cluster.server() {
-        let url = format!(
-            "{}/apis/apps/v1/namespaces/{}/deployments/api",
-            server.url(),
-            cluster.namespace
-        );
-        let response = reqwest::Client::new()
-            .patch(url)
-            .header("content-type", "text/plain")
-            .body("x")
-            .send()
-            .await?;
-        assert_eq!(response.status().as_u16(), 415);
-        let body: serde_json::Value = response.json().await?;
-        assert_eq!(body["kind"], "Status");
-        assert_eq!(body["message"], "415: Unsupported Media Type");
-        assert_eq!(body["code"], 415);
-    }
+    // Another manager takes the field with an ordinary patch.
+    let scale = Patch::Merge(json!({"spec": {"replicas": 3}}));
+    let scaled = api
+        .patch(
+            "applied",
+            &PatchParams {
+                field_manager: Some("hpa".into()),
+                ..PatchParams::default()
+            },
+            &scale,
+        )
+        .await?;
+    assert_eq!(
+        owners_of_spec_field(&scaled, "f:replicas"),
+        [("hpa".to_string(), "Update".to_string())]
+    );
+
+    // Re-applying the old value now conflicts with that manager, and changes nothing.
+    let status = api_status(
+        api.patch(
+            "applied",
+            &PatchParams::apply("ci"),
+            &Patch::Apply(config(2)),
+        )
+        .await,
+    );
+    assert_eq!((status.code, status.reason.as_str()), (409, "Conflict"));
+    assert!(
+        status.message.contains("conflict with \"hpa\"")
+            && status.message.contains(".spec.replicas"),
+        "{}",
+        status.message
+    );
+    let details = status.details.expect("details");
+    assert_eq!(details.causes[0].reason, "FieldManagerConflict");
+    assert_eq!(details.causes[0].field, ".spec.replicas");
+    assert_eq!(
+        api.get("applied").await?.spec.and_then(|s| s.replicas),
+        Some(3)
+    );
+
+    // Forced, the applier wins the field back.
+    let forced = api
+        .patch(
+            "applied",
+            &PatchParams::apply("ci").force(),
+            &Patch::Apply(config(2)),
+        )
+        .await?;
+    assert_eq!(forced.spec.as_ref().and_then(|s| s.replicas), Some(2));
+    assert_eq!(
+        owners_of_spec_field(&forced, "f:replicas"),
+        [("ci".to_string(), "Apply".to_string())]
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_apply_body_without_kind_is_400_and_an_unknown_patch_type_415() -> anyhow::Result<()> {
+    let (cluster, api) = setup().await?;
+    let kindless = Patch::Apply(json!({"spec": {"replicas": 2}}));
+    let status = api_status(
+        api.patch("api", &PatchParams::apply("test"), &kindless)
+            .await,
+    );
+    assert_eq!((status.code, status.reason.as_str()), (400, "BadRequest"));
+    assert_eq!(api.get("api").await?.spec.and_then(|s| s.replicas), Some(1));
+
+    let server = test_server_or_skip!(
+        cluster,
+        "sends a raw text/plain PATCH, which needs the test server's unauthenticated URL"
+    );
+    let url = format!(
+        "{}/apis/apps/v1/namespaces/{}/deployments/api",
+        server.url(),
+        cluster.namespace
+    );
+    let response = reqwest::Client::new()
+        .patch(url)
+        .header("content-type", "text/plain")
+        .body("x")
+        .send()
+        .await?;
+    assert_eq!(response.status().as_u16(), 415);
+    let body: serde_json::Value = response.json().await?;
+    assert_eq!(body["kind"], "Status");
+    assert_eq!(body["message"], "415: Unsupported Media Type");
+    assert_eq!(body["code"], 415);
     Ok(())
 }
 

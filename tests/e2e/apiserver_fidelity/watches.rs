@@ -8,6 +8,7 @@ use kube::runtime::{reflector, watcher, WatchStreamExt};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 use tagwatch_testbed::cluster::TestCluster;
+use tagwatch_testbed::test_server_or_skip;
 use tagwatch_testbed::wait::until;
 
 use super::{create_deployment, image_of, rv_number, DEADLINE};
@@ -74,9 +75,10 @@ async fn watch_sees_the_patch_then_the_controller_status_write() -> anyhow::Resu
 #[tokio::test]
 async fn watch_sends_bookmarks_and_ends_at_its_timeout() -> anyhow::Result<()> {
     let cluster = TestCluster::start().await?;
-    if cluster.server().is_none() {
-        return Ok(()); // real servers bookmark about once a minute
-    }
+    test_server_or_skip!(
+        cluster,
+        "a real server bookmarks about once a minute, too slow to wait for"
+    );
     let api: Api<Deployment> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
     create_deployment(&api, "api", "127.0.0.1:5000/api:1.2.3").await;
     let rv = api
@@ -107,9 +109,7 @@ async fn watch_sends_bookmarks_and_ends_at_its_timeout() -> anyhow::Result<()> {
 #[tokio::test]
 async fn watch_from_an_expired_resource_version_gets_410_expired() -> anyhow::Result<()> {
     let cluster = TestCluster::start().await?;
-    let Some(server) = cluster.server() else {
-        return Ok(()); // compaction cannot be forced on a real cluster
-    };
+    let server = test_server_or_skip!(cluster, "compaction cannot be forced on a real cluster");
     let api: Api<Deployment> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
     let old = create_deployment(&api, "api", "127.0.0.1:5000/api:1.2.3").await;
     server.expire_watches();
@@ -131,9 +131,10 @@ async fn watch_from_an_expired_resource_version_gets_410_expired() -> anyhow::Re
 #[tokio::test]
 async fn expired_watch_makes_the_watcher_relist() -> anyhow::Result<()> {
     let cluster = TestCluster::start().await?;
-    let Some(server) = cluster.server() else {
-        return Ok(());
-    };
+    let server = test_server_or_skip!(
+        cluster,
+        "watch expiry (compaction) cannot be forced on a real cluster"
+    );
     let api: Api<Deployment> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
     create_deployment(&api, "first", "127.0.0.1:5000/api:1.0.0").await;
 
@@ -179,6 +180,84 @@ async fn expired_watch_makes_the_watcher_relist() -> anyhow::Result<()> {
                 .then_some(())
         },
     )
+    .await?;
+    task.abort();
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_label_filtered_watch_sees_an_object_leave_and_enter_its_selector() -> anyhow::Result<()>
+{
+    let cluster = TestCluster::start().await?;
+    let api: Api<Deployment> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    let created = create_deployment(&api, "api", "127.0.0.1:5000/api:1.2.3").await;
+    let start = created.resource_version().expect("resourceVersion");
+    let mut events = api
+        .watch(
+            &WatchParams::default().labels("app=api").timeout(10),
+            &start,
+        )
+        .await?
+        .boxed();
+    let relabel = |value: &str| Patch::Merge(json!({"metadata": {"labels": {"app": value}}}));
+    let left = api
+        .patch("api", &PatchParams::default(), &relabel("other"))
+        .await?;
+    let back = api
+        .patch("api", &PatchParams::default(), &relabel("api"))
+        .await?;
+
+    // Status writes by the controller may come in between; only the membership changes count.
+    let mut seen = Vec::new();
+    tokio::time::timeout(DEADLINE, async {
+        while let Some(event) = events.try_next().await? {
+            match event {
+                WatchEvent::Deleted(d) => seen.push(("DELETED", d)),
+                WatchEvent::Added(d) => seen.push(("ADDED", d)),
+                _ => {}
+            }
+            if seen.len() == 2 {
+                break;
+            }
+        }
+        anyhow::Ok(())
+    })
+    .await??;
+    let kinds: Vec<&str> = seen.iter().map(|(k, _)| *k).collect();
+    assert_eq!(kinds, ["DELETED", "ADDED"]);
+    let (_, gone) = &seen[0];
+    // The real cacher sends the object as it last matched, at the change's resourceVersion.
+    assert_eq!(gone.labels().get("app").map(String::as_str), Some("api"));
+    assert_eq!(gone.resource_version(), left.resource_version());
+    let (_, again) = &seen[1];
+    assert_eq!(again.resource_version(), back.resource_version());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_label_filtered_reflector_drops_an_object_that_stops_matching() -> anyhow::Result<()> {
+    let cluster = TestCluster::start().await?;
+    let api: Api<Deployment> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    create_deployment(&api, "api", "127.0.0.1:5000/api:1.2.3").await;
+    let (reader, writer) = reflector::store();
+    let stream = reflector(
+        writer,
+        watcher(api.clone(), watcher::Config::default().labels("app=api")),
+    )
+    .applied_objects();
+    let task = tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while stream.try_next().await.is_ok_and(|e| e.is_some()) {}
+    });
+    until("the reflector holds api", DEADLINE, || async {
+        (reader.state().len() == 1).then_some(())
+    })
+    .await?;
+    let patch = Patch::Merge(json!({"metadata": {"labels": {"app": "other"}}}));
+    api.patch("api", &PatchParams::default(), &patch).await?;
+    until("the reflector drops api", DEADLINE, || async {
+        reader.state().is_empty().then_some(())
+    })
     .await?;
     task.abort();
     Ok(())

@@ -5,6 +5,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
 use serde_json::{json, Value};
 use tagwatch_testbed::cluster::TestCluster;
+use tagwatch_testbed::test_server_or_skip;
 
 use super::create_deployment;
 
@@ -49,9 +50,10 @@ fn failure(code: u16, reason: &str, message: &str, details: Value) -> Value {
 #[tokio::test]
 async fn status_bodies_match_the_recordings_exactly() -> anyhow::Result<()> {
     let cluster = TestCluster::start().await?;
-    let Some(server) = cluster.server() else {
-        return Ok(());
-    };
+    let server = test_server_or_skip!(
+        cluster,
+        "compares raw bodies with the recordings; the recordings are the real server's"
+    );
     let api: Api<Deployment> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
     create_deployment(&api, "api", "127.0.0.1:5000/api:1.2.3").await;
     let wire = Wire {
@@ -109,9 +111,10 @@ async fn status_bodies_match_the_recordings_exactly() -> anyhow::Result<()> {
 #[tokio::test]
 async fn list_and_watch_framing_match_the_recordings() -> anyhow::Result<()> {
     let cluster = TestCluster::start().await?;
-    let Some(server) = cluster.server() else {
-        return Ok(());
-    };
+    let server = test_server_or_skip!(
+        cluster,
+        "compares raw framing with the recordings; the recordings are the real server's"
+    );
     let api: Api<Deployment> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
     for name in ["api", "web"] {
         create_deployment(&api, name, "127.0.0.1:5000/api:1.2.3").await;

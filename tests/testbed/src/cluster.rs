@@ -20,6 +20,10 @@ use crate::apiserver::ApiServer;
 /// The environment variable naming a real cluster's kubeconfig.
 pub const KUBECONFIG_ENV: &str = "TAGWATCH_E2E_KUBECONFIG";
 
+/// Set (to anything) when the real cluster can pull and run the test images, so tests that
+/// need Ready pods and completed rollouts run there too.
+pub const RUNS_IMAGES_ENV: &str = "TAGWATCH_E2E_RUNS_IMAGES";
+
 pub struct TestCluster {
     pub client: Client,
     pub namespace: String,
@@ -88,6 +92,19 @@ impl TestCluster {
             (None, None) => anyhow::bail!("a TestCluster has either a server or a kubeconfig"),
         }
         Ok(path)
+    }
+
+    /// Makes the test images run: on the test bed every image's pods become Ready from now on;
+    /// on a real cluster, true only when [`RUNS_IMAGES_ENV`] says they can. Use it through
+    /// [`require_running_images!`](crate::require_running_images!).
+    pub fn run_images(&self) -> bool {
+        match &self.server {
+            Some(server) => {
+                server.set_default_image_health(crate::apiserver::ImageHealth::Ready);
+                true
+            }
+            None => std::env::var_os(RUNS_IMAGES_ENV).is_some(),
+        }
     }
 
     /// The in-process server, or `None` on a real cluster.

@@ -1,11 +1,16 @@
 //! A stand-in for the Deployment controller and ReplicaSets: in `Instant` mode every spec change
-//! is rolled out at once, as a separate status write, with ready Pods to match.
+//! is acted on at once, as a separate status write, with Pods to match. Whether a rollout
+//! *completes* depends on its pods, as on a real cluster: pods of an image the test has not
+//! declared runnable stay Pending, so the rollout stays in progress (the old pods keep serving)
+//! until the test says the pods become Ready (`set_image_health`, `set_default_image_health`).
+//! A Deployment scaled to zero completes at once, as it does on a real cluster.
 
 use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
 use super::kubelet;
+use super::managed::{self, Writer};
 use super::resources::{DEPLOYMENTS, PODS};
 use super::store::{now, random_uid};
 use super::Cluster;
@@ -25,13 +30,17 @@ struct Rollout {
     hash: String,
     revision: u64,
     replica_set_uid: String,
+    /// Every template hash this Deployment has had a ReplicaSet for, oldest first.
+    replica_sets: Vec<String>,
 }
 
-/// How the pods of an image behave once scheduled, as a kubelet would report them: a way for
-/// tests to ship a broken version.
+/// How the pods of an image behave once scheduled, as a kubelet would report them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ImageHealth {
+    /// The image never starts (on a real cluster: the test images cannot be pulled or run):
+    /// pods stay Pending, a rollout stays in progress. The default until a test says otherwise.
     #[default]
+    Pending,
     Ready,
     /// Running, never passing readiness; a Deployment rolling it out reports
     /// `ProgressDeadlineExceeded` (at once: the test bed does not wait out the deadline).
@@ -40,23 +49,66 @@ pub enum ImageHealth {
     Restarting(i64),
 }
 
+impl ImageHealth {
+    /// Whether pods of this health count as available.
+    pub fn ready(self) -> bool {
+        matches!(self, ImageHealth::Ready | ImageHealth::Restarting(_))
+    }
+
+    /// A pod status for `spec` as a kubelet would report it.
+    pub(crate) fn pod_status(self, spec: &Value) -> Value {
+        match self {
+            ImageHealth::Pending => kubelet::pending_status(spec),
+            ImageHealth::Ready => kubelet::running_status(spec, true, 0),
+            ImageHealth::NeverReady => kubelet::running_status(spec, false, 0),
+            ImageHealth::Restarting(n) => kubelet::running_status(spec, true, n),
+        }
+    }
+}
+
 #[derive(Default)]
 pub(crate) struct Controller {
     pub mode: ControllerMode,
     rollouts: BTreeMap<(String, String), Rollout>,
-    /// Behaviour per image string; unknown images are Ready.
+    /// Behaviour per image string; other images behave as `default_health`.
     pub images: BTreeMap<String, ImageHealth>,
+    pub default_health: ImageHealth,
 }
 
 impl Controller {
     pub fn forget_namespace(&mut self, namespace: &str) {
         self.rollouts.retain(|(ns, _), _| ns != namespace);
     }
+
+    /// The worst behaviour among a pod template's images.
+    pub fn template_health(&self, template: &Value) -> ImageHealth {
+        let spec = &template["spec"];
+        let mut health = ImageHealth::Ready;
+        for list in ["initContainers", "containers"] {
+            for container in spec[list].as_array().into_iter().flatten() {
+                let image = container["image"].as_str().unwrap_or_default();
+                let of_image = self
+                    .images
+                    .get(image)
+                    .copied()
+                    .unwrap_or(self.default_health);
+                health = match (health, of_image) {
+                    (_, ImageHealth::NeverReady) | (ImageHealth::NeverReady, _) => {
+                        ImageHealth::NeverReady
+                    }
+                    (_, ImageHealth::Pending) | (ImageHealth::Pending, _) => ImageHealth::Pending,
+                    (_, ImageHealth::Restarting(n)) => ImageHealth::Restarting(n),
+                    (current, ImageHealth::Ready) => current,
+                };
+            }
+        }
+        health
+    }
 }
 
 pub(crate) fn deployment_changed(cluster: &mut Cluster, namespace: &str, name: &str) {
     if cluster.controller.mode == ControllerMode::Instant {
-        reconcile(cluster, namespace, name);
+        reconcile(cluster, namespace, name, false);
     }
 }
 
@@ -64,11 +116,15 @@ pub(crate) fn deployment_changed(cluster: &mut Cluster, namespace: &str, name: &
 pub(crate) fn deployment_deleted(cluster: &mut Cluster, namespace: &str, name: &str) {
     let key = (namespace.to_string(), name.to_string());
     if let Some(rollout) = cluster.controller.rollouts.remove(&key) {
-        delete_pods(cluster, namespace, &format!("{name}-{}", rollout.hash), 0);
+        for hash in &rollout.replica_sets {
+            delete_pods(cluster, namespace, &format!("{name}-{hash}"), |_, _| true);
+        }
     }
 }
 
-pub(crate) fn reconcile_all(cluster: &mut Cluster) {
+/// Acts on every Deployment; with `refresh_pods`, pods already running take on their images'
+/// current health too (a test said they become Ready, or break).
+pub(crate) fn reconcile_all(cluster: &mut Cluster, refresh_pods: bool) {
     let names: Vec<(String, String)> = cluster
         .store
         .list(&DEPLOYMENTS, None)
@@ -79,90 +135,133 @@ pub(crate) fn reconcile_all(cluster: &mut Cluster) {
         })
         .collect();
     for (namespace, name) in names {
-        reconcile(cluster, &namespace, &name);
+        reconcile(cluster, &namespace, &name, refresh_pods);
     }
 }
 
-fn reconcile(cluster: &mut Cluster, namespace: &str, name: &str) {
+fn reconcile(cluster: &mut Cluster, namespace: &str, name: &str, refresh_pods: bool) {
     let Some(deployment) = cluster.store.get(&DEPLOYMENTS, namespace, name).cloned() else {
         return;
     };
-    let hash = template_hash(&deployment["spec"]["template"]);
+    let template = &deployment["spec"]["template"];
+    let hash = template_hash(template);
     let key = (namespace.to_string(), name.to_string());
-    let (revision, replica_set_uid, retired) = match cluster.controller.rollouts.get(&key) {
-        Some(r) if r.hash == hash => (r.revision, r.replica_set_uid.clone(), None),
-        Some(r) => (r.revision + 1, random_uid(), Some(r.hash.clone())),
-        None => (1, random_uid(), None),
+    let (revision, replica_set_uid, mut replica_sets) = match cluster.controller.rollouts.get(&key)
+    {
+        Some(r) if r.hash == hash => (
+            r.revision,
+            r.replica_set_uid.clone(),
+            r.replica_sets.clone(),
+        ),
+        Some(r) => (r.revision + 1, random_uid(), r.replica_sets.clone()),
+        None => (1, random_uid(), Vec::new()),
     };
+    if !replica_sets.contains(&hash) {
+        replica_sets.push(hash.clone());
+    }
     cluster.controller.rollouts.insert(
         key,
         Rollout {
             hash: hash.clone(),
             revision,
             replica_set_uid: replica_set_uid.clone(),
+            replica_sets: replica_sets.clone(),
         },
     );
-    if let Some(old_hash) = retired {
-        delete_pods(cluster, namespace, &format!("{name}-{old_hash}"), 0);
-    }
 
     let replica_set = format!("{name}-{hash}");
     let replicas = deployment["spec"]["replicas"].as_u64().unwrap_or(1) as usize;
-    let health = template_health(&cluster.controller.images, &deployment["spec"]["template"]);
+    let health = cluster.controller.template_health(template);
+    let mut new_ready = 0;
     for index in 0..replicas {
         let pod_name = format!("{replica_set}-{index}");
-        if cluster.store.get(&PODS, namespace, &pod_name).is_none() {
-            let pod = pod_for(&deployment, &hash, &replica_set_uid, &pod_name, health);
-            cluster.store.insert(&PODS, pod);
+        let pod = match cluster.store.get(&PODS, namespace, &pod_name).cloned() {
+            None => {
+                let pod = pod_for(&deployment, &hash, &replica_set_uid, &pod_name, health);
+                cluster.store.insert(&PODS, pod)
+            }
+            Some(mut pod) if refresh_pods && !kubelet::behaves_as(&pod, health) => {
+                pod["status"] = health.pod_status(&pod["spec"]);
+                cluster.store.update(&PODS, pod)
+            }
+            Some(pod) => pod,
+        };
+        if kubelet::is_ready(&pod) {
+            new_ready += 1;
         }
     }
-    delete_pods(cluster, namespace, &replica_set, replicas);
+    delete_pods(cluster, namespace, &replica_set, |index, _| {
+        index >= replicas
+    });
+
+    // Old ReplicaSets keep their ready pods until the new ones are available (maxUnavailable
+    // rounds down to 0 for small Deployments), as the real controller's surge does.
+    let complete = new_ready == replicas;
+    let mut old_ready = 0;
+    for old in replica_sets.iter().filter(|h| **h != hash) {
+        let old_set = format!("{name}-{old}");
+        delete_pods(cluster, namespace, &old_set, |_, pod| {
+            complete || !kubelet::is_ready(pod)
+        });
+        old_ready += pods_of(cluster, namespace, &old_set).count();
+    }
 
     let mut rolled_out = deployment.clone();
     rolled_out["metadata"]["annotations"]["deployment.kubernetes.io/revision"] =
         json!(revision.to_string());
-    let stuck = health == ImageHealth::NeverReady;
-    rolled_out["status"] = rollout_status(&deployment, &replica_set, replicas, stuck);
+    let counts = Counts {
+        replicas,
+        updated: replicas,
+        ready: new_ready + old_ready,
+        total: replicas + old_ready,
+    };
+    let progress = if complete {
+        Progress::Complete
+    } else if health == ImageHealth::NeverReady {
+        Progress::DeadlineExceeded
+    } else {
+        Progress::Ongoing
+    };
+    rolled_out["status"] = rollout_status(&deployment, &replica_set, counts, progress);
     if rolled_out != deployment {
+        let writer = Writer::new("kube-controller-manager").status();
+        managed::record_update(Some(&deployment), &mut rolled_out, &writer);
         cluster.store.update(&DEPLOYMENTS, rolled_out);
     }
 }
 
-/// Deletes the pods of one ReplicaSet whose index is `from` or above.
-fn delete_pods(cluster: &mut Cluster, namespace: &str, replica_set: &str, from: usize) {
-    let doomed: Vec<String> = cluster
+fn pods_of<'a>(
+    cluster: &'a Cluster,
+    namespace: &'a str,
+    replica_set: &'a str,
+) -> impl Iterator<Item = &'a Value> + 'a {
+    cluster
         .store
         .list(&PODS, Some(namespace))
-        .filter(|p| p["metadata"]["ownerReferences"][0]["name"] == replica_set)
-        .filter_map(|p| p["metadata"]["name"].as_str())
-        .filter(|n| {
-            n.rsplit('-')
-                .next()
-                .and_then(|i| i.parse::<usize>().ok())
-                .is_some_and(|i| i >= from)
-        })
-        .map(str::to_string)
-        .collect();
-    for pod in doomed {
-        cluster.store.remove(&PODS, namespace, &pod);
-    }
+        .filter(move |p| p["metadata"]["ownerReferences"][0]["name"] == replica_set)
 }
 
-/// The worst behaviour among a pod template's images.
-fn template_health(images: &BTreeMap<String, ImageHealth>, template: &Value) -> ImageHealth {
-    let spec = &template["spec"];
-    let mut health = ImageHealth::Ready;
-    for list in ["initContainers", "containers"] {
-        for container in spec[list].as_array().into_iter().flatten() {
-            let image = container["image"].as_str().unwrap_or_default();
-            match images.get(image).copied().unwrap_or_default() {
-                ImageHealth::NeverReady => return ImageHealth::NeverReady,
-                ImageHealth::Restarting(n) => health = ImageHealth::Restarting(n),
-                ImageHealth::Ready => {}
-            }
-        }
+/// Deletes the pods of one ReplicaSet that `doomed(index, pod)` picks.
+fn delete_pods(
+    cluster: &mut Cluster,
+    namespace: &str,
+    replica_set: &str,
+    doomed: impl Fn(usize, &Value) -> bool,
+) {
+    let names: Vec<String> = pods_of(cluster, namespace, replica_set)
+        .filter(|p| {
+            let index = p["metadata"]["name"]
+                .as_str()
+                .and_then(|n| n.rsplit('-').next())
+                .and_then(|i| i.parse::<usize>().ok());
+            index.is_some_and(|i| doomed(i, p))
+        })
+        .filter_map(|p| p["metadata"]["name"].as_str())
+        .map(str::to_string)
+        .collect();
+    for pod in names {
+        cluster.store.remove(&PODS, namespace, &pod);
     }
-    health
 }
 
 fn pod_for(
@@ -182,11 +281,7 @@ fn pod_for(
     labels["pod-template-hash"] = json!(hash);
     let mut spec = template["spec"].clone();
     spec["nodeName"] = json!("testbed-node");
-    let status = match health {
-        ImageHealth::Ready => kubelet::running_status(&spec, true, 0),
-        ImageHealth::NeverReady => kubelet::running_status(&spec, false, 0),
-        ImageHealth::Restarting(n) => kubelet::running_status(&spec, true, n),
-    };
+    let status = health.pod_status(&spec);
     let mut pod = json!({
         "metadata": {
             "name": pod_name,
@@ -212,24 +307,52 @@ fn pod_for(
     pod
 }
 
-/// The status the real controller reports once a rollout has finished, or (`stuck`) once a
-/// rollout of never-ready pods has passed its progress deadline.
-fn rollout_status(deployment: &Value, replica_set: &str, replicas: usize, stuck: bool) -> Value {
+/// Pod counts behind a Deployment's status.
+#[derive(Clone, Copy)]
+struct Counts {
+    /// `spec.replicas`
+    replicas: usize,
+    /// Pods of the newest ReplicaSet.
+    updated: usize,
+    /// Ready pods of any ReplicaSet.
+    ready: usize,
+    /// Pods of every ReplicaSet.
+    total: usize,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Progress {
+    Complete,
+    Ongoing,
+    /// A rollout of never-ready pods past its progress deadline (at once on the test bed).
+    DeadlineExceeded,
+}
+
+/// The status the real controller reports for a rollout in `progress` (see 10-watch-stream).
+fn rollout_status(
+    deployment: &Value,
+    replica_set: &str,
+    counts: Counts,
+    progress: Progress,
+) -> Value {
     let at = now();
-    let (available, progressing) = if stuck {
-        (
-            json!({"status": "False", "reason": "MinimumReplicasUnavailable",
-                "message": "Deployment does not have minimum availability."}),
-            json!({"status": "False", "reason": "ProgressDeadlineExceeded",
-                "message": format!("ReplicaSet \"{replica_set}\" has timed out progressing.")}),
-        )
+    let max_unavailable = max_unavailable(deployment, counts.replicas);
+    let available = if counts.ready + max_unavailable >= counts.replicas {
+        json!({"status": "True", "reason": "MinimumReplicasAvailable",
+            "message": "Deployment has minimum availability."})
     } else {
-        (
-            json!({"status": "True", "reason": "MinimumReplicasAvailable",
-                "message": "Deployment has minimum availability."}),
-            json!({"status": "True", "reason": "NewReplicaSetAvailable",
-                "message": format!("ReplicaSet \"{replica_set}\" has successfully progressed.")}),
-        )
+        json!({"status": "False", "reason": "MinimumReplicasUnavailable",
+            "message": "Deployment does not have minimum availability."})
+    };
+    let progressing = match progress {
+        Progress::Complete => json!({"status": "True", "reason": "NewReplicaSetAvailable",
+            "message": format!("ReplicaSet \"{replica_set}\" has successfully progressed.")}),
+        Progress::Ongoing => json!({"status": "True", "reason": "ReplicaSetUpdated",
+            "message": format!("ReplicaSet \"{replica_set}\" is progressing.")}),
+        Progress::DeadlineExceeded => {
+            json!({"status": "False", "reason": "ProgressDeadlineExceeded",
+            "message": format!("ReplicaSet \"{replica_set}\" has timed out progressing.")})
+        }
     };
     let condition = |type_: &str, mut fields: Value| {
         fields["type"] = json!(type_);
@@ -242,19 +365,16 @@ fn rollout_status(deployment: &Value, replica_set: &str, replicas: usize, stuck:
         "conditions": [condition("Available", available), condition("Progressing", progressing)]
     });
     // Zero counts are omitted on the wire, as the real server's omitempty does.
-    if replicas > 0 {
-        let counts: &[&str] = if stuck {
-            &["replicas", "updatedReplicas", "unavailableReplicas"]
-        } else {
-            &[
-                "replicas",
-                "updatedReplicas",
-                "readyReplicas",
-                "availableReplicas",
-            ]
-        };
-        for field in counts {
-            status[*field] = json!(replicas);
+    let unavailable = counts.replicas.saturating_sub(counts.ready);
+    for (field, count) in [
+        ("replicas", counts.total),
+        ("updatedReplicas", counts.updated),
+        ("readyReplicas", counts.ready),
+        ("availableReplicas", counts.ready),
+        ("unavailableReplicas", unavailable),
+    ] {
+        if count > 0 {
+            status[field] = json!(count);
         }
     }
     // Keep condition timestamps stable when nothing but time would change.
@@ -273,6 +393,19 @@ fn rollout_status(deployment: &Value, replica_set: &str, replicas: usize, stuck:
         }
     }
     status
+}
+
+/// `rollingUpdate.maxUnavailable` as a pod count: an integer, or a percentage rounded down.
+fn max_unavailable(deployment: &Value, replicas: usize) -> usize {
+    let value = &deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"];
+    if let Some(n) = value.as_u64() {
+        return n as usize;
+    }
+    value
+        .as_str()
+        .and_then(|s| s.strip_suffix('%'))
+        .and_then(|p| p.parse::<usize>().ok())
+        .map_or(0, |percent| replicas * percent / 100)
 }
 
 /// A stable 10-character hash of the pod template, in the server's suffix alphabet.

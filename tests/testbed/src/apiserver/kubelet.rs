@@ -34,6 +34,57 @@ pub(crate) fn running_status(spec: &Value, ready: bool, restarts: i64) -> Value 
     })
 }
 
+/// A pod whose image never starts (unpullable, as the test images are on a real cluster):
+/// scheduled, every container waiting, never Ready.
+pub(crate) fn pending_status(spec: &Value) -> Value {
+    let at = now();
+    let containers: Vec<Value> = spec["containers"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|c| {
+            json!({
+                "name": c["name"],
+                "image": c["image"],
+                "imageID": "",
+                "ready": false,
+                "started": false,
+                "restartCount": 0,
+                "state": {"waiting": {"reason": "ImagePullBackOff",
+                    "message": format!("Back-off pulling image \"{}\"", c["image"].as_str().unwrap_or_default())}}
+            })
+        })
+        .collect();
+    json!({
+        "phase": "Pending",
+        "conditions": conditions(false, &at),
+        "containerStatuses": containers,
+        "startTime": at,
+        "hostIP": "127.0.0.1",
+        "podIP": "127.0.0.1"
+    })
+}
+
+/// Whether a pod already shows what `health` would report: phase, readiness and restarts.
+pub(crate) fn behaves_as(pod: &Value, health: super::ImageHealth) -> bool {
+    let want = health.pod_status(&pod["spec"]);
+    let status = &pod["status"];
+    let restarts = |s: &Value| s["containerStatuses"][0]["restartCount"].clone();
+    status["phase"] == want["phase"]
+        && is_ready(pod) == health.ready()
+        && restarts(status) == restarts(&want)
+}
+
+/// Whether a pod's Ready condition is True.
+pub(crate) fn is_ready(pod: &Value) -> bool {
+    pod["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+}
+
 fn conditions(ready: bool, at: &str) -> Value {
     let status = if ready { "True" } else { "False" };
     json!([

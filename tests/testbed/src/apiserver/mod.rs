@@ -1,18 +1,25 @@
 //! An in-process Kubernetes API server speaking the real REST protocol over plain HTTP, for a
 //! real, unmodified `kube::Client`. It answers like the kube-apiserver recordings in
-//! `/work/shared/apiserver-wire` (status codes, `Status` bodies, list and watch shapes).
+//! `../shared/apiserver-wire` (status codes, `Status` bodies, list and watch shapes).
 //!
 //! Served: Deployments (with `/status`), Pods, Secrets, ServiceAccounts, core and
 //! `events.k8s.io` Events, Leases, Namespaces, and `/version`. Anything else is 404.
+//! Every write records `managedFields`, and server-side apply works (see `managed`).
+//! Rollouts complete only when their pods are Ready, and pods are Ready only for images a test
+//! declared runnable (`set_image_health`, `set_default_image_health`), as on a real cluster where
+//! the test images cannot run.
+//!
 //! Known differences from a real server: strategic merge patch is applied as a merge patch
-//! (lists are replaced, not merged by key); server-side apply answers 415; core and
-//! `events.k8s.io` Events are stored separately; label-filtered watches do not send DELETED when
-//! an object stops matching; continue tokens resume on the current state, not a snapshot.
+//! (lists are replaced, not merged by key); server-side apply treats only name-keyed lists as
+//! associative and ignores managedFields a client sends; core and `events.k8s.io` Events are
+//! stored separately; continue tokens resume on the current state, not a snapshot; a rollout of
+//! never-ready pods passes its progress deadline at once; no RBAC, admission or authentication.
 
 mod controller;
 mod defaults;
 mod faults;
 mod kubelet;
+mod managed;
 mod patch;
 mod request_log;
 mod resources;
@@ -40,7 +47,7 @@ pub use faults::Fault;
 pub use request_log::RecordedRequest;
 
 use resources::{Resource, Target, DEPLOYMENTS, PODS};
-use verbs::Scope;
+use verbs::{Owner, Scope};
 
 /// Everything behind the single lock: objects and the controller's memory.
 pub(crate) struct Cluster {
@@ -125,21 +132,36 @@ impl ApiServer {
         lock(&self.shared.log).clear();
     }
 
-    /// How pods of `image` (the exact image string) behave from now on: a broken version for
-    /// canary and rollback tests. Pods already running keep their state.
+    /// How pods of `image` (the exact image string) behave from now on, pods already running
+    /// included: a test says when a version's pods become Ready, or ships a broken version.
     pub fn set_image_health(&self, image: &str, health: ImageHealth) {
-        lock(&self.shared.cluster)
-            .controller
-            .images
-            .insert(image.to_string(), health);
+        let mut cluster = lock(&self.shared.cluster);
+        cluster.controller.images.insert(image.to_string(), health);
+        self.react(&mut cluster);
     }
 
-    /// Switching to `Instant` rolls out every Deployment at once.
+    /// How pods of every image without its own `set_image_health` behave. Starts as
+    /// [`ImageHealth::Pending`]: like the test images on a real cluster, nothing runs until a
+    /// test says so, and rollouts stay in progress.
+    pub fn set_default_image_health(&self, health: ImageHealth) {
+        let mut cluster = lock(&self.shared.cluster);
+        cluster.controller.default_health = health;
+        self.react(&mut cluster);
+    }
+
+    /// In `Instant` mode the controller and kubelet act on a health change at once.
+    fn react(&self, cluster: &mut Cluster) {
+        if cluster.controller.mode == ControllerMode::Instant {
+            controller::reconcile_all(cluster, true);
+        }
+    }
+
+    /// Switching to `Instant` acts on every Deployment at once.
     pub fn set_controller(&self, mode: ControllerMode) {
         let mut cluster = lock(&self.shared.cluster);
         cluster.controller.mode = mode;
         if mode == ControllerMode::Instant {
-            controller::reconcile_all(&mut cluster);
+            controller::reconcile_all(&mut cluster, false);
         }
     }
 
@@ -158,7 +180,15 @@ impl ApiServer {
         if let Some(meta) = object["metadata"].as_object_mut() {
             meta.remove("resourceVersion");
         }
-        verbs::update(&mut cluster, &target, name, Scope::Status, object)?;
+        let writer = managed::Writer::new("kube-controller-manager");
+        verbs::update(
+            &mut cluster,
+            &target,
+            name,
+            Scope::Status,
+            object,
+            Owner::Writer(&writer),
+        )?;
         Ok(())
     }
 
@@ -196,13 +226,21 @@ impl ApiServer {
             name: None,
             subresource: None,
         };
+        let seeder = managed::Writer::new("testbed");
         let mut cluster = lock(&self.shared.cluster);
         let exists = verbs::get(&cluster, &target, &name).is_ok();
         let stored = if exists {
             if let Some(meta) = value["metadata"].as_object_mut() {
                 meta.remove("resourceVersion");
             }
-            let updated = verbs::update(&mut cluster, &target, &name, Scope::Main, value)?;
+            let updated = verbs::update(
+                &mut cluster,
+                &target,
+                &name,
+                Scope::Main,
+                value,
+                Owner::Writer(&seeder),
+            )?;
             if resource.same(&PODS) {
                 // Pod status is the kubelet's: seeding sets it directly.
                 let mut pod = updated;
@@ -212,7 +250,7 @@ impl ApiServer {
                 updated
             }
         } else {
-            verbs::create(&mut cluster, &target, value)?
+            verbs::create(&mut cluster, &target, value, Owner::Writer(&seeder))?
         };
         Ok(serde_json::from_value(stored)?)
     }

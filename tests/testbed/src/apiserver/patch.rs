@@ -9,6 +9,8 @@ pub(crate) enum PatchType {
     Json,
     /// Also used for strategic merge patches: lists are replaced, not merged by key.
     Merge,
+    /// Server-side apply (see `managed`).
+    Apply,
 }
 
 impl PatchType {
@@ -25,16 +27,30 @@ impl PatchType {
             "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
                 Ok(PatchType::Merge)
             }
-            // Server-side apply (application/apply-patch+yaml) is not served here.
+            "application/apply-patch+yaml" | "application/apply-patch+cbor" => Ok(PatchType::Apply),
             _ => Err(ApiError::unsupported_media_type()),
         }
     }
+}
+
+/// An apply body: YAML (JSON is YAML too) holding a whole object with apiVersion and kind.
+pub(crate) fn parse_apply(body: &[u8]) -> Result<Value, ApiError> {
+    let value: Value = serde_norway::from_slice(body)
+        .map_err(|e| ApiError::bad_request(&format!("error decoding YAML: {e}")))?;
+    let named = |field: &str| value[field].as_str().is_some_and(|v| !v.is_empty());
+    if !value.is_object() || !named("apiVersion") || !named("kind") {
+        return Err(ApiError::bad_request(
+            "Object 'Kind' is missing in the applied configuration: an apply body needs apiVersion and kind",
+        ));
+    }
+    Ok(value)
 }
 
 /// Returns the patched copy of `current`; `current` itself is never touched.
 pub(crate) fn apply(kind: PatchType, current: &Value, body: &[u8]) -> Result<Value, ApiError> {
     let mut patched = current.clone();
     match kind {
+        PatchType::Apply => return parse_apply(body),
         PatchType::Json => {
             let ops: json_patch::Patch = serde_json::from_slice(body)
                 .map_err(|e| ApiError::bad_request(&format!("error decoding patch: {e}")))?;
@@ -71,7 +87,7 @@ mod tests {
                 Some("application/strategic-merge-patch+json"),
                 Some(PatchType::Merge),
             ),
-            (Some("application/apply-patch+yaml"), None),
+            (Some("application/apply-patch+yaml"), Some(PatchType::Apply)),
             (Some("text/plain"), None),
             (None, None),
         ];

@@ -12,9 +12,10 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 
 use super::faults::{self, Fault};
+use super::managed::Writer;
 use super::resources::{parse_path, Route, Target};
 use super::status::ApiError;
-use super::verbs::{self, Scope};
+use super::verbs::{self, Owner, Scope};
 use super::{lock, watch, RecordedRequest, Shared};
 
 const MAX_BODY: usize = 16 * 1024 * 1024;
@@ -34,6 +35,11 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    let user_agent = parts
+        .headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
 
     let fault = faults::take(&mut lock(&shared.faults), parts.method.as_str(), &path);
     let response = match fault {
@@ -41,10 +47,13 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         Some(Fault::Drop) => dropped_connection(),
         None => dispatch(
             &shared,
-            &parts.method,
-            &parts.uri,
-            content_type.as_deref(),
-            &body,
+            &Incoming {
+                method: &parts.method,
+                uri: &parts.uri,
+                content_type: content_type.as_deref(),
+                user_agent: user_agent.as_deref(),
+                body: &body,
+            },
         )
         .unwrap_or_else(error_response),
     };
@@ -63,35 +72,42 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
     response
 }
 
-fn dispatch(
-    shared: &Arc<Shared>,
-    method: &Method,
-    uri: &http::Uri,
-    content_type: Option<&str>,
-    body: &[u8],
-) -> Result<Response, ApiError> {
-    let Query(query) = Query::<HashMap<String, String>>::try_from_uri(uri)
+/// One request, as the verbs need it.
+struct Incoming<'a> {
+    method: &'a Method,
+    uri: &'a http::Uri,
+    content_type: Option<&'a str>,
+    user_agent: Option<&'a str>,
+    body: &'a [u8],
+}
+
+fn dispatch(shared: &Arc<Shared>, request: &Incoming) -> Result<Response, ApiError> {
+    let Query(query) = Query::<HashMap<String, String>>::try_from_uri(request.uri)
         .map_err(|e| ApiError::bad_request(&e.to_string()))?;
-    let target = match parse_path(uri.path()) {
-        Route::Version if method == Method::GET => return Ok(json_response(200, &version())),
+    let target = match parse_path(request.uri.path()) {
+        Route::Version if request.method == Method::GET => {
+            return Ok(json_response(200, &version()))
+        }
         Route::Resource(target) => target,
         Route::Version | Route::Unknown => return Err(ApiError::unknown_resource()),
     };
+    let field_manager = query.get("fieldManager").map(String::as_str);
+    let writer = Writer::from_request(field_manager, request.user_agent);
     match target.name.clone() {
-        None => collection(shared, method, &target, &query, body),
-        Some(name) => object(shared, method, &target, &name, content_type, body),
+        None => collection(shared, request, &target, &query, &writer),
+        Some(name) => object(shared, request, &target, &name, &query, &writer),
     }
 }
 
 fn collection(
     shared: &Arc<Shared>,
-    method: &Method,
+    request: &Incoming,
     target: &Target,
     query: &HashMap<String, String>,
-    body: &[u8],
+    writer: &Writer,
 ) -> Result<Response, ApiError> {
     let watching = matches!(query.get("watch").map(String::as_str), Some("true" | "1"));
-    match *method {
+    match *request.method {
         Method::GET if watching => {
             let stream = watch::start(shared, target, query)?;
             Ok(streaming_response(stream))
@@ -101,8 +117,13 @@ fn collection(
             &verbs::list(&lock(&shared.cluster), target, query)?,
         )),
         Method::POST if target.namespace.is_some() || !target.resource.namespaced => {
-            let object = verbs::parse_body(body)?;
-            let created = verbs::create(&mut lock(&shared.cluster), target, object)?;
+            let object = verbs::parse_body(request.body)?;
+            let created = verbs::create(
+                &mut lock(&shared.cluster),
+                target,
+                object,
+                Owner::Writer(writer),
+            )?;
             Ok(json_response(201, &created))
         }
         _ => Err(ApiError::method_not_allowed()),
@@ -111,21 +132,38 @@ fn collection(
 
 fn object(
     shared: &Arc<Shared>,
-    method: &Method,
+    request: &Incoming,
     target: &Target,
     name: &str,
-    content_type: Option<&str>,
-    body: &[u8],
+    query: &HashMap<String, String>,
+    writer: &Writer,
 ) -> Result<Response, ApiError> {
     let scope = Scope::of(target)?;
     let mut cluster = lock(&shared.cluster);
-    let answer = match *method {
+    let answer = match *request.method {
         Method::GET => verbs::get(&cluster, target, name)?,
         Method::PUT => {
-            let object = verbs::parse_body(body)?;
-            verbs::update(&mut cluster, target, name, scope, object)?
+            let object = verbs::parse_body(request.body)?;
+            verbs::update(
+                &mut cluster,
+                target,
+                name,
+                scope,
+                object,
+                Owner::Writer(writer),
+            )?
         }
-        Method::PATCH => verbs::patch(&mut cluster, target, name, content_type, body)?,
+        Method::PATCH => {
+            let patch = verbs::PatchRequest {
+                content_type: request.content_type,
+                writer,
+                named_manager: query.get("fieldManager").is_some_and(|m| !m.is_empty()),
+                force: matches!(query.get("force").map(String::as_str), Some("true" | "1")),
+            };
+            let (patched, created) =
+                verbs::patch(&mut cluster, target, name, &patch, request.body)?;
+            return Ok(json_response(if created { 201 } else { 200 }, &patched));
+        }
         Method::DELETE if scope == Scope::Main => verbs::delete(&mut cluster, target, name)?,
         _ => return Err(ApiError::method_not_allowed()),
     };

@@ -33,6 +33,9 @@ pub(crate) struct Change {
     pub kind: ChangeKind,
     pub resource: &'static Resource,
     pub object: Value,
+    /// The object before a modification: a filtered watch needs it to see an object leave or
+    /// enter its selector.
+    pub previous: Option<Value>,
 }
 
 #[derive(Clone)]
@@ -143,7 +146,7 @@ impl Store {
             .remove(&ObjectKey::new(resource, namespace, name))?;
         self.rv += 1;
         object["metadata"]["resourceVersion"] = json!(self.rv.to_string());
-        self.record(resource, ChangeKind::Deleted, &object);
+        self.record(resource, ChangeKind::Deleted, &object, None);
         Some(object)
     }
 
@@ -167,18 +170,26 @@ impl Store {
         object["apiVersion"] = json!(resource.api_version());
         object["kind"] = json!(resource.kind);
         object["metadata"]["resourceVersion"] = json!(self.rv.to_string());
-        self.objects
+        let previous = self
+            .objects
             .insert(ObjectKey::of(resource, &object), object.clone());
-        self.record(resource, kind, &object);
+        self.record(resource, kind, &object, previous);
         object
     }
 
-    fn record(&mut self, resource: &'static Resource, kind: ChangeKind, object: &Value) {
+    fn record(
+        &mut self,
+        resource: &'static Resource,
+        kind: ChangeKind,
+        object: &Value,
+        previous: Option<Value>,
+    ) {
         let change = Arc::new(Change {
             rv: self.rv,
             kind,
             resource,
             object: object.clone(),
+            previous,
         });
         self.history.push(change.clone());
         // No receivers is fine: nobody is watching.

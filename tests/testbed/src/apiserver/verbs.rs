@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 
 use super::controller;
 use super::defaults;
+use super::managed::{self, Writer};
 use super::patch::{self, PatchType};
 use super::resources::{Resource, Target, DEPLOYMENTS, NAMESPACES, PODS};
 use super::selectors::{FieldSelector, LabelSelector};
@@ -21,6 +22,15 @@ use super::Cluster;
 pub(crate) enum Scope {
     Main,
     Status,
+}
+
+/// How a write's field ownership is recorded.
+#[derive(Clone, Copy)]
+pub(crate) enum Owner<'a> {
+    /// An ordinary write: the writer takes the fields it changed.
+    Writer(&'a Writer),
+    /// Server-side apply already computed `managedFields` on the object.
+    Applied,
 }
 
 impl Scope {
@@ -188,6 +198,7 @@ pub(crate) fn create(
     cluster: &mut Cluster,
     target: &Target,
     mut object: Value,
+    owner: Owner,
 ) -> Result<Value, ApiError> {
     let resource = target.resource;
     check_type(resource, &object)?;
@@ -240,6 +251,10 @@ pub(crate) fn create(
     {
         return Err(ApiError::already_exists(resource, &name));
     }
+    if let Owner::Writer(writer) = owner {
+        object["apiVersion"] = json!(resource.api_version());
+        managed::record_update(None, &mut object, writer);
+    }
     let created = cluster.store.insert(resource, object);
     if resource.same(&DEPLOYMENTS) {
         controller::deployment_changed(cluster, namespace_of(target), &name);
@@ -254,6 +269,7 @@ pub(crate) fn update(
     name: &str,
     scope: Scope,
     mut object: Value,
+    owner: Owner,
 ) -> Result<Value, ApiError> {
     let resource = target.resource;
     check_type(resource, &object)?;
@@ -286,6 +302,10 @@ pub(crate) fn update(
         object["metadata"][immutable] = current["metadata"][immutable].clone();
     }
     object["metadata"]["resourceVersion"] = current_rv.clone();
+    if let Owner::Writer(_) = owner {
+        // Ownership is the server's bookkeeping, whatever managedFields the client sent back.
+        object["metadata"]["managedFields"] = current["metadata"]["managedFields"].clone();
+    }
     if resource.same(&DEPLOYMENTS) {
         match scope {
             // The main resource cannot change status, and /status can change nothing else.
@@ -310,9 +330,23 @@ pub(crate) fn update(
     let mut comparable = object.clone();
     comparable["apiVersion"] = current["apiVersion"].clone();
     comparable["kind"] = current["kind"].clone();
-    if comparable == current {
+    let mut unchanged = current.clone();
+    for side in [&mut comparable, &mut unchanged] {
+        if let Some(meta) = side["metadata"].as_object_mut() {
+            meta.remove("managedFields");
+        }
+    }
+    if comparable == unchanged {
         // A no-op write keeps its resourceVersion and emits no event, like the real server.
         return Ok(current);
+    }
+    if let Owner::Writer(writer) = owner {
+        let writer = match scope {
+            Scope::Status => writer.clone().status(),
+            Scope::Main => writer.clone(),
+        };
+        object["apiVersion"] = json!(resource.api_version());
+        managed::record_update(Some(&current), &mut object, &writer);
     }
     let updated = cluster.store.update(resource, object);
     if resource.same(&DEPLOYMENTS) && spec_changed {
@@ -321,18 +355,87 @@ pub(crate) fn update(
     Ok(updated)
 }
 
+/// What a PATCH request carries besides its body.
+pub(crate) struct PatchRequest<'a> {
+    pub content_type: Option<&'a str>,
+    pub writer: &'a Writer,
+    /// `fieldManager` was given (server-side apply requires it).
+    pub named_manager: bool,
+    pub force: bool,
+}
+
+/// Returns the patched object and whether it was created (server-side apply upserts).
 pub(crate) fn patch(
     cluster: &mut Cluster,
     target: &Target,
     name: &str,
-    content_type: Option<&str>,
+    request: &PatchRequest,
     body: &[u8],
-) -> Result<Value, ApiError> {
-    let kind = PatchType::from_content_type(content_type)?;
+) -> Result<(Value, bool), ApiError> {
+    let kind = PatchType::from_content_type(request.content_type)?;
     let scope = Scope::of(target)?;
+    if kind == PatchType::Apply {
+        return server_side_apply(cluster, target, name, scope, request, body);
+    }
     let current = get(cluster, target, name)?;
     let patched = patch::apply(kind, &current, body)?;
-    update(cluster, target, name, scope, patched)
+    let updated = update(
+        cluster,
+        target,
+        name,
+        scope,
+        patched,
+        Owner::Writer(request.writer),
+    )?;
+    Ok((updated, false))
+}
+
+fn server_side_apply(
+    cluster: &mut Cluster,
+    target: &Target,
+    name: &str,
+    scope: Scope,
+    request: &PatchRequest,
+    body: &[u8],
+) -> Result<(Value, bool), ApiError> {
+    if !request.named_manager {
+        return Err(ApiError::bad_request(
+            "fieldManager is required for apply requests",
+        ));
+    }
+    let applied = patch::parse_apply(body)?;
+    check_type(target.resource, &applied)?;
+    if applied["metadata"]["name"]
+        .as_str()
+        .is_some_and(|n| n != name)
+    {
+        return Err(ApiError::bad_request(&format!(
+            "the name of the object ({}) does not match the name on the URL ({name})",
+            applied["metadata"]["name"].as_str().unwrap_or_default()
+        )));
+    }
+    let writer = match scope {
+        Scope::Status => request.writer.clone().status(),
+        Scope::Main => request.writer.clone(),
+    };
+    match cluster
+        .store
+        .get(target.resource, namespace_of(target), name)
+        .cloned()
+    {
+        None if scope == Scope::Main => {
+            let mut object = managed::apply(None, &applied, &writer, request.force)?;
+            object["metadata"]["name"] = json!(name);
+            let created = create(cluster, target, object, Owner::Applied)?;
+            Ok((created, true))
+        }
+        None => Err(ApiError::not_found(target.resource, name)),
+        Some(current) => {
+            let merged = managed::apply(Some(&current), &applied, &writer, request.force)?;
+            let updated = update(cluster, target, name, scope, merged, Owner::Applied)?;
+            Ok((updated, false))
+        }
+    }
 }
 
 pub(crate) fn delete(

@@ -15,7 +15,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use super::resources::{Resource, Target};
 use super::selectors::{FieldSelector, LabelSelector};
 use super::status::{self, ApiError};
-use super::store::{Change, Signal};
+use super::store::{Change, ChangeKind, Signal};
 use super::Shared;
 
 /// Real servers bookmark about once a minute; tests want to see it sooner.
@@ -61,8 +61,25 @@ fn bookmark_line(resource: &Resource, rv: u64, initial_end: bool) -> Bytes {
     event_line("BOOKMARK", &object)
 }
 
-fn change_line(change: &Change) -> Bytes {
-    event_line(change.kind.as_str(), &change.object)
+/// What a watch with `filter` sends for `change`, if anything. Like the real server's cacher,
+/// an object that stops matching a selector is sent as DELETED (its previous content at the
+/// change's resourceVersion), and one that starts matching as ADDED.
+fn change_line(filter: &Filter, change: &Change) -> Option<Bytes> {
+    let now = filter.matches(change.resource, &change.object);
+    let before = change
+        .previous
+        .as_ref()
+        .is_some_and(|p| filter.matches(change.resource, p));
+    match (change.kind, before, now) {
+        (ChangeKind::Modified, true, false) => {
+            let mut gone = change.previous.clone().unwrap_or_default();
+            gone["metadata"]["resourceVersion"] = json!(change.rv.to_string());
+            Some(event_line("DELETED", &gone))
+        }
+        (ChangeKind::Modified, false, true) => Some(event_line("ADDED", &change.object)),
+        (_, _, true) => Some(event_line(change.kind.as_str(), &change.object)),
+        (_, _, false) => None,
+    }
 }
 
 /// Opens a watch; the returned body streams until timeout, expiry, shutdown or client hang-up.
@@ -123,12 +140,9 @@ pub(crate) fn start(
                 }
             }
             Some(rv) => match store.changes_after(rv) {
-                Ok(changes) => opening.extend(
-                    changes
-                        .iter()
-                        .filter(|c| filter.matches(c.resource, &c.object))
-                        .map(|c| change_line(c)),
-                ),
+                Ok(changes) => {
+                    opening.extend(changes.iter().filter_map(|c| change_line(&filter, c)));
+                }
                 Err(oldest) => {
                     // The real server answers 200 and a single ERROR event, then closes.
                     let line = event_line("ERROR", &status::expired(rv, oldest));
@@ -179,10 +193,10 @@ async fn stream_events(mut state: StreamState) {
             signal = state.signals.recv() => match signal {
                 Ok(Signal::Change(change)) => {
                     state.last_seen = change.rv;
-                    if !state.filter.matches(change.resource, &change.object) {
-                        continue;
+                    match change_line(&state.filter, &change) {
+                        Some(line) => line,
+                        None => continue,
                     }
-                    change_line(&change)
                 }
                 Ok(Signal::Expire(oldest)) => {
                     let line = event_line("ERROR", &status::expired(state.last_seen, oldest));
