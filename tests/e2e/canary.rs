@@ -9,7 +9,7 @@ use axum::routing;
 use axum::Router;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
-use tagwatch_testbed::apiserver::ImageHealth;
+use tagwatch_testbed::apiserver::{ApiServer, ImageHealth};
 use tagwatch_testbed::cluster::TestCluster;
 use tagwatch_testbed::registry::Registry;
 use tagwatch_testbed::wait;
@@ -184,31 +184,33 @@ async fn a_good_version_passes_its_canary_and_is_promoted() {
 
 /// Each broken kind of version: the canary goes, the primary stays, the version is rejected
 /// with a Warning Event saying why, and the next version gets its own canary.
-async fn broken_version_is_rejected(health: ImageHealth, why: &str) {
-    let cluster = TestCluster::start().await.expect("cluster");
-    let server = test_server_or_skip!(cluster => (),
-        "a real cluster cannot be told to break an image on demand");
+async fn broken_version_is_rejected(
+    cluster: &TestCluster,
+    server: &ApiServer,
+    health: ImageHealth,
+    why: &str,
+) {
     // The good version runs; the one under test is broken below.
     server.set_default_image_health(ImageHealth::Ready);
     let registry = Registry::anonymous().await.expect("registry");
     let ns = cluster.namespace.clone();
     let host = registry.host();
-    canary_web(&cluster, &registry, &[(BAKE, "2s"), (TIMEOUT, "3s")]).await;
+    canary_web(cluster, &registry, &[(BAKE, "2s"), (TIMEOUT, "3s")]).await;
     server.set_image_health(&format!("{host}/app:1.1.0"), health);
-    let tagwatch = Tagwatch::watching(&cluster, &registry, &[]);
+    let tagwatch = Tagwatch::watching(cluster, &registry, &[]);
     tagwatch.wait_polling().await;
     push(&registry, "app", &["1.1.0"]).await;
-    wait_canary(&cluster, &tagwatch).await;
-    wait_canary_gone(&cluster, &ns, "web", &tagwatch).await;
-    let after = get(&cluster, &ns, "web").await;
+    wait_canary(cluster, &tagwatch).await;
+    wait_canary_gone(cluster, &ns, "web", &tagwatch).await;
+    let after = get(cluster, &ns, "web").await;
     assert_eq!(
-        image(&cluster, &ns, "web").await,
+        image(cluster, &ns, "web").await,
         format!("{host}/app:1.0.0")
     );
     let rejected = annotation(&after, "tagwatch.dev/rejected").unwrap_or_default();
     assert!(rejected.contains("1.1.0"), "rejected: {rejected}");
     assert_eq!(annotation(&after, "tagwatch.dev/canary-state"), None);
-    let warning = event(&cluster, &ns, "CanaryFailed").await;
+    let warning = event(cluster, &ns, "CanaryFailed").await;
     assert_eq!(warning.type_.as_deref(), Some("Warning"));
     let note = warning.note.unwrap_or_default();
     assert!(note.contains("1.1.0") && note.contains(why), "{note}");
@@ -217,32 +219,43 @@ async fn broken_version_is_rejected(health: ImageHealth, why: &str) {
 
     // Rejected for good: still at 1.0.0 a few polls later, and no new canary for 1.1.0.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert!(canary(&cluster, &ns, "web").await.is_none());
+    assert!(canary(cluster, &ns, "web").await.is_none());
     assert_eq!(
-        image(&cluster, &ns, "web").await,
+        image(cluster, &ns, "web").await,
         format!("{host}/app:1.0.0")
     );
     // A newer version is tried, and passes.
     push(&registry, "app", &["1.2.0"]).await;
-    wait_image(
-        &cluster,
-        &ns,
-        "web",
-        &format!("{host}/app:1.2.0"),
-        &tagwatch,
-    )
-    .await;
-    wait_canary_gone(&cluster, &ns, "web", &tagwatch).await;
+    wait_image(cluster, &ns, "web", &format!("{host}/app:1.2.0"), &tagwatch).await;
+    wait_canary_gone(cluster, &ns, "web", &tagwatch).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_canary_whose_pods_never_become_ready_is_rejected() {
-    broken_version_is_rejected(ImageHealth::NeverReady, "not Ready within 3s").await;
+    let cluster = TestCluster::start().await.expect("cluster");
+    let server = test_server_or_skip!(cluster => (),
+        "a real cluster cannot be told to break an image on demand");
+    broken_version_is_rejected(
+        &cluster,
+        server,
+        ImageHealth::NeverReady,
+        "not Ready within 3s",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_canary_whose_pods_restart_is_rejected() {
-    broken_version_is_rejected(ImageHealth::Restarting(2), "restarted 2 time(s)").await;
+    let cluster = TestCluster::start().await.expect("cluster");
+    let server = test_server_or_skip!(cluster => (),
+        "a real cluster cannot be told to break an image on demand");
+    broken_version_is_rejected(
+        &cluster,
+        server,
+        ImageHealth::Restarting(2),
+        "restarted 2 time(s)",
+    )
+    .await;
 }
 
 /// The exporter behind the query gate: one error ratio per track, changeable by the test.
