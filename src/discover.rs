@@ -19,7 +19,7 @@ use crate::model::policy::Policy;
 use crate::model::rollout_state::{CanaryState, RolloutState};
 use crate::model::workload::{
     keys, Pin, Problem, RolloutSettings, WatchedContainer, Workload, WorkloadId,
-    MIN_WORKLOAD_INTERVAL,
+    MAX_WORKLOAD_INTERVAL, MIN_WORKLOAD_INTERVAL,
 };
 
 /// Whether the Deployment opted in: `tagwatch.dev/policy` present and not `off`.
@@ -69,9 +69,13 @@ pub fn workload(deployment: &Deployment) -> Option<Workload> {
     };
     let interval = match get(keys::INTERVAL) {
         None => Ok(None),
-        Some(text) => humantime::parse_duration(text.trim())
-            .map(|d| Some(d.max(MIN_WORKLOAD_INTERVAL)))
-            .map_err(|e| format!("`{text}` is not a duration like 30s or 5m: {e}")),
+        Some(text) => match humantime::parse_duration(text.trim()) {
+            Ok(d) if d > MAX_WORKLOAD_INTERVAL => Err(format!(
+                "`{text}` is longer than 24h, the longest interval a workload may ask for"
+            )),
+            Ok(d) => Ok(Some(d.max(MIN_WORKLOAD_INTERVAL))),
+            Err(e) => Err(format!("`{text}` is not a duration like 30s or 5m: {e}")),
+        },
     };
     let state = State::read(&annotations);
 
@@ -362,6 +366,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use serde_json::json;
+    use std::time::Duration;
 
     fn deployment(annotations: serde_json::Value, containers: serde_json::Value) -> Deployment {
         serde_json::from_value(json!({
@@ -496,6 +501,44 @@ mod tests {
     }
 
     #[test]
+    fn the_interval_is_bounded_at_parse() {
+        let interval = |text: &str| {
+            let w = workload(&deployment(
+                json!({"tagwatch.dev/policy": "minor", "tagwatch.dev/interval": text}),
+                web("reg/app:1.0.0"),
+            ))
+            .unwrap();
+            match w.problems.as_slice() {
+                [] => Ok(w.interval),
+                [p] if p.field == keys::INTERVAL && p.container.is_none() => {
+                    assert!(w.containers.is_empty(), "the workload is skipped");
+                    Err(p.reason.clone())
+                }
+                other => panic!("{text}: {other:?}"),
+            }
+        };
+        assert_eq!(interval("24h"), Ok(Some(MAX_WORKLOAD_INTERVAL)));
+        assert_eq!(interval("1day"), Ok(Some(MAX_WORKLOAD_INTERVAL)));
+        assert_eq!(interval(" 5m "), Ok(Some(Duration::from_secs(300))));
+        for huge in [
+            "24h 1s",
+            "25h",
+            "1000000000y",
+            "18446744073709551615s",
+            "584942417355y",
+        ] {
+            let reason = interval(huge).unwrap_err();
+            assert!(
+                reason.contains("24h") || reason.contains("not a duration"),
+                "{huge}: {reason}"
+            );
+        }
+        assert!(interval("18446744073709551615s")
+            .unwrap_err()
+            .contains("longer than 24h"));
+    }
+
+    #[test]
     fn a_bad_image_skips_only_that_container() {
         let w = workload(&deployment(
             json!({"tagwatch.dev/policy": "minor"}),
@@ -506,5 +549,238 @@ mod tests {
         assert_eq!(w.containers[0].name, "side");
         assert_eq!(w.problems.len(), 1);
         assert_eq!(w.problems[0].container.as_deref(), Some("web"));
+    }
+
+    /// Whatever a person (or an attacker with edit rights on one Deployment) writes into the
+    /// annotations and image strings, and whatever tags a registry lists: parsing and planning
+    /// return values, never panic.
+    mod properties {
+        use super::*;
+        use crate::model::image::Repository;
+        use crate::plan::update::{self, Inputs};
+        use proptest::prelude::*;
+        use proptest::sample::select;
+        use std::collections::HashMap;
+        use std::sync::Arc;
+
+        const KEYS: &[&str] = &[
+            keys::POLICY,
+            keys::PRERELEASE,
+            keys::MATCH,
+            keys::PIN,
+            keys::INTERVAL,
+            keys::CONTAINERS,
+            keys::APPLIED,
+            keys::TRACK,
+            keys::REJECTED,
+            keys::CHANGE_CAUSE,
+            keys::CANARY,
+            keys::CANARY_REPLICAS,
+            keys::CANARY_TIMEOUT,
+            keys::CANARY_BAKE,
+            keys::CANARY_QUERY,
+            keys::CANARY_THRESHOLD,
+            keys::CANARY_FAILURES,
+            keys::CANARY_STATE,
+            keys::ROLLBACK,
+            keys::ROLLOUT,
+            keys::HISTORY,
+            keys::CANARY_OF,
+            "tagwatch.dev/policy.web",
+            "tagwatch.dev/policy.side",
+            "tagwatch.dev/policy.",
+        ];
+
+        /// Values that mean something to some key, and ones that mean nothing to any.
+        fn value() -> impl Strategy<Value = String> {
+            let known = select(vec![
+                "minor",
+                "major",
+                "patch",
+                "digest",
+                "off",
+                "semver",
+                "~1.2",
+                "^1",
+                ">=1.0.0, <2",
+                "rc",
+                "beta,rc",
+                "*",
+                "tag",
+                "true",
+                "false",
+                "on",
+                "0",
+                "1",
+                "100",
+                "101",
+                "-1",
+                "1s",
+                "9s",
+                "24h",
+                "24h 1s",
+                "18446744073709551615s",
+                "1000000000y",
+                "99999999999999999999999y",
+                "< 0.05",
+                ">= NaN",
+                "web",
+                "web, migrate",
+                "1",
+                "1.2",
+                "v1.2",
+                "{\"web\":\"reg/app:9.9.9\"}",
+                "{\"web\":\"1\"}",
+                "{\"web\":[\"1.2.4\"]}",
+                "{",
+                "[]",
+                "null",
+                "^v?[0-9]+\\.[0-9]+$",
+                "(a+)+$",
+                "[",
+                "\u{0}",
+                "",
+                "{\"phase\":\"baking\",\"started\":\"not a time\"}",
+                "[{\"time\":\"2024-01-01T00:00:00Z\"}]",
+            ])
+            .prop_map(str::to_owned);
+            prop_oneof![3 => known, 2 => any::<String>(), 1 => "[ -~]{0,40}"]
+        }
+
+        fn key() -> impl Strategy<Value = String> {
+            prop_oneof![
+                4 => select(KEYS.to_vec()).prop_map(str::to_owned),
+                1 => "tagwatch\\.dev/[a-z.-]{0,16}",
+                1 => any::<String>(),
+            ]
+        }
+
+        fn image() -> impl Strategy<Value = String> {
+            let known = select(vec![
+                "reg/app:1.2.3",
+                "nginx",
+                "nginx:1.25",
+                "reg/app:v1.2.3-rc.1+b.5",
+                "127.0.0.1:5000/a/b:1.0.0",
+                "reg/app@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+                "reg/app:1.2.3@sha256:00",
+                "REG/App:1",
+                "reg/app:",
+                ":1.0.0",
+                "reg//app:1",
+                "reg/app:1:2",
+                "",
+            ])
+            .prop_map(str::to_owned);
+            prop_oneof![
+                3 => known,
+                2 => "[a-z0-9.:/@_-]{0,30}",
+                1 => any::<String>(),
+            ]
+        }
+
+        fn tags() -> impl Strategy<Value = Vec<String>> {
+            let tag = prop_oneof![
+                3 => (0u64..3, 0u64..3, 0u64..4).prop_map(|(a, b, c)| format!("{a}.{b}.{c}")),
+                1 => select(vec![
+                    "latest", "1", "1.2", "v1.2.3", "1.2.3-rc.1", "1.2.3+build", "01.2.3",
+                    "18446744073709551616.0.0", "1.2.3.4", "",
+                ])
+                .prop_map(str::to_owned),
+                1 => any::<String>(),
+            ];
+            proptest::collection::vec(tag, 0..12)
+        }
+
+        fn deployment_of(
+            annotations: &BTreeMap<String, String>,
+            images: &[(String, String)],
+        ) -> Deployment {
+            let containers: Vec<_> = images
+                .iter()
+                .map(|(name, image)| json!({"name": name, "image": image}))
+                .collect();
+            deployment(json!(annotations), json!(containers))
+        }
+
+        /// Annotations: either anything at all, or a valid opt-in with a few keys set to anything
+        /// (so most cases get past the parser and reach the planner).
+        fn annotations() -> impl Strategy<Value = BTreeMap<String, String>> {
+            let policy = select(vec!["minor", "major", "patch", "digest", "~1.0", "off"]);
+            let mostly_valid = (
+                policy,
+                proptest::collection::btree_map(
+                    select(KEYS.to_vec()).prop_map(str::to_owned),
+                    value(),
+                    0..3,
+                ),
+            )
+                .prop_map(|(policy, mut extra)| {
+                    extra
+                        .entry(keys::POLICY.to_string())
+                        .or_insert_with(|| policy.into());
+                    extra
+                });
+            prop_oneof![
+                1 => proptest::collection::btree_map(key(), value(), 0..10),
+                2 => mostly_valid,
+            ]
+        }
+
+        fn container() -> impl Strategy<Value = (String, String)> {
+            let name = select(vec!["web", "side", "migrate"]).prop_map(str::to_owned);
+            let good = select(vec![
+                "reg/app:1.0.0",
+                "reg/app:1.1.2",
+                "reg/app:v1.0.0",
+                "reg/app:1",
+                "reg/other:0.1.0-rc.1",
+                "nginx:1.2",
+                "127.0.0.1:5000/a/b:2.0.0",
+                "reg/app:1.0.0@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+            ])
+            .prop_map(str::to_owned);
+            (name, prop_oneof![3 => good, 1 => image()])
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn annotations_images_and_listings_never_panic(
+                annotations in annotations(),
+                images in proptest::collection::vec(container(), 0..3),
+                listing in tags(),
+                other in tags(),
+                digest in "[a-z0-9:]{0,20}",
+            ) {
+                let Some(w) = workload(&deployment_of(&annotations, &images)) else {
+                    return Ok(());
+                };
+                if let Some(interval) = w.interval {
+                    prop_assert!((MIN_WORKLOAD_INTERVAL..=MAX_WORKLOAD_INTERVAL).contains(&interval));
+                }
+                let mut tags: HashMap<Repository, Arc<Vec<String>>> = HashMap::new();
+                let mut digests = HashMap::new();
+                for (i, c) in w.containers.iter().enumerate() {
+                    let list = if i == 0 { &listing } else { &other };
+                    tags.insert(c.image.repository.clone(), Arc::new(list.clone()));
+                    for tag in list {
+                        digests.insert((c.image.repository.clone(), tag.clone()), digest.clone());
+                    }
+                }
+                let _ = update::plan(&w, &Inputs { tags, digests });
+                // And with nothing listed yet.
+                let _ = update::plan(&w, &Inputs { tags: HashMap::new(), digests: HashMap::new() });
+            }
+
+            #[test]
+            fn image_references_never_panic(text in image()) {
+                if let Ok(image) = ImageRef::parse(&text) {
+                    let _ = image.with_tag("1.2.3", Some("sha256:00"));
+                    let _ = image.repository.to_string();
+                }
+            }
+        }
     }
 }

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
@@ -11,12 +12,13 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use futures::StreamExt;
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 
 use crate::leader::Leadership;
 use crate::metrics::Metrics;
-use crate::webhooks::{self, Hint, Source, MAX_BODY};
+use crate::webhooks::{self, HeaderCheck, Hint, Source, MAX_BODY};
 
 #[derive(Clone)]
 pub struct HttpState {
@@ -25,6 +27,19 @@ pub struct HttpState {
     /// None: no webhook endpoints (commands other than `run`).
     pub webhooks: Option<Webhooks>,
 }
+
+/// At most this many webhook requests are served at once; more are answered 503 with
+/// `Retry-After` at once, never queued.
+pub const MAX_WEBHOOKS_IN_FLIGHT: usize = 64;
+
+/// A webhook body must have arrived this long after its headers were checked; a slower sender is
+/// answered 408 and its connection closed, so it cannot hold one of the slots for long.
+pub const WEBHOOK_BODY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `Retry-After` when all webhook slots are taken.
+const BUSY_RETRY_AFTER: &str = "1";
+/// `Retry-After` when the hint queue is full: the poller is behind, give it a moment.
+const QUEUE_FULL_RETRY_AFTER: &str = "2";
 
 /// What the webhook endpoints need: the secret senders must present, where hints go, and
 /// whether this replica is the one that polls.
@@ -35,6 +50,29 @@ pub struct Webhooks {
     pub hints: mpsc::Sender<Vec<Hint>>,
     pub leadership: Leadership,
     pub metrics: Metrics,
+    /// One permit per webhook request being served ([`MAX_WEBHOOKS_IN_FLIGHT`]).
+    pub in_flight: Arc<Semaphore>,
+    /// [`WEBHOOK_BODY_TIMEOUT`]; shorter in tests.
+    pub body_timeout: Duration,
+}
+
+impl Webhooks {
+    /// The endpoints with the default limits ([`MAX_WEBHOOKS_IN_FLIGHT`], [`WEBHOOK_BODY_TIMEOUT`]).
+    pub fn new(
+        secret: Option<Arc<str>>,
+        hints: mpsc::Sender<Vec<Hint>>,
+        leadership: Leadership,
+        metrics: Metrics,
+    ) -> Webhooks {
+        Webhooks {
+            secret,
+            hints,
+            leadership,
+            metrics,
+            in_flight: Arc::new(Semaphore::new(MAX_WEBHOOKS_IN_FLIGHT)),
+            body_timeout: WEBHOOK_BODY_TIMEOUT,
+        }
+    }
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -84,8 +122,11 @@ async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
     }
 }
 
-/// Size (413), then authentication (401), then payload (400): an unauthenticated sender learns
-/// nothing about what tagwatch would accept, and nothing is read from a registry for it.
+/// In order: a free slot (503), the credential in headers and query (401) and the declared size
+/// (413) before any of the body is read, then the body within its time (408) and size (413), a
+/// body signature (401), the payload (400), leadership (503) and room in the hint queue (503).
+/// An unauthenticated sender learns nothing about what tagwatch would accept, costs no body read
+/// unless it presents a well-formed signature, and nothing is read from a registry for it.
 async fn webhook(
     State(state): State<HttpState>,
     Path(source): Path<String>,
@@ -103,28 +144,53 @@ async fn webhook(
             .with_label_values(&[source.as_str(), result])
             .inc();
     };
+    // Held until the answer is built; dropped (freed) with this function's frame.
+    let Ok(_slot) = hooks.in_flight.clone().try_acquire_owned() else {
+        count("busy");
+        return retry_later(
+            BUSY_RETRY_AFTER,
+            "too many webhook requests at once; retry\n",
+        );
+    };
+    let checked = match &hooks.secret {
+        Some(secret) => webhooks::check_headers(source, &headers, query.as_deref(), secret),
+        None => Err(webhooks::AuthError::Mismatch),
+    };
+    let Ok(checked) = checked else {
+        return unauthorized(source, &count);
+    };
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY) {
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
         count("too_large");
-        return (StatusCode::PAYLOAD_TOO_LARGE, "body over 1 MiB\n").into_response();
+        return closing(StatusCode::PAYLOAD_TOO_LARGE, "body over 1 MiB\n");
     }
-    let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
-        count("too_large");
-        return (StatusCode::PAYLOAD_TOO_LARGE, "body over 1 MiB\n").into_response();
-    };
-    let authorized = match &hooks.secret {
-        Some(secret) => {
-            webhooks::authenticate(source, &headers, query.as_deref(), &bytes, secret).is_ok()
+    let bytes = match tokio::time::timeout(hooks.body_timeout, read_body(body, MAX_BODY)).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(BodyError::TooLarge)) => {
+            count("too_large");
+            return closing(StatusCode::PAYLOAD_TOO_LARGE, "body over 1 MiB\n");
         }
-        None => false,
+        Ok(Err(BodyError::Broken)) => {
+            count("bad_request");
+            return closing(StatusCode::BAD_REQUEST, "the body could not be read\n");
+        }
+        Err(_elapsed) => {
+            count("timeout");
+            tracing::warn!(%source, "webhook body too slow; refused");
+            return closing(StatusCode::REQUEST_TIMEOUT, "body too slow\n");
+        }
     };
-    if !authorized {
-        count("unauthorized");
-        tracing::warn!(%source, "webhook refused: missing or wrong secret or signature");
-        return (StatusCode::UNAUTHORIZED, "unauthorized\n").into_response();
+    if checked == HeaderCheck::NeedsBody {
+        let signed = match &hooks.secret {
+            Some(secret) => webhooks::verify_signature(source, &headers, &bytes, secret),
+            None => Err(webhooks::AuthError::Mismatch),
+        };
+        if signed.is_err() {
+            return unauthorized(source, &count);
+        }
     }
     let hints = match webhooks::parse(source, &bytes, None) {
         Ok(hints) => hints,
@@ -142,17 +208,67 @@ async fn webhook(
     // both replicas will likely route the retry to the leader.
     if !hooks.leadership.is_leader() {
         count("not_leader");
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            [(header::RETRY_AFTER, "1")],
-            "not the leader; retry\n",
-        )
-            .into_response();
+        return retry_later("1", "not the leader; retry\n");
     }
     let repositories = hints.len();
-    tracing::info!(%source, repositories, "webhook accepted");
-    // A full queue already holds re-listings to come; the hint is not needed twice.
-    let _ = hooks.hints.try_send(hints);
-    count("accepted");
-    (StatusCode::ACCEPTED, "re-listing\n").into_response()
+    match hooks.hints.try_send(hints) {
+        Ok(()) => {
+            tracing::info!(%source, repositories, "webhook accepted");
+            count("accepted");
+            (StatusCode::ACCEPTED, "re-listing\n").into_response()
+        }
+        // The poller is behind: the sender retries later rather than being told all is well
+        // while the hint is dropped.
+        Err(mpsc::error::TrySendError::Full(_)) => {
+            count("queue_full");
+            tracing::warn!(%source, repositories, "webhook hint queue full; sender asked to retry");
+            retry_later(QUEUE_FULL_RETRY_AFTER, "busy re-listing; retry\n")
+        }
+        Err(mpsc::error::TrySendError::Closed(_)) => {
+            count("shutting_down");
+            retry_later(QUEUE_FULL_RETRY_AFTER, "shutting down; retry\n")
+        }
+    }
+}
+
+fn unauthorized(source: Source, count: &impl Fn(&str)) -> Response {
+    count("unauthorized");
+    tracing::warn!(%source, "webhook refused: missing or wrong secret or signature");
+    closing(StatusCode::UNAUTHORIZED, "unauthorized\n")
+}
+
+/// 503 with `Retry-After: <seconds>`.
+fn retry_later(seconds: &'static str, message: &'static str) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, seconds)],
+        message,
+    )
+        .into_response()
+}
+
+/// An answer given before the body was read to its end: the connection cannot carry another
+/// request, so say it closes.
+fn closing(status: StatusCode, message: &'static str) -> Response {
+    (status, [(header::CONNECTION, "close")], message).into_response()
+}
+
+enum BodyError {
+    TooLarge,
+    /// The sender went away or sent a malformed body.
+    Broken,
+}
+
+/// The body, refused as soon as it passes `limit` bytes (whatever Content-Length said).
+async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, BodyError> {
+    let mut stream = body.into_data_stream();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| BodyError::Broken)?;
+        if bytes.len().saturating_add(chunk.len()) > limit {
+            return Err(BodyError::TooLarge);
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
 }

@@ -12,6 +12,15 @@ use crate::model::image::Repository;
 /// Backoff never grows past this, however long a registry stays broken.
 const MAX_BACKOFF: Duration = Duration::from_secs(30 * 60);
 
+/// The longest interval the schedule takes. `tagwatch.dev/interval` refuses longer ones at parse;
+/// this bounds whatever else comes in (the default interval, a future caller), so every
+/// `Instant` below stays a few days from now at most.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// A `Retry-After` longer than this counts as this: a registry, or anything in front of it,
+/// cannot park a repository for ever (nor overflow the clock with `Retry-After: 18446744073709551615`).
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60 * 60);
+
 #[derive(Debug, Clone)]
 struct RepoState {
     interval: Duration,
@@ -39,18 +48,36 @@ fn early(state: &RepoState) -> Duration {
 /// A fraction in `[0, 1)`, from the caller's random source.
 pub type Jitter = f64;
 
+/// `at + delay`, saturating. Every delay here is bounded (a day or two at most), so the fallback
+/// is only reached with an `Instant` near the end of its range, never with a real clock; there
+/// `at` itself is the latest time at hand.
+fn after(at: Instant, delay: Duration) -> Instant {
+    at.checked_add(delay).unwrap_or(at)
+}
+
+/// The jitter as a usable fraction: NaN or infinities (not from a real random source) count as 0.
+fn fraction(jitter: Jitter) -> f64 {
+    if jitter.is_finite() {
+        jitter.clamp(0.0, 1.0)
+    } else {
+        0.0
+    }
+}
+
 impl Schedule {
     /// Brings the set of repositories and their intervals up to date. A new repository is due
     /// after `spread` (a random fraction of a short start-up window, so a fleet does not hit a
     /// registry at once); a shorter interval takes effect from the last attempt, not the next one.
+    /// Intervals are taken as at most [`MAX_INTERVAL`].
     pub fn sync(&mut self, wanted: &HashMap<Repository, Duration>, now: Instant, spread: Jitter) {
         self.repos.retain(|repo, _| wanted.contains_key(repo));
         for (repo, &interval) in wanted {
+            let interval = interval.min(MAX_INTERVAL);
             match self.repos.get_mut(repo) {
                 Some(state) => {
                     if interval < state.interval && state.failures == 0 {
                         let from = state.last_attempt.unwrap_or(now);
-                        state.next_due = state.next_due.min(from + interval);
+                        state.next_due = state.next_due.min(after(from, interval));
                     }
                     state.interval = interval;
                 }
@@ -60,7 +87,7 @@ impl Schedule {
                         repo.clone(),
                         RepoState {
                             interval,
-                            next_due: now + window.mul_f64(spread.clamp(0.0, 1.0)),
+                            next_due: after(now, window.mul_f64(fraction(spread))),
                             last_attempt: None,
                             failures: 0,
                         },
@@ -78,7 +105,7 @@ impl Schedule {
         let mut due: Vec<Repository> = self
             .repos
             .iter()
-            .filter(|(_, s)| s.next_due <= now + early(s))
+            .filter(|(_, s)| s.next_due <= after(now, early(s)))
             .map(|(r, _)| r.clone())
             .collect();
         due.sort();
@@ -95,12 +122,12 @@ impl Schedule {
         if let Some(state) = self.repos.get_mut(repo) {
             state.failures = 0;
             state.last_attempt = Some(now);
-            state.next_due = now + spread(state.interval, jitter);
+            state.next_due = after(now, spread(state.interval, jitter));
         }
     }
 
     /// A failed listing: wait the interval doubled per consecutive failure (capped), or what the
-    /// registry asked for with `Retry-After` if that is longer.
+    /// registry asked for with `Retry-After` (at most [`MAX_RETRY_AFTER`]) if that is longer.
     pub fn failed(
         &mut self,
         repo: &Repository,
@@ -118,16 +145,23 @@ impl Schedule {
             .interval
             .saturating_mul(doubling)
             .min(MAX_BACKOFF.max(state.interval));
-        let delay = spread(backoff, jitter).max(retry_after.unwrap_or_default());
-        state.next_due = now + delay;
+        let asked = retry_after.unwrap_or_default().min(MAX_RETRY_AFTER);
+        let delay = spread(backoff, jitter).max(asked);
+        state.next_due = after(now, delay);
         delay
     }
 
-    /// A webhook says the repository changed: list it now.
+    /// A webhook says the repository changed: list it now, or when its backoff ends if it is
+    /// failing. A hint never shortens a backoff or a `Retry-After`: a replayed or forged webhook
+    /// must not turn a rate-limited registry into a listing storm. False for an unknown
+    /// repository.
     pub fn trigger(&mut self, repo: &Repository, now: Instant) -> bool {
         match self.repos.get_mut(repo) {
             Some(state) => {
-                state.next_due = state.next_due.min(now);
+                // While failing, `next_due` is the end of the backoff (only `failed` sets it then).
+                let backoff_end = (state.failures > 0).then_some(state.next_due);
+                let earliest = backoff_end.map_or(now, |end| end.max(now));
+                state.next_due = state.next_due.min(earliest);
                 true
             }
             None => false,
@@ -155,9 +189,10 @@ impl Schedule {
     }
 }
 
-/// `base` moved by up to ±10%.
+/// `base` moved by up to ±10%, saturating (callers pass bounded durations anyway).
 fn spread(base: Duration, jitter: Jitter) -> Duration {
-    base.mul_f64(0.9 + 0.2 * jitter.clamp(0.0, 1.0))
+    let factor = 0.9 + 0.2 * fraction(jitter);
+    Duration::try_from_secs_f64(base.as_secs_f64() * factor).unwrap_or(base)
 }
 
 #[cfg(test)]
@@ -258,6 +293,58 @@ mod tests {
     }
 
     #[test]
+    fn hints_wait_for_the_backoff_and_retry_after() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut s = Schedule::default();
+        s.sync(&wanted(&[("a", 60), ("b", 60)]), t0, 0.0);
+        s.succeeded(&repo("b"), t0, 0.5);
+        s.failed(&repo("a"), Some(Duration::from_secs(600)), t0, 0.5);
+        for second in [1, 2, 300] {
+            assert!(s.trigger(&repo("a"), at(second)), "a known repository");
+        }
+        assert!(
+            !s.due(at(599)).contains(&repo("a")),
+            "no hint shortens a Retry-After"
+        );
+        assert_eq!(
+            s.backoff(&repo("a"), at(300)),
+            Some(Duration::from_secs(300))
+        );
+        assert!(s.due(at(600)).contains(&repo("a")));
+        // Past the backoff a hint is served at once; a healthy repository's hint too.
+        assert!(s.trigger(&repo("a"), at(700)));
+        assert!(s.due(at(700)).contains(&repo("a")));
+        assert!(s.trigger(&repo("b"), at(1)));
+        assert_eq!(s.due(at(1)), vec![repo("b")]);
+        // A plain backoff (no Retry-After) holds as well.
+        s.succeeded(&repo("a"), at(700), 0.5);
+        let delay = s.failed(&repo("a"), None, at(701), 0.5);
+        assert!(s.trigger(&repo("a"), at(702)));
+        assert!(!s.due(at(702)).contains(&repo("a")));
+        assert_eq!(s.backoff(&repo("a"), at(701)), Some(delay));
+    }
+
+    #[test]
+    fn huge_durations_saturate_instead_of_panicking() {
+        let t0 = Instant::now();
+        let mut s = Schedule::default();
+        s.sync(&wanted(&[("a", u64::MAX), ("b", 60)]), t0, f64::NAN);
+        s.succeeded(&repo("a"), t0, 0.999);
+        assert_eq!(s.backoff(&repo("a"), t0), None);
+        assert!(s.due(t0 + MAX_INTERVAL.mul_f64(1.1)).contains(&repo("a")));
+        let delay = s.failed(&repo("b"), Some(Duration::MAX), t0, f64::INFINITY);
+        assert_eq!(delay, MAX_RETRY_AFTER, "Retry-After is capped");
+        assert_eq!(s.backoff(&repo("b"), t0), Some(MAX_RETRY_AFTER));
+        for _ in 0..100 {
+            s.failed(&repo("a"), Some(Duration::MAX), t0, 1.0);
+        }
+        assert!(s.backoff(&repo("a"), t0) <= Some(MAX_INTERVAL.mul_f64(1.1)));
+        assert!(s.trigger(&repo("a"), t0));
+        assert!(s.due(t0).is_empty());
+    }
+
+    #[test]
     fn unused_repositories_are_dropped() {
         let t0 = Instant::now();
         let mut s = Schedule::default();
@@ -265,5 +352,99 @@ mod tests {
         s.sync(&wanted(&[("b", 60)]), t0, 0.0);
         assert_eq!(s.len(), 1);
         assert_eq!(s.next_wakeup(), Some(t0));
+    }
+
+    mod properties {
+        #![allow(clippy::unwrap_used)]
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Durations from zero to `Duration::MAX`, small and huge ones both likely.
+        fn duration() -> impl Strategy<Value = Duration> {
+            prop_oneof![
+                (0u64..7200).prop_map(Duration::from_secs),
+                (0u64..u64::MAX, 0u32..1_000_000_000).prop_map(|(s, n)| Duration::new(s, n)),
+                Just(Duration::MAX),
+                Just(Duration::ZERO),
+            ]
+        }
+
+        fn jitter() -> impl Strategy<Value = f64> {
+            prop_oneof![
+                0.0f64..1.0,
+                Just(f64::NAN),
+                Just(f64::INFINITY),
+                Just(-1.0),
+                Just(2.0)
+            ]
+        }
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            Sync(Vec<(u8, Duration)>, f64),
+            Due,
+            Succeeded(u8, f64),
+            Failed(u8, Option<Duration>, f64),
+            Trigger(u8),
+            Backoff(u8),
+        }
+
+        fn op() -> impl Strategy<Value = (Op, Duration)> {
+            let repo = 0u8..4;
+            let op = prop_oneof![
+                (
+                    proptest::collection::vec((0u8..4, duration()), 0..4),
+                    jitter()
+                )
+                    .prop_map(|(w, j)| Op::Sync(w, j)),
+                Just(Op::Due),
+                (repo.clone(), jitter()).prop_map(|(r, j)| Op::Succeeded(r, j)),
+                (repo.clone(), proptest::option::of(duration()), jitter())
+                    .prop_map(|(r, d, j)| Op::Failed(r, d, j)),
+                repo.clone().prop_map(Op::Trigger),
+                repo.prop_map(Op::Backoff),
+            ];
+            // How far the clock moved before the operation: anything, up to the end of time.
+            (op, duration())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Any sequence of operations at any times: no panic; a hint never pulls a failing
+            /// repository before the end of its backoff.
+            #[test]
+            fn no_panic_and_hints_respect_backoff(ops in proptest::collection::vec(op(), 1..24)) {
+                let name = |r: u8| repo(&format!("r{r}"));
+                let mut s = Schedule::default();
+                let mut now = Instant::now();
+                for (op, step) in ops {
+                    now = now.checked_add(step).unwrap_or(now);
+                    match op {
+                        Op::Sync(w, j) => {
+                            let w = w.into_iter().map(|(r, d)| (name(r), d)).collect();
+                            s.sync(&w, now, j);
+                        }
+                        Op::Due => {
+                            let _ = s.due(now);
+                            let _ = s.next_wakeup();
+                        }
+                        Op::Succeeded(r, j) => s.succeeded(&name(r), now, j),
+                        Op::Failed(r, d, j) => {
+                            let delay = s.failed(&name(r), d, now, j);
+                            prop_assert!(delay <= MAX_INTERVAL.max(MAX_RETRY_AFTER).mul_f64(1.1));
+                        }
+                        Op::Trigger(r) => {
+                            let before = s.backoff(&name(r), now);
+                            s.trigger(&name(r), now);
+                            prop_assert_eq!(s.backoff(&name(r), now), before);
+                        }
+                        Op::Backoff(r) => {
+                            let _ = s.backoff(&name(r), now);
+                        }
+                    }
+                }
+            }
+        }
     }
 }

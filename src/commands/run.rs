@@ -64,12 +64,12 @@ pub async fn run(args: RunArgs, file: FileConfig) -> anyhow::Result<()> {
         HttpState {
             registry: registry.clone(),
             ready: ready.clone(),
-            webhooks: Some(Webhooks {
-                secret: secret.map(Arc::from),
-                hints: hints_tx,
-                leadership: leadership.clone(),
-                metrics: metrics.clone(),
-            }),
+            webhooks: Some(Webhooks::new(
+                secret.map(Arc::from),
+                hints_tx,
+                leadership.clone(),
+                metrics.clone(),
+            )),
         },
         app::stopped(shutdown.clone()),
     )

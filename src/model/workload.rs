@@ -57,6 +57,10 @@ pub mod keys {
 /// The shortest `tagwatch.dev/interval` a workload may ask for: registries are shared.
 pub const MIN_WORKLOAD_INTERVAL: Duration = Duration::from_secs(10);
 
+/// The longest `tagwatch.dev/interval` a workload may ask for; longer is an invalid annotation
+/// (a day is already longer than any sensible poll, and an unbounded one overflows the clock).
+pub const MAX_WORKLOAD_INTERVAL: Duration = Duration::from_secs(24 * 60 * 60);
+
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct WorkloadId {
     pub namespace: String,

@@ -5,6 +5,10 @@
 //! - github: only `X-Hub-Signature-256: sha256=<hex HMAC-SHA256(secret, body)>`;
 //! - generic: `X-Tagwatch-Signature` (same format as GitHub's), a Bearer token, or `?token=`.
 //!
+//! Tokens are decided from the headers and the query alone ([`check_headers`]), before a byte of
+//! the body is read; a body is read (bounded) and hashed only behind a well-formed signature
+//! header ([`verify_signature`]).
+//!
 //! Prefer a header: a query token ends up in access logs of every proxy on the way. Docker Hub and
 //! Quay can only be given a URL, hence the query form. The query value is percent-decoded; `+` is
 //! taken literally (a base64 secret pasted unencoded still matches). Any one matching credential
@@ -32,29 +36,31 @@ pub enum AuthError {
     Mismatch,
 }
 
-/// Checks the credential of one webhook request. `query` is the raw query string (without `?`).
-/// An empty `secret` refuses everything: a webhook route without a secret must not exist.
-pub fn authenticate(
+/// What the headers and query alone say about a request that was not refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderCheck {
+    /// A token (header or query) matched: the body may be read.
+    Authenticated,
+    /// No token matched, but a well-formed body signature is present: read the body (bounded)
+    /// and call [`verify_signature`] before using it.
+    NeedsBody,
+}
+
+/// Checks the credential of one webhook request from its headers and query only, before any of
+/// the body is read. `query` is the raw query string (without `?`). A sender whose token does
+/// not match, or whose signature header is absent or malformed, is refused here: only a
+/// well-formed signature makes the body worth reading. An empty `secret` refuses everything: a
+/// webhook route without a secret must not exist.
+pub fn check_headers(
     source: Source,
     headers: &HeaderMap,
     query: Option<&str>,
-    body: &[u8],
     secret: &str,
-) -> Result<(), AuthError> {
+) -> Result<HeaderCheck, AuthError> {
     if secret.is_empty() {
         return Err(AuthError::Mismatch);
     }
     let mut verdict = Verdict::default();
-    let signature_header = match source {
-        Source::GitHub => Some(GITHUB_SIGNATURE),
-        Source::Generic => Some(TAGWATCH_SIGNATURE),
-        _ => None,
-    };
-    if let Some(name) = signature_header {
-        for value in headers.get_all(name) {
-            verdict.record(signature_matches(value, body, secret));
-        }
-    }
     // GitHub always signs when a secret is set: a replayable token would only weaken it.
     if source != Source::GitHub {
         for value in headers.get_all(AUTHORIZATION) {
@@ -67,7 +73,75 @@ pub fn authenticate(
             verdict.record(token_matches(&token, secret));
         }
     }
+    if verdict.matched {
+        return Ok(HeaderCheck::Authenticated);
+    }
+    let mut signed = false;
+    if let Some(name) = signature_header(source) {
+        for value in headers.get_all(name) {
+            let well_formed = parse_signature(value).is_some();
+            signed |= well_formed;
+            // A malformed signature is a wrong credential, refused without the body.
+            verdict.record(false);
+        }
+    }
+    if signed {
+        return Ok(HeaderCheck::NeedsBody);
+    }
     verdict.finish()
+}
+
+/// The second half of [`check_headers`]' `NeedsBody`: does any well-formed signature header
+/// match the HMAC of `body`? The HMAC is computed once, however many headers there are.
+pub fn verify_signature(
+    source: Source,
+    headers: &HeaderMap,
+    body: &[u8],
+    secret: &str,
+) -> Result<(), AuthError> {
+    let Some(name) = signature_header(source) else {
+        return Err(AuthError::Missing);
+    };
+    if secret.is_empty() {
+        return Err(AuthError::Mismatch);
+    }
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else {
+        return Err(AuthError::Mismatch);
+    };
+    mac.update(body);
+    let expected = mac.finalize().into_bytes();
+    let mut matched = false;
+    for signature in headers.get_all(name).iter().filter_map(parse_signature) {
+        matched |= bool::from(signature.as_slice().ct_eq(expected.as_slice()));
+    }
+    if matched {
+        Ok(())
+    } else {
+        Err(AuthError::Mismatch)
+    }
+}
+
+/// Both steps at once, for callers that already hold the body.
+pub fn authenticate(
+    source: Source,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    body: &[u8],
+    secret: &str,
+) -> Result<(), AuthError> {
+    match check_headers(source, headers, query, secret)? {
+        HeaderCheck::Authenticated => Ok(()),
+        HeaderCheck::NeedsBody => verify_signature(source, headers, body, secret),
+    }
+}
+
+/// The body signature header a source may send, if any.
+fn signature_header(source: Source) -> Option<&'static str> {
+    match source {
+        Source::GitHub => Some(GITHUB_SIGNATURE),
+        Source::Generic => Some(TAGWATCH_SIGNATURE),
+        _ => None,
+    }
 }
 
 #[derive(Default)]
@@ -82,9 +156,9 @@ impl Verdict {
         self.matched |= matched;
     }
 
-    fn finish(self) -> Result<(), AuthError> {
+    fn finish(self) -> Result<HeaderCheck, AuthError> {
         match (self.matched, self.presented) {
-            (true, _) => Ok(()),
+            (true, _) => Ok(HeaderCheck::Authenticated),
             (false, true) => Err(AuthError::Mismatch),
             (false, false) => Err(AuthError::Missing),
         }
@@ -100,24 +174,17 @@ fn bearer_token(value: &str) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-/// `sha256=<hex>`; a header in any other shape counts as a wrong signature.
-fn signature_matches(value: &HeaderValue, body: &[u8], secret: &str) -> bool {
-    let value = value.to_str().unwrap_or_default().trim();
-    let Some(hex_digest) = value
-        .split_once('=')
-        .filter(|(algorithm, _)| algorithm.eq_ignore_ascii_case("sha256"))
-        .map(|(_, digest)| digest)
-    else {
-        return false;
-    };
-    let Ok(signature) = hex::decode(hex_digest) else {
-        return false;
-    };
-    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else {
-        return false;
-    };
-    mac.update(body);
-    mac.verify_slice(&signature).is_ok()
+/// `sha256=<64 hex digits>` (either case) as the 32 bytes of an HMAC-SHA256; any other shape is
+/// `None` (and counts as a wrong signature).
+fn parse_signature(value: &HeaderValue) -> Option<[u8; 32]> {
+    let value = value.to_str().ok()?.trim();
+    let (algorithm, hex_digest) = value.split_once('=')?;
+    if !algorithm.eq_ignore_ascii_case("sha256") || hex_digest.len() != 64 {
+        return None;
+    }
+    let mut signature = [0u8; 32];
+    hex::decode_to_slice(hex_digest, &mut signature).ok()?;
+    Some(signature)
 }
 
 fn query_tokens(query: Option<&str>) -> impl Iterator<Item = Vec<u8>> + '_ {
@@ -244,6 +311,75 @@ mod tests {
             let got = authenticate(source, &headers(&pairs), query, BODY, SECRET);
             assert_eq!(got, expected, "{source} {pairs:?} {query:?}");
         }
+    }
+
+    type Case<'a, T> = (
+        Source,
+        Vec<(&'a str, &'a str)>,
+        Option<&'a str>,
+        Result<T, AuthError>,
+    );
+
+    #[test]
+    fn tokens_and_malformed_signatures_are_decided_before_the_body() {
+        use AuthError::{Mismatch, Missing};
+        use HeaderCheck::{Authenticated, NeedsBody};
+        use Source::*;
+        let good_sig = sign(SECRET, BODY);
+        let bearer = format!("Bearer {SECRET}");
+        let (auth, gh, tw) = (
+            "authorization",
+            "x-hub-signature-256",
+            "x-tagwatch-signature",
+        );
+        let short = "sha256=00";
+        let long = format!("{good_sig}00");
+        let other_secret = sign("not-it", BODY);
+        #[rustfmt::skip]
+        let cases: Vec<Case<HeaderCheck>> = vec![
+            (Registry, vec![(auth, &bearer)], None, Ok(Authenticated)),
+            (Registry, vec![(auth, "Bearer nope")], None, Err(Mismatch)),
+            (Registry, vec![(gh, &good_sig)], None, Err(Missing)),
+            (Quay, vec![], Some("token=nope"), Err(Mismatch)),
+            (Harbor, vec![(auth, SECRET)], None, Ok(Authenticated)),
+            (GitHub, vec![], None, Err(Missing)),
+            (GitHub, vec![(auth, &bearer)], None, Err(Missing)),
+            (GitHub, vec![(gh, short)], None, Err(Mismatch)),
+            (GitHub, vec![(gh, &long)], None, Err(Mismatch)),
+            (GitHub, vec![(gh, "sha1=0123")], None, Err(Mismatch)),
+            (GitHub, vec![(gh, &good_sig)], None, Ok(NeedsBody)),
+            // Whether it matches is only known with the body.
+            (GitHub, vec![(gh, &other_secret)], None, Ok(NeedsBody)),
+            (Generic, vec![(auth, &bearer), (tw, short)], None, Ok(Authenticated)),
+            (Generic, vec![(auth, "Bearer nope"), (tw, &good_sig)], None, Ok(NeedsBody)),
+            (Generic, vec![(auth, "Bearer nope"), (tw, short)], None, Err(Mismatch)),
+            (Generic, vec![], None, Err(Missing)),
+        ];
+        for (source, pairs, query, expected) in cases {
+            let got = check_headers(source, &headers(&pairs), query, SECRET);
+            assert_eq!(got, expected, "{source} {pairs:?} {query:?}");
+        }
+    }
+
+    #[test]
+    fn any_well_formed_signature_may_match() {
+        let good = sign(SECRET, BODY);
+        let other = sign(SECRET, b"{}");
+        let pairs = [
+            ("x-hub-signature-256", "garbage"),
+            ("x-hub-signature-256", other.as_str()),
+            ("x-hub-signature-256", good.as_str()),
+        ];
+        let map = headers(&pairs);
+        assert_eq!(verify_signature(Source::GitHub, &map, BODY, SECRET), Ok(()));
+        assert_eq!(
+            verify_signature(Source::GitHub, &map, b"tampered", SECRET),
+            Err(AuthError::Mismatch)
+        );
+        assert_eq!(
+            verify_signature(Source::Registry, &map, BODY, SECRET),
+            Err(AuthError::Missing)
+        );
     }
 
     #[test]

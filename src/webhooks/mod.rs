@@ -1,9 +1,11 @@
 //! Registry webhooks, turned into hints: "this repository (and maybe this tag) changed".
 //!
 //! Pure: headers and body in, [`Hint`]s or typed errors out. The HTTP route lives elsewhere; it
-//! refuses bodies over [`MAX_BODY`] (413), calls [`authenticate`] (401 on error) and then
-//! [`parse`] (400 on error). A hint only says where to look: the cycle still lists the
-//! repository's tags, so a stale hint can at worst cause one extra listing.
+//! calls [`check_headers`] before reading any of the body (401 on error), refuses bodies over
+//! [`MAX_BODY`] (413), checks a body signature with [`verify_signature`] when the headers asked
+//! for it (401), and then [`parse`]s (400 on error). A hint only says where to look: the cycle
+//! still lists the repository's tags (not before the end of its backoff), so a stale hint can at
+//! worst cause one extra listing.
 //!
 //! Hints carry the same [`Repository`] tagwatch computes from a Deployment's image string
 //! (`docker.io` + `library/nginx` for `nginx`), so the caller can match them with `==`.
@@ -15,7 +17,7 @@ use std::fmt;
 
 use crate::model::image::Repository;
 
-pub use auth::{authenticate, AuthError};
+pub use auth::{authenticate, check_headers, verify_signature, AuthError, HeaderCheck};
 pub use payload::{parse, PayloadError};
 
 /// Largest body a webhook route should read; larger requests deserve a 413 before any parsing.
