@@ -315,7 +315,13 @@ async fn run_takes_its_settings_from_the_config_file_and_flags_win() {
     )
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", tagwatch.logs()));
-    let updates = tagwatch.log_events("image updated");
+    // The log line follows the write: wait for it rather than race it.
+    let updates = wait::until("the update logged", Duration::from_secs(10), || async {
+        let updates = tagwatch.log_events("image updated");
+        (!updates.is_empty()).then_some(updates)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}; JSON logs (the flag won)?\n{}", tagwatch.logs()));
     assert_eq!(
         updates.len(),
         1,

@@ -271,6 +271,12 @@ async fn two_replicas_patch_once_and_the_survivor_takes_over() {
         other => panic!("leader gauges {other:?}"),
     };
     let updated = |r: &Tagwatch| r.log_events("image updated").len();
+    // The log line follows the write: wait for it rather than race it.
+    wait::until("the update logged", Duration::from_secs(10), || async {
+        (updated(&replicas[leader]) > 0).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", replicas[leader].logs()));
     assert_eq!(updated(&replicas[leader]), 1, "{}", replicas[leader].logs());
     assert_eq!(updated(&replicas[1 - leader]), 0);
 
@@ -298,6 +304,13 @@ async fn two_replicas_patch_once_and_the_survivor_takes_over() {
     )
     .await
     .expect("update after takeover");
+    wait::until(
+        "the takeover update logged",
+        Duration::from_secs(10),
+        || async { (updated(survivor) > 0).then_some(()) },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", survivor.logs()));
     assert_eq!(updated(survivor), 1, "{}", survivor.logs());
     assert_eq!(updated(&replicas[leader]), 1);
     if let Some(server) = cluster.server() {
