@@ -52,6 +52,32 @@ impl Controller {
     pub fn forget_namespace(&mut self, namespace: &str) {
         self.rollouts.retain(|(ns, _), _| ns != namespace);
     }
+
+    /// The worst behaviour among a pod template's images: how every controller's pods behave.
+    pub fn template_health(&self, template: &Value) -> ImageHealth {
+        let spec = &template["spec"];
+        let mut health = ImageHealth::Ready;
+        for list in ["initContainers", "containers"] {
+            for container in spec[list].as_array().into_iter().flatten() {
+                let image = container["image"].as_str().unwrap_or_default();
+                match self.images.get(image).copied().unwrap_or_default() {
+                    ImageHealth::NeverReady => return ImageHealth::NeverReady,
+                    ImageHealth::Restarting(n) => health = ImageHealth::Restarting(n),
+                    ImageHealth::Ready => {}
+                }
+            }
+        }
+        health
+    }
+}
+
+/// The status a kubelet reports for a scheduled pod (`spec` has its `nodeName`) of this health.
+pub(crate) fn pod_status(spec: &Value, health: ImageHealth) -> Value {
+    match health {
+        ImageHealth::Ready => kubelet::running_status(spec, true, 0),
+        ImageHealth::NeverReady => kubelet::running_status(spec, false, 0),
+        ImageHealth::Restarting(n) => kubelet::running_status(spec, true, n),
+    }
 }
 
 pub(crate) fn deployment_changed(cluster: &mut Cluster, namespace: &str, name: &str) {
@@ -108,7 +134,9 @@ fn reconcile(cluster: &mut Cluster, namespace: &str, name: &str) {
 
     let replica_set = format!("{name}-{hash}");
     let replicas = deployment["spec"]["replicas"].as_u64().unwrap_or(1) as usize;
-    let health = template_health(&cluster.controller.images, &deployment["spec"]["template"]);
+    let health = cluster
+        .controller
+        .template_health(&deployment["spec"]["template"]);
     for index in 0..replicas {
         let pod_name = format!("{replica_set}-{index}");
         if cluster.store.get(&PODS, namespace, &pod_name).is_none() {
@@ -148,23 +176,6 @@ fn delete_pods(cluster: &mut Cluster, namespace: &str, replica_set: &str, from: 
     }
 }
 
-/// The worst behaviour among a pod template's images.
-fn template_health(images: &BTreeMap<String, ImageHealth>, template: &Value) -> ImageHealth {
-    let spec = &template["spec"];
-    let mut health = ImageHealth::Ready;
-    for list in ["initContainers", "containers"] {
-        for container in spec[list].as_array().into_iter().flatten() {
-            let image = container["image"].as_str().unwrap_or_default();
-            match images.get(image).copied().unwrap_or_default() {
-                ImageHealth::NeverReady => return ImageHealth::NeverReady,
-                ImageHealth::Restarting(n) => health = ImageHealth::Restarting(n),
-                ImageHealth::Ready => {}
-            }
-        }
-    }
-    health
-}
-
 fn pod_for(
     deployment: &Value,
     hash: &str,
@@ -182,11 +193,7 @@ fn pod_for(
     labels["pod-template-hash"] = json!(hash);
     let mut spec = template["spec"].clone();
     spec["nodeName"] = json!("testbed-node");
-    let status = match health {
-        ImageHealth::Ready => kubelet::running_status(&spec, true, 0),
-        ImageHealth::NeverReady => kubelet::running_status(&spec, false, 0),
-        ImageHealth::Restarting(n) => kubelet::running_status(&spec, true, n),
-    };
+    let status = pod_status(&spec, health);
     let mut pod = json!({
         "metadata": {
             "name": pod_name,
@@ -276,7 +283,7 @@ fn rollout_status(deployment: &Value, replica_set: &str, replicas: usize, stuck:
 }
 
 /// A stable 10-character hash of the pod template, in the server's suffix alphabet.
-fn template_hash(template: &Value) -> String {
+pub(crate) fn template_hash(template: &Value) -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in template.to_string().bytes() {

@@ -83,3 +83,12 @@ fn containers(pod: &mut Value) -> impl Iterator<Item = &mut Value> {
         .into_iter()
         .flatten()
 }
+
+/// Whether the kubelet reports the pod Ready: what every controller counts.
+pub(crate) fn is_ready(pod: &Value) -> bool {
+    pod["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+}

@@ -11,8 +11,9 @@ use axum::Router;
 use bytes::Bytes;
 use serde_json::{json, Value};
 
+use super::discovery;
 use super::faults::{self, Fault};
-use super::resources::{parse_path, Route, Target};
+use super::resources::{parse_path, Discovery, Route, Target};
 use super::status::ApiError;
 use super::verbs::{self, Scope};
 use super::{lock, watch, RecordedRequest, Shared};
@@ -34,6 +35,12 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
 
     let fault = faults::take(&mut lock(&shared.faults), parts.method.as_str(), &path);
     let response = match fault {
@@ -44,6 +51,7 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
             &parts.method,
             &parts.uri,
             content_type.as_deref(),
+            &host,
             &body,
         )
         .unwrap_or_else(error_response),
@@ -68,14 +76,21 @@ fn dispatch(
     method: &Method,
     uri: &http::Uri,
     content_type: Option<&str>,
+    host: &str,
     body: &[u8],
 ) -> Result<Response, ApiError> {
     let Query(query) = Query::<HashMap<String, String>>::try_from_uri(uri)
         .map_err(|e| ApiError::bad_request(&e.to_string()))?;
-    let target = match parse_path(uri.path()) {
+    let route = parse_path(uri.path(), &lock(&shared.cluster).catalog);
+    let target = match route {
         Route::Version if method == Method::GET => return Ok(json_response(200, &version())),
+        Route::Discovery(wanted) if method == Method::GET => {
+            return Ok(json_response(200, &discover(shared, wanted, host)))
+        }
+        Route::Discovery(_) => return Err(ApiError::method_not_allowed()),
         Route::Resource(target) => target,
-        Route::Version | Route::Unknown => return Err(ApiError::unknown_resource()),
+        Route::NotServed => return Ok(page_not_found()),
+        Route::Version | Route::UnknownResource => return Err(ApiError::unknown_resource()),
     };
     match target.name.clone() {
         None => collection(shared, method, &target, &query, body),
@@ -105,6 +120,10 @@ fn collection(
             let created = verbs::create(&mut lock(&shared.cluster), target, object)?;
             Ok(json_response(201, &created))
         }
+        Method::DELETE => Ok(json_response(
+            200,
+            &verbs::delete_collection(&mut lock(&shared.cluster), target, query)?,
+        )),
         _ => Err(ApiError::method_not_allowed()),
     }
 }
@@ -130,6 +149,19 @@ fn object(
         _ => return Err(ApiError::method_not_allowed()),
     };
     Ok(json_response(200, &answer))
+}
+
+fn discover(shared: &Arc<Shared>, wanted: Discovery, host: &str) -> Value {
+    let cluster = lock(&shared.cluster);
+    let catalog = &cluster.catalog;
+    match wanted {
+        Discovery::CoreVersions => discovery::core_versions(host),
+        Discovery::Groups => discovery::group_list(catalog),
+        Discovery::Group(group) => discovery::group(catalog, &group),
+        Discovery::Resources { group, version } => {
+            discovery::resource_list(catalog, &group, &version)
+        }
+    }
 }
 
 fn version() -> Value {
@@ -158,6 +190,22 @@ fn base_response(code: u16, body: Body) -> Response {
     headers.insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("no-cache, private"),
+    );
+    response
+}
+
+/// What Go's `http.NotFound` answers for a path nothing serves (26): not a `Status`.
+fn page_not_found() -> Response {
+    let mut response = Response::new(Body::from("404 page not found\n"));
+    *response.status_mut() = StatusCode::NOT_FOUND;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
     );
     response
 }
