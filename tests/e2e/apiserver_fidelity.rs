@@ -1,17 +1,19 @@
 //! Fidelity of the in-process Kubernetes API server: a real `kube::Client`, `Api<K>` and
 //! kube-runtime watcher must see what the kube-apiserver recordings in
-//! `/work/shared/apiserver-wire` show. On a real cluster (`TAGWATCH_E2E_KUBECONFIG`) the same tests
+//! `../shared/apiserver-wire` show. On a real cluster (`TAGWATCH_E2E_KUBECONFIG`) the same tests
 //! run, minus the assertions on the test server's request log and knobs.
 
 // A missing field in a test answer should fail the test on the spot, naming what was missing.
 #![allow(clippy::expect_used)]
 
+mod custom_kinds;
 mod harness;
 mod kinds;
 mod patches;
 mod reads;
 mod watches;
 mod wire;
+mod workload_kinds;
 
 use std::time::Duration;
 
