@@ -824,3 +824,83 @@ async fn cronjob_runs_on_cue_with_owned_jobs_and_history_limits() -> anyhow::Res
     );
     Ok(())
 }
+
+/// Jobs (with `/status`) and ConfigMaps are served plainly.
+#[tokio::test]
+async fn jobs_and_config_maps_are_served_plainly() -> anyhow::Result<()> {
+    let cluster = TestCluster::start().await?;
+    let ns = cluster.namespace.as_str();
+    let jobs: Api<Job> = Api::namespaced(cluster.client.clone(), ns);
+    // Suspended, so a real cluster starts no pods for it.
+    let job: Job = serde_json::from_value(json!({
+        "metadata": {"name": "once"},
+        "spec": {
+            "suspend": true,
+            "template": {"spec": {
+                "containers": [{"name": "app", "image": "registry.example/batch:1.0.0"}],
+                "restartPolicy": "Never"
+            }}
+        }
+    }))?;
+    let created = jobs.create(&PostParams::default(), &job).await?;
+    assert_eq!(created.metadata.generation, Some(1));
+    let spec = serde_json::to_value(created.spec.as_ref().expect("spec"))?;
+    for (field, want) in [
+        ("parallelism", json!(1)),
+        ("completions", json!(1)),
+        ("backoffLimit", json!(6)),
+        ("completionMode", json!("NonIndexed")),
+        ("suspend", json!(true)),
+        ("podReplacementPolicy", json!("TerminatingOrFailed")),
+    ] {
+        assert_eq!(spec[field], want, "{field}");
+    }
+    let status = Patch::Merge(json!({"status": {"failed": 1}}));
+    let ignored = jobs.patch("once", &PatchParams::default(), &status).await?;
+    assert_eq!(
+        ignored.status.and_then(|s| s.failed),
+        None,
+        "the main resource cannot write status"
+    );
+    match cluster.server() {
+        Some(_) => {
+            let reported = jobs
+                .patch_status("once", &PatchParams::default(), &status)
+                .await?;
+            assert_eq!(reported.status.and_then(|s| s.failed), Some(1));
+            assert_eq!(
+                reported.metadata.generation,
+                Some(1),
+                "a status write keeps generation"
+            );
+        }
+        None => skipped(
+            "jobs_and_config_maps_are_served_plainly",
+            "a real server validates Job status against its controller's bookkeeping",
+        ),
+    }
+
+    let maps: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(cluster.client.clone(), ns);
+    let map =
+        serde_json::from_value(json!({"metadata": {"name": "settings"}, "data": {"a": "1"}}))?;
+    maps.create(&PostParams::default(), &map).await?;
+    let patched = maps
+        .patch(
+            "settings",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"b": "2"}})),
+        )
+        .await?;
+    let data = patched.data.unwrap_or_default();
+    assert_eq!(
+        (data.get("a"), data.get("b")),
+        (Some(&"1".to_string()), Some(&"2".to_string()))
+    );
+    if let Some(server) = cluster.server() {
+        // Only the test server: direct reads reach the new kinds too.
+        let direct: Option<k8s_openapi::api::core::v1::ConfigMap> = server.get(ns, "settings");
+        assert!(direct.is_some());
+    }
+    Ok(())
+}

@@ -10,7 +10,7 @@ use super::resources::{DEPLOYMENTS, PODS};
 use super::store::{now, random_uid};
 use super::Cluster;
 
-/// How Deployments roll out.
+/// How the workload controllers (Deployments, StatefulSets, DaemonSets) act.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ControllerMode {
     /// Status and Pods follow every spec change at once.

@@ -14,6 +14,10 @@ use super::resources::{
 use super::store::now;
 use super::Cluster;
 
+/// The `app.kubernetes.io/managed-by` label on every CRD [`CustomKind::definition`] makes, so a
+/// test on a real cluster can tell its own CRD from one an operator (Argo) installed.
+pub const MANAGED_BY: &str = "tagwatch-testbed";
+
 /// A custom kind for a test to install: one served version, any fields (the schema preserves
 /// unknown fields, like the CRD behind 25).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,7 +92,10 @@ impl CustomKind {
         let definition = json!({
             "apiVersion": "apiextensions.k8s.io/v1",
             "kind": "CustomResourceDefinition",
-            "metadata": {"name": self.crd_name()},
+            "metadata": {
+                "name": self.crd_name(),
+                "labels": {"app.kubernetes.io/managed-by": MANAGED_BY}
+            },
             "spec": {
                 "group": self.group,
                 "names": names,

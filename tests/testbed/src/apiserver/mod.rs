@@ -56,7 +56,7 @@ use serde_json::Value;
 use tokio::task::JoinHandle;
 
 pub use controller::{ControllerMode, ImageHealth};
-pub use crd::CustomKind;
+pub use crd::{CustomKind, MANAGED_BY};
 pub use cronjob::JobOutcome;
 pub use faults::Fault;
 pub use request_log::RecordedRequest;

@@ -437,8 +437,12 @@ pub(crate) fn delete_collection(
             name: Some(name.clone()),
             subresource: None,
         };
-        delete(cluster, &each, &name)?;
-        deleted.push(item.clone());
+        match delete(cluster, &each, &name) {
+            Ok(_) => deleted.push(item.clone()),
+            // Collected with an owner deleted just before.
+            Err(e) if e.code == 404 => {}
+            Err(e) => return Err(e),
+        }
     }
     let metadata = json!({"resourceVersion": cluster.store.resource_version().to_string()});
     Ok(list_of(resource, metadata, deleted))
