@@ -6,12 +6,14 @@
 // A missing field in a test answer should fail the test on the spot, naming what was missing.
 #![allow(clippy::expect_used)]
 
+mod custom_kinds;
 mod harness;
 mod kinds;
 mod patches;
 mod reads;
 mod watches;
 mod wire;
+mod workload_kinds;
 
 use std::time::Duration;
 

@@ -15,7 +15,7 @@ use super::resources::{DEPLOYMENTS, PODS};
 use super::store::{now, random_uid};
 use super::Cluster;
 
-/// How Deployments roll out.
+/// How the workload controllers (Deployments, StatefulSets, DaemonSets) act.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ControllerMode {
     /// Status and Pods follow every spec change at once.
@@ -104,6 +104,11 @@ impl Controller {
         }
         health
     }
+}
+
+/// The status a kubelet reports for a scheduled pod (`spec` has its `nodeName`) of this health.
+pub(crate) fn pod_status(spec: &Value, health: ImageHealth) -> Value {
+    health.pod_status(spec)
 }
 
 pub(crate) fn deployment_changed(cluster: &mut Cluster, namespace: &str, name: &str) {
@@ -409,7 +414,7 @@ fn max_unavailable(deployment: &Value, replicas: usize) -> usize {
 }
 
 /// A stable 10-character hash of the pod template, in the server's suffix alphabet.
-fn template_hash(template: &Value) -> String {
+pub(crate) fn template_hash(template: &Value) -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in template.to_string().bytes() {

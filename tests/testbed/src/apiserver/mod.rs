@@ -2,9 +2,15 @@
 //! real, unmodified `kube::Client`. It answers like the kube-apiserver recordings in
 //! `../shared/apiserver-wire` (status codes, `Status` bodies, list and watch shapes).
 //!
-//! Served: Deployments (with `/status`), Pods, Secrets, ServiceAccounts, core and
-//! `events.k8s.io` Events, Leases, Namespaces, and `/version`. Anything else is 404.
+//! Served: Deployments, StatefulSets, DaemonSets, CronJobs and Jobs (each with `/status`), Pods,
+//! Nodes, ConfigMaps, Secrets, ServiceAccounts, core and `events.k8s.io` Events, Leases,
+//! Namespaces, CustomResourceDefinitions and the kinds they define (with `/status` where the CRD
+//! declares it), discovery (`/api`, `/apis`, `/apis/<group>`, `/api/v1`, `/apis/<group>/<version>`)
+//! and `/version`. An unknown resource of a served built-in group/version is a JSON 404 `Status`;
+//! any other path (an absent group, version or CRD) is a plain-text `404 page not found` (26).
 //! Every write records `managedFields`, and server-side apply works (see `managed`).
+//! Controllers (Deployment, StatefulSet, DaemonSet) act at once or not at all
+//! ([`ControllerMode`]); CronJobs run only when a test says so ([`ApiServer::run_cronjob`]).
 //! Rollouts complete only when their pods are Ready, and pods are Ready only for images a test
 //! declared runnable (`set_image_health`, `set_default_image_health`), as on a real cluster where
 //! the test images cannot run.
@@ -13,10 +19,18 @@
 //! (lists are replaced, not merged by key); server-side apply treats only name-keyed lists as
 //! associative and ignores managedFields a client sends; core and `events.k8s.io` Events are
 //! stored separately; continue tokens resume on the current state, not a snapshot; a rollout of
-//! never-ready pods passes its progress deadline at once; no RBAC, admission or authentication.
+//! never-ready pods passes its progress deadline at once; no RBAC, admission or authentication;
+//! discovery ignores the aggregated-discovery `Accept` header; ReplicaSets and
+//! ControllerRevisions are not served; `minReadySeconds`, `maxSurge` and the DaemonSet and Job
+//! pod selectors the real server generates are not modelled; a CRD with several versions does
+//! not convert objects between them.
 
 mod controller;
+mod crd;
+mod cronjob;
+mod daemonset;
 mod defaults;
+mod discovery;
 mod faults;
 mod kubelet;
 mod managed;
@@ -25,39 +39,50 @@ mod request_log;
 mod resources;
 mod routes;
 mod selectors;
+mod statefulset;
 mod status;
 mod store;
 mod validation;
 mod verbs;
 mod watch;
+mod workloads;
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentStatus};
-use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
+use k8s_openapi::api::apps::v1::{
+    DaemonSetStatus, Deployment, DeploymentStatus, StatefulSetStatus,
+};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Node, Pod, Secret, ServiceAccount};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
 pub use controller::{ControllerMode, ImageHealth};
+pub use crd::{CustomKind, MANAGED_BY};
+pub use cronjob::JobOutcome;
 pub use faults::Fault;
 pub use request_log::RecordedRequest;
 
-use resources::{Resource, Target, DEPLOYMENTS, PODS};
+use resources::{Resource, Target, DAEMONSETS, DEPLOYMENTS, PODS, STATEFULSETS};
 use verbs::{Owner, Scope};
 
-/// Everything behind the single lock: objects and the controller's memory.
+/// Everything behind the single lock: objects, what is served, and the controllers' memory.
 pub(crate) struct Cluster {
     store: store::Store,
+    catalog: resources::Catalog,
     controller: controller::Controller,
+    statefulsets: statefulset::Revisions,
 }
 
 impl Cluster {
     fn forget_namespace(&mut self, namespace: &str) {
         self.controller.forget_namespace(namespace);
+        self.statefulsets.forget_namespace(namespace);
     }
 }
 
@@ -85,7 +110,9 @@ impl ApiServer {
         let shared = Arc::new(Shared {
             cluster: Mutex::new(Cluster {
                 store: store::Store::new(),
+                catalog: resources::Catalog::default(),
                 controller: controller::Controller::default(),
+                statefulsets: statefulset::Revisions::default(),
             }),
             log: Mutex::new(Vec::new()),
             faults: Mutex::new(Vec::new()),
@@ -152,16 +179,16 @@ impl ApiServer {
     /// In `Instant` mode the controller and kubelet act on a health change at once.
     fn react(&self, cluster: &mut Cluster) {
         if cluster.controller.mode == ControllerMode::Instant {
-            controller::reconcile_all(cluster, true);
+            workloads::reconcile_all(cluster, true);
         }
     }
 
-    /// Switching to `Instant` acts on every Deployment at once.
+    /// Switching to `Instant` rolls out every Deployment, StatefulSet and DaemonSet at once.
     pub fn set_controller(&self, mode: ControllerMode) {
         let mut cluster = lock(&self.shared.cluster);
         cluster.controller.mode = mode;
         if mode == ControllerMode::Instant {
-            controller::reconcile_all(&mut cluster, false);
+            workloads::reconcile_all(&mut cluster, false);
         }
     }
 
@@ -174,22 +201,133 @@ impl ApiServer {
         status: DeploymentStatus,
     ) -> anyhow::Result<()> {
         let target = target(&DEPLOYMENTS, namespace, name);
+        self.set_status(&target, serde_json::to_value(status)?)
+    }
+
+    /// Writes a StatefulSet's status as its controller would; for `Manual` mode tests.
+    pub fn set_statefulset_status(
+        &self,
+        namespace: &str,
+        name: &str,
+        status: StatefulSetStatus,
+    ) -> anyhow::Result<()> {
+        let target = target(&STATEFULSETS, namespace, name);
+        self.set_status(&target, serde_json::to_value(status)?)
+    }
+
+    /// Writes a DaemonSet's status as its controller would; for `Manual` mode tests.
+    pub fn set_daemonset_status(
+        &self,
+        namespace: &str,
+        name: &str,
+        status: DaemonSetStatus,
+    ) -> anyhow::Result<()> {
+        let target = target(&DAEMONSETS, namespace, name);
+        self.set_status(&target, serde_json::to_value(status)?)
+    }
+
+    /// Writes a custom resource's status as its operator would (Argo's controller for a
+    /// Rollout); `namespace` is ignored for cluster-scoped kinds.
+    pub fn set_custom_status(
+        &self,
+        kind: &CustomKind,
+        namespace: &str,
+        name: &str,
+        status: Value,
+    ) -> anyhow::Result<()> {
+        let path = if kind.namespaced {
+            format!(
+                "/apis/{}/namespaces/{namespace}/{}/{name}",
+                kind.api_version(),
+                kind.plural
+            )
+        } else {
+            format!("/apis/{}/{}/{name}", kind.api_version(), kind.plural)
+        };
+        let resources::Route::Resource(target) =
+            resources::parse_path(&path, &lock(&self.shared.cluster).catalog)
+        else {
+            anyhow::bail!("the test API server does not serve {}", kind.crd_name());
+        };
+        self.set_status(&target, status)
+    }
+
+    fn set_status(&self, target: &Target, status: Value) -> anyhow::Result<()> {
+        let name = target.name.as_deref().unwrap_or_default();
         let mut cluster = lock(&self.shared.cluster);
-        let mut object = verbs::get(&cluster, &target, name)?;
-        object["status"] = serde_json::to_value(status)?;
+        let mut object = verbs::get(&cluster, target, name)?;
+        object["status"] = status;
         if let Some(meta) = object["metadata"].as_object_mut() {
             meta.remove("resourceVersion");
         }
+        let scope = if target.resource.has_status() {
+            Scope::Status
+        } else {
+            Scope::Main
+        };
         let writer = managed::Writer::new("kube-controller-manager");
         verbs::update(
             &mut cluster,
-            &target,
+            target,
             name,
-            Scope::Status,
+            scope,
             object,
             Owner::Writer(&writer),
         )?;
         Ok(())
+    }
+
+    /// Installs a CustomResourceDefinition for `kind` (as a create through the API would); its
+    /// kind is served at once.
+    pub fn install_custom_kind(
+        &self,
+        kind: &CustomKind,
+    ) -> anyhow::Result<CustomResourceDefinition> {
+        self.put(&kind.definition()?)
+    }
+
+    /// Installs a namespaced or cluster-scoped kind with a `/status` subresource.
+    pub fn install_crd(
+        &self,
+        group: &str,
+        version: &str,
+        kind: &str,
+        plural: &str,
+        namespaced: bool,
+    ) -> anyhow::Result<CustomKind> {
+        let kind = CustomKind::new(group, version, kind, plural, namespaced);
+        self.install_custom_kind(&kind)?;
+        Ok(kind)
+    }
+
+    /// Installs Argo Rollouts' `argoproj.io/v1alpha1` Rollout (short name `ro`, `/status`).
+    pub fn install_argo_rollouts(&self) -> anyhow::Result<CustomKind> {
+        let kind = CustomKind::argo_rollouts();
+        self.install_custom_kind(&kind)?;
+        Ok(kind)
+    }
+
+    /// Adds a Ready Node, so DaemonSets have somewhere to run.
+    pub fn add_node(&self, name: &str) -> anyhow::Result<Node> {
+        let node: Node = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}]}
+        }))?;
+        self.put(&node)
+    }
+
+    /// Makes a CronJob run now, whatever its schedule: creates the Job its controller would
+    /// (`<cronjob>-<n>`, owned by the CronJob, the job template's spec), finished with `outcome`,
+    /// and records `lastScheduleTime` (and `lastSuccessfulTime`) on the CronJob.
+    pub fn run_cronjob(
+        &self,
+        namespace: &str,
+        name: &str,
+        outcome: JobOutcome,
+    ) -> anyhow::Result<Job> {
+        let mut cluster = lock(&self.shared.cluster);
+        let job = cronjob::run(&mut cluster, namespace, name, outcome)?;
+        Ok(serde_json::from_value(job)?)
     }
 
     /// Ends every open watch with an `ERROR` 410 Expired event, and makes every resourceVersion
@@ -339,7 +477,8 @@ impl ApiServer {
             .cloned()
             .ok_or_else(|| status::ApiError::not_found(&PODS, name))?;
         edit(&mut pod);
-        cluster.store.update(&PODS, pod);
+        let pod = cluster.store.update(&PODS, pod);
+        workloads::pod_changed(&mut cluster, &pod);
         Ok(())
     }
 }

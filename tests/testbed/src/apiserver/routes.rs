@@ -11,9 +11,10 @@ use axum::Router;
 use bytes::Bytes;
 use serde_json::{json, Value};
 
+use super::discovery;
 use super::faults::{self, Fault};
 use super::managed::Writer;
-use super::resources::{parse_path, Route, Target};
+use super::resources::{parse_path, Discovery, Route, Target};
 use super::status::ApiError;
 use super::verbs::{self, Owner, Scope};
 use super::{lock, watch, RecordedRequest, Shared};
@@ -40,6 +41,12 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
 
     let fault = faults::take(&mut lock(&shared.faults), parts.method.as_str(), &path);
     let response = match fault {
@@ -52,6 +59,7 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
                 uri: &parts.uri,
                 content_type: content_type.as_deref(),
                 user_agent: user_agent.as_deref(),
+                host: &host,
                 body: &body,
             },
         )
@@ -78,18 +86,25 @@ struct Incoming<'a> {
     uri: &'a http::Uri,
     content_type: Option<&'a str>,
     user_agent: Option<&'a str>,
+    host: &'a str,
     body: &'a [u8],
 }
 
 fn dispatch(shared: &Arc<Shared>, request: &Incoming) -> Result<Response, ApiError> {
     let Query(query) = Query::<HashMap<String, String>>::try_from_uri(request.uri)
         .map_err(|e| ApiError::bad_request(&e.to_string()))?;
-    let target = match parse_path(request.uri.path()) {
+    let route = parse_path(request.uri.path(), &lock(&shared.cluster).catalog);
+    let target = match route {
         Route::Version if request.method == Method::GET => {
             return Ok(json_response(200, &version()))
         }
+        Route::Discovery(wanted) if request.method == Method::GET => {
+            return Ok(json_response(200, &discover(shared, wanted, request.host)))
+        }
+        Route::Discovery(_) => return Err(ApiError::method_not_allowed()),
         Route::Resource(target) => target,
-        Route::Version | Route::Unknown => return Err(ApiError::unknown_resource()),
+        Route::NotServed => return Ok(page_not_found()),
+        Route::Version | Route::UnknownResource => return Err(ApiError::unknown_resource()),
     };
     let field_manager = query.get("fieldManager").map(String::as_str);
     let writer = Writer::from_request(field_manager, request.user_agent);
@@ -126,6 +141,10 @@ fn collection(
             )?;
             Ok(json_response(201, &created))
         }
+        Method::DELETE => Ok(json_response(
+            200,
+            &verbs::delete_collection(&mut lock(&shared.cluster), target, query)?,
+        )),
         _ => Err(ApiError::method_not_allowed()),
     }
 }
@@ -170,6 +189,19 @@ fn object(
     Ok(json_response(200, &answer))
 }
 
+fn discover(shared: &Arc<Shared>, wanted: Discovery, host: &str) -> Value {
+    let cluster = lock(&shared.cluster);
+    let catalog = &cluster.catalog;
+    match wanted {
+        Discovery::CoreVersions => discovery::core_versions(host),
+        Discovery::Groups => discovery::group_list(catalog),
+        Discovery::Group(group) => discovery::group(catalog, &group),
+        Discovery::Resources { group, version } => {
+            discovery::resource_list(catalog, &group, &version)
+        }
+    }
+}
+
 fn version() -> Value {
     json!({
         "major": "1",
@@ -196,6 +228,22 @@ fn base_response(code: u16, body: Body) -> Response {
     headers.insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("no-cache, private"),
+    );
+    response
+}
+
+/// What Go's `http.NotFound` answers for a path nothing serves (26): not a `Status`.
+fn page_not_found() -> Response {
+    let mut response = Response::new(Body::from("404 page not found\n"));
+    *response.status_mut() = StatusCode::NOT_FOUND;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
     );
     response
 }

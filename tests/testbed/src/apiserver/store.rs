@@ -76,9 +76,16 @@ impl ObjectKey {
     }
 }
 
+/// A stored object with the resource it was written through, so that deleting a namespace can
+/// name each object's resource, custom ones included.
+struct Stored {
+    resource: &'static Resource,
+    object: Value,
+}
+
 pub(crate) struct Store {
     rv: u64,
-    objects: BTreeMap<ObjectKey, Value>,
+    objects: BTreeMap<ObjectKey, Stored>,
     history: Vec<Arc<Change>>,
     /// Watches from a resourceVersion older than this get 410 Expired, like after etcd compaction.
     oldest_rv: u64,
@@ -103,7 +110,9 @@ impl Store {
     }
 
     pub fn get(&self, resource: &'static Resource, namespace: &str, name: &str) -> Option<&Value> {
-        self.objects.get(&ObjectKey::new(resource, namespace, name))
+        self.objects
+            .get(&ObjectKey::new(resource, namespace, name))
+            .map(|stored| &stored.object)
     }
 
     /// Objects of one resource (in one namespace, or all), in (namespace, name) order like etcd keys.
@@ -119,7 +128,7 @@ impl Store {
                     && key.plural == resource.plural
                     && namespace.is_none_or(|ns| key.namespace == ns)
             })
-            .map(|(_, object)| object)
+            .map(|(_, stored)| &stored.object)
     }
 
     /// Stores a new object, stamping uid, creationTimestamp and a resourceVersion.
@@ -143,7 +152,8 @@ impl Store {
     ) -> Option<Value> {
         let mut object = self
             .objects
-            .remove(&ObjectKey::new(resource, namespace, name))?;
+            .remove(&ObjectKey::new(resource, namespace, name))?
+            .object;
         self.rv += 1;
         object["metadata"]["resourceVersion"] = json!(self.rv.to_string());
         self.record(resource, ChangeKind::Deleted, &object, None);
@@ -152,16 +162,27 @@ impl Store {
 
     /// Deletes every object in a namespace, each with its own DELETED event.
     pub fn remove_namespace_contents(&mut self, namespace: &str) {
+        let doomed: Vec<(&'static Resource, ObjectKey)> = self
+            .objects
+            .iter()
+            .filter(|(key, _)| key.namespace == namespace)
+            .map(|(key, stored)| (stored.resource, key.clone()))
+            .collect();
+        for (resource, key) in doomed {
+            self.remove(resource, &key.namespace, &key.name);
+        }
+    }
+
+    /// Deletes every object of a resource in every namespace, each with its own DELETED event.
+    pub fn remove_all(&mut self, resource: &'static Resource) {
         let doomed: Vec<ObjectKey> = self
             .objects
             .keys()
-            .filter(|k| k.namespace == namespace)
+            .filter(|key| key.group == resource.group && key.plural == resource.plural)
             .cloned()
             .collect();
         for key in doomed {
-            if let Some(resource) = Resource::lookup(key.group, key.plural) {
-                self.remove(resource, &key.namespace, &key.name);
-            }
+            self.remove(resource, &key.namespace, &key.name);
         }
     }
 
@@ -170,9 +191,14 @@ impl Store {
         object["apiVersion"] = json!(resource.api_version());
         object["kind"] = json!(resource.kind);
         object["metadata"]["resourceVersion"] = json!(self.rv.to_string());
+        let stored = Stored {
+            resource,
+            object: object.clone(),
+        };
         let previous = self
             .objects
-            .insert(ObjectKey::of(resource, &object), object.clone());
+            .insert(ObjectKey::of(resource, &object), stored)
+            .map(|s| s.object);
         self.record(resource, kind, &object, previous);
         object
     }

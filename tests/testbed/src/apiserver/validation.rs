@@ -1,8 +1,11 @@
-//! The cheap part of the real server's validation: object names and Deployment essentials.
+//! The cheap part of the real server's validation: object names and workload essentials.
 
 use serde_json::Value;
 
-use super::resources::{Resource, DEPLOYMENTS, NAMESPACES, PODS};
+use super::resources::{
+    Resource, CRONJOBS, CUSTOM_RESOURCE_DEFINITIONS, DAEMONSETS, DEPLOYMENTS, JOBS, NAMESPACES,
+    PODS, STATEFULSETS,
+};
 use super::status::{ApiError, Cause};
 
 const SUBDOMAIN_RULE: &str = "a lowercase RFC 1123 subdomain must consist of lower case \
@@ -18,10 +21,27 @@ pub(crate) fn validate(resource: &Resource, object: &Value) -> Result<(), ApiErr
     let name = object["metadata"]["name"].as_str().unwrap_or_default();
     let mut causes = Vec::new();
     name_causes(resource, object, &mut causes);
-    if resource.same(&DEPLOYMENTS) {
-        deployment_causes(&object["spec"], &mut causes);
+    let spec = &object["spec"];
+    if resource.same(&DEPLOYMENTS) || resource.same(&STATEFULSETS) {
+        replicas_causes(spec, &mut causes);
+        workload_causes(spec, &mut causes);
+    } else if resource.same(&DAEMONSETS) {
+        workload_causes(spec, &mut causes);
+    } else if resource.same(&JOBS) {
+        job_causes(spec, "spec", &mut causes);
+    } else if resource.same(&CRONJOBS) {
+        if spec["schedule"].as_str().unwrap_or_default().is_empty() {
+            causes.push(required("spec.schedule"));
+        }
+        job_causes(
+            &spec["jobTemplate"]["spec"],
+            "spec.jobTemplate.spec",
+            &mut causes,
+        );
     } else if resource.same(&PODS) {
-        containers_causes(&object["spec"], "spec", &mut causes);
+        containers_causes(spec, "spec", &mut causes);
+    } else if resource.same(&CUSTOM_RESOURCE_DEFINITIONS) {
+        crd_name_causes(object, &mut causes);
     }
     if causes.is_empty() {
         Ok(())
@@ -85,7 +105,7 @@ fn valid_name(name: &str, label_only: bool) -> bool {
     }
 }
 
-fn deployment_causes(spec: &Value, causes: &mut Vec<Cause>) {
+fn replicas_causes(spec: &Value, causes: &mut Vec<Cause>) {
     if let Some(replicas) = spec["replicas"].as_i64().filter(|r| *r < 0) {
         causes.push(Cause {
             reason: "FieldValueInvalid",
@@ -93,6 +113,10 @@ fn deployment_causes(spec: &Value, causes: &mut Vec<Cause>) {
             field: "spec.replicas".into(),
         });
     }
+}
+
+/// A selector that matches the pod template, and containers with names and images.
+fn workload_causes(spec: &Value, causes: &mut Vec<Cause>) {
     match spec["selector"]["matchLabels"].as_object() {
         None if spec["selector"]["matchExpressions"].is_null() => {
             causes.push(required("spec.selector"))
@@ -112,6 +136,43 @@ fn deployment_causes(spec: &Value, causes: &mut Vec<Cause>) {
         None => {}
     }
     containers_causes(&spec["template"]["spec"], "spec.template.spec", causes);
+}
+
+/// Job pods must not restart in place: the defaulted `Always` is refused.
+fn job_causes(spec: &Value, prefix: &str, causes: &mut Vec<Cause>) {
+    let pod_spec = &spec["template"]["spec"];
+    let pod_prefix = format!("{prefix}.template.spec");
+    containers_causes(pod_spec, &pod_prefix, causes);
+    let policy = pod_spec["restartPolicy"].as_str().unwrap_or_default();
+    if !matches!(policy, "OnFailure" | "Never") {
+        causes.push(Cause {
+            reason: "FieldValueNotSupported",
+            message: format!(
+                "Unsupported value: \"{policy}\": supported values: \"OnFailure\", \"Never\""
+            ),
+            field: format!("{pod_prefix}.restartPolicy"),
+        });
+    }
+}
+
+/// The server routes a custom resource by the CRD's name, so it must be `<plural>.<group>`.
+fn crd_name_causes(object: &Value, causes: &mut Vec<Cause>) {
+    let spec = &object["spec"];
+    let name = object["metadata"]["name"].as_str().unwrap_or_default();
+    let wanted = format!(
+        "{}.{}",
+        spec["names"]["plural"].as_str().unwrap_or_default(),
+        spec["group"].as_str().unwrap_or_default()
+    );
+    if name != wanted {
+        causes.push(Cause {
+            reason: "FieldValueInvalid",
+            message: format!(
+                "Invalid value: \"{name}\": must be spec.names.plural+\".\"+spec.group"
+            ),
+            field: "metadata.name".into(),
+        });
+    }
 }
 
 fn containers_causes(pod_spec: &Value, prefix: &str, causes: &mut Vec<Cause>) {

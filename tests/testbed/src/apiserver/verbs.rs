@@ -7,15 +7,16 @@ use std::collections::HashMap;
 use base64::Engine;
 use serde_json::{json, Value};
 
-use super::controller;
 use super::defaults;
 use super::managed::{self, Writer};
 use super::patch::{self, PatchType};
-use super::resources::{Resource, Target, DEPLOYMENTS, NAMESPACES, PODS};
+use super::resources::{
+    Resource, StatusPolicy, Target, CUSTOM_RESOURCE_DEFINITIONS, DAEMONSETS, NAMESPACES, PODS,
+};
 use super::selectors::{FieldSelector, LabelSelector};
 use super::status::{self, ApiError};
 use super::store::random_suffix;
-use super::Cluster;
+use super::{crd, daemonset, workloads, Cluster};
 
 /// Where an update may write: the whole object, or only `status` (the `/status` subresource).
 #[derive(Clone, Copy, PartialEq)]
@@ -35,9 +36,15 @@ pub(crate) enum Owner<'a> {
 
 impl Scope {
     pub fn of(target: &Target) -> Result<Scope, ApiError> {
+        let resource = target.resource;
         match target.subresource.as_deref() {
             None => Ok(Scope::Main),
-            Some("status") if target.resource.same(&DEPLOYMENTS) => Ok(Scope::Status),
+            Some("status") if resource.has_status() => Ok(Scope::Status),
+            // The CRD handler answers a subresource it does not serve as a missing object.
+            Some(_) if resource.custom => Err(ApiError::not_found(
+                resource,
+                target.name.as_deref().unwrap_or_default(),
+            )),
             Some(_) => Err(ApiError::unknown_resource()),
         }
     }
@@ -134,23 +141,28 @@ pub(crate) fn list(
             metadata["remainingItemCount"] = json!(remaining);
         }
     }
-    let items: Vec<Value> = items
+    let items = items
         .into_iter()
-        .map(|(_, object)| {
-            let mut item = object.clone();
-            if let Some(map) = item.as_object_mut() {
-                map.remove("kind");
-                map.remove("apiVersion");
-            }
-            item
-        })
+        .map(|(_, object)| object.clone())
         .collect();
-    Ok(json!({
+    Ok(list_of(resource, metadata, items))
+}
+
+/// A `<Kind>List`. Items of built-in kinds carry no kind (02); custom ones are served as
+/// stored, kind and all.
+fn list_of(resource: &Resource, metadata: Value, mut items: Vec<Value>) -> Value {
+    if !resource.custom {
+        for item in items.iter_mut().filter_map(Value::as_object_mut) {
+            item.remove("kind");
+            item.remove("apiVersion");
+        }
+    }
+    json!({
         "kind": format!("{}List", resource.kind),
         "apiVersion": resource.api_version(),
         "metadata": metadata,
         "items": items
-    }))
+    })
 }
 
 pub(crate) fn parse_body(body: &[u8]) -> Result<Value, ApiError> {
@@ -236,10 +248,15 @@ pub(crate) fn create(
         map.remove("generation");
     }
     let name = meta["name"].as_str().unwrap_or_default().to_string();
-    if resource.same(&DEPLOYMENTS) {
+    if resource.generation {
         object["metadata"]["generation"] = json!(1);
+    }
+    if let StatusPolicy::Subresource(empty) = resource.status {
         // Status belongs to the controller: a create never sets it.
-        object["status"] = json!({});
+        set_or_remove(&mut object, "status", empty());
+    }
+    if resource.same(&DAEMONSETS) {
+        daemonset::stamp_template_generation(None, &mut object);
     }
     defaults::apply(resource, &mut object);
     decode(resource, &object)?;
@@ -256,10 +273,43 @@ pub(crate) fn create(
         managed::record_update(None, &mut object, writer);
     }
     let created = cluster.store.insert(resource, object);
-    if resource.same(&DEPLOYMENTS) {
-        controller::deployment_changed(cluster, namespace_of(target), &name);
-    }
+    react(cluster, resource, &created, true);
     Ok(created)
+}
+
+/// The controllers' reaction to a write through the API.
+fn react(cluster: &mut Cluster, resource: &Resource, written: &Value, desired_changed: bool) {
+    if resource.same(&CUSTOM_RESOURCE_DEFINITIONS) {
+        crd::installed(cluster, written);
+    }
+    workloads::written(cluster, resource, written, desired_changed);
+}
+
+fn set_or_remove(object: &mut Value, key: &str, value: Option<Value>) {
+    match (value.filter(|v| !v.is_null()), object.as_object_mut()) {
+        (Some(value), Some(map)) => {
+            map.insert(key.to_string(), value);
+        }
+        (None, Some(map)) => {
+            map.remove(key);
+        }
+        (_, None) => {}
+    }
+}
+
+/// What `metadata.generation` counts: everything but metadata, and but status where `/status`
+/// owns it (for built-in kinds that is `spec`; 28 shows it for a custom resource).
+fn desired_state(resource: &Resource, object: &Value) -> Value {
+    let mut desired = object.clone();
+    if let Some(map) = desired.as_object_mut() {
+        for key in ["apiVersion", "kind", "metadata"] {
+            map.remove(key);
+        }
+        if resource.has_status() {
+            map.remove("status");
+        }
+    }
+    desired
 }
 
 /// Replaces an object (PUT, and the end of every PATCH).
@@ -306,24 +356,28 @@ pub(crate) fn update(
         // Ownership is the server's bookkeeping, whatever managedFields the client sent back.
         object["metadata"]["managedFields"] = current["metadata"]["managedFields"].clone();
     }
-    if resource.same(&DEPLOYMENTS) {
+    if resource.has_status() {
         match scope {
             // The main resource cannot change status, and /status can change nothing else.
-            Scope::Main => object["status"] = current["status"].clone(),
+            Scope::Main => set_or_remove(&mut object, "status", current.get("status").cloned()),
             Scope::Status => {
-                object["spec"] = current["spec"].clone();
-                object["metadata"] = current["metadata"].clone();
+                let status = object.get("status").cloned();
+                object = current.clone();
+                set_or_remove(&mut object, "status", status);
             }
         }
     }
     if let Some(map) = object["metadata"].as_object_mut() {
         map.retain(|_, v| !v.is_null());
     }
+    if resource.same(&DAEMONSETS) {
+        daemonset::stamp_template_generation(Some(&current), &mut object);
+    }
     defaults::apply(resource, &mut object);
     decode(resource, &object)?;
     super::validation::validate(resource, &object)?;
-    let spec_changed = object["spec"] != current["spec"];
-    if resource.same(&DEPLOYMENTS) && spec_changed {
+    let desired_changed = desired_state(resource, &object) != desired_state(resource, &current);
+    if resource.generation && desired_changed {
         let generation = current["metadata"]["generation"].as_i64().unwrap_or(0);
         object["metadata"]["generation"] = json!(generation + 1);
     }
@@ -349,9 +403,7 @@ pub(crate) fn update(
         managed::record_update(Some(&current), &mut object, &writer);
     }
     let updated = cluster.store.update(resource, object);
-    if resource.same(&DEPLOYMENTS) && spec_changed {
-        controller::deployment_changed(cluster, namespace_of(target), name);
-    }
+    react(cluster, resource, &updated, desired_changed);
     Ok(updated)
 }
 
@@ -448,18 +500,55 @@ pub(crate) fn delete(
     if resource.same(&NAMESPACES) {
         return delete_namespace(cluster, name);
     }
-    let removed = cluster
+    let mut removed = cluster
         .store
         .remove(resource, &namespace, name)
         .ok_or_else(|| ApiError::not_found(resource, name))?;
-    if resource.same(&DEPLOYMENTS) {
-        controller::deployment_deleted(cluster, &namespace, name);
+    if resource.same(&CUSTOM_RESOURCE_DEFINITIONS) {
+        crd::removed(cluster, &removed);
     }
+    workloads::deleted(cluster, resource, &removed);
     if resource.same(&PODS) {
+        return Ok(removed);
+    }
+    if resource.same(&CUSTOM_RESOURCE_DEFINITIONS) {
+        // The real server answers with the CRD, finalizing while its objects are deleted.
+        removed["metadata"]["deletionTimestamp"] = json!(super::store::now());
         return Ok(removed);
     }
     let uid = removed["metadata"]["uid"].as_str().unwrap_or_default();
     Ok(status::deleted(resource, name, uid))
+}
+
+/// DELETE on a collection: every object the selectors match goes, and the answer lists them.
+pub(crate) fn delete_collection(
+    cluster: &mut Cluster,
+    target: &Target,
+    query: &HashMap<String, String>,
+) -> Result<Value, ApiError> {
+    let resource = target.resource;
+    if !resource.verbs.contains(&"deletecollection") {
+        return Err(ApiError::method_not_allowed());
+    }
+    let matching = list(cluster, target, query)?;
+    let mut deleted = Vec::new();
+    for item in matching["items"].as_array().into_iter().flatten() {
+        let (namespace, name) = workloads::namespace_and_name(item);
+        let each = Target {
+            resource,
+            namespace: resource.namespaced.then_some(namespace),
+            name: Some(name.clone()),
+            subresource: None,
+        };
+        match delete(cluster, &each, &name) {
+            Ok(_) => deleted.push(item.clone()),
+            // Collected with an owner deleted just before.
+            Err(e) if e.code == 404 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let metadata = json!({"resourceVersion": cluster.store.resource_version().to_string()});
+    Ok(list_of(resource, metadata, deleted))
 }
 
 /// Namespaces go away at once with everything in them; the answer shows them Terminating.
