@@ -304,7 +304,8 @@ impl RegistryClient {
                         return Err(RegistryError::UnsafeTarget {
                             url: url.to_string(),
                             reason: format!(
-                                "Link next page {target} is not on the registry's origin {}",
+                                "Link next page {} is not on the registry's origin {}",
+                                egress::shown(&target),
                                 origin_of(&origin)
                             ),
                         });
@@ -555,11 +556,16 @@ impl RegistryClient {
         scope: &str,
         credentials: &Credentials,
     ) -> Result<(Secret, Duration), RegistryError> {
+        let realm_url = Url::parse(realm).map_err(|e| RegistryError::Token {
+            url: repo.to_string(),
+            reason: format!("the challenge's realm is not a URL: {e}"),
+        })?;
+        let realm = egress::shown(&realm_url);
+        let realm = realm.as_str();
         let token_error = |reason: String| RegistryError::Token {
             url: realm.to_string(),
             reason,
         };
-        let realm_url = Url::parse(realm).map_err(|e| token_error(format!("bad realm: {e}")))?;
         // Checked before anything is sent: the realm receives the registry credentials.
         egress::check_realm(&realm_url, &self.insecure, self.allow_link_local).map_err(
             |reason| RegistryError::UnsafeTarget {
@@ -660,7 +666,8 @@ pub fn status_error(
             Some(Ok(target)) if !egress::same_origin(url, &target) => RegistryError::UnsafeTarget {
                 url: url_text,
                 reason: format!(
-                    "redirect (HTTP {status}) to {target}, off the registry's origin {}",
+                    "redirect (HTTP {status}) to {}, off the registry's origin {}",
+                    egress::shown(&target),
                     origin_of(url)
                 ),
             },

@@ -148,6 +148,15 @@ pub fn same_origin(from: &Url, to: &Url) -> bool {
         && to.password().is_none()
 }
 
+/// The URL for messages: without any `user:password@` a registry put into it.
+pub fn shown(url: &Url) -> String {
+    let mut clean = url.clone();
+    // Both fail only for URLs that cannot hold credentials at all (`data:`, `mailto:`).
+    let _ = clean.set_username("");
+    let _ = clean.set_password(None);
+    clean.to_string()
+}
+
 /// A token realm gets the registry credentials: `https`, or `http` only to a host configured as
 /// insecure (`insecure_hosts` holds lowercase `host[:port]`; the realm's port may differ, since
 /// token servers usually listen on their own port), never a link-local literal.
@@ -406,6 +415,12 @@ mod tests {
         ] {
             assert!(!same_origin(&base, &Url::parse(other).unwrap()), "{other}");
         }
+    }
+
+    #[test]
+    fn shown_urls_drop_userinfo() {
+        let url = Url::parse("https://user:SECRET@r.io/token?x=1").unwrap();
+        assert_eq!(shown(&url), "https://r.io/token?x=1");
     }
 
     #[test]
