@@ -1,7 +1,6 @@
 //! Wiring shared by the commands: logging, the kube client, the registry client, shutdown.
 
 use std::path::Path;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -16,7 +15,7 @@ use crate::config::{CredentialSource, RegistrySettings, SecretRef};
 use crate::metrics::Metrics;
 use crate::pull_secrets;
 use crate::registry::fanout::Fanout;
-use crate::registry::{ClientOptions, DockerConfig, RegistryClient};
+use crate::registry::{DockerConfig, RegistryClient};
 
 pub fn init_tracing(format: LogFormat, level: &str) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(level)
@@ -95,14 +94,8 @@ fn read_docker_config(path: &Path) -> anyhow::Result<DockerConfig> {
 }
 
 pub fn fanout(settings: &RegistrySettings, metrics: Metrics) -> anyhow::Result<Fanout> {
-    let client = RegistryClient::new(
-        ClientOptions {
-            insecure_registries: settings.insecure.clone(),
-            timeout: Duration::from_secs(30),
-            ..ClientOptions::default()
-        },
-        metrics,
-    )?;
+    metrics.know_registries(&settings.hosts);
+    let client = RegistryClient::new(settings.client_options(), metrics)?;
     Ok(Fanout::new(
         client,
         settings.concurrency,

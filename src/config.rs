@@ -16,6 +16,8 @@ use serde::{Deserialize, Deserializer};
 use crate::cli::{ClusterArgs, LeaderArgs, LogFormat};
 use crate::model::image::Repository;
 use crate::plan::aliases::Levels;
+use crate::registry::client::{LIST_TIMEOUT_RANGE, MAX_TAGS_RANGE};
+use crate::registry::{AllowList, ClientOptions, ListLimits};
 
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:9809";
@@ -43,6 +45,10 @@ pub struct FileConfig {
     pub registry_concurrency: Option<usize>,
     #[serde(default)]
     pub registries: Vec<RegistryEntry>,
+    /// Registry hosts tagwatch may contact (globs such as `*.example.com`); absent: any.
+    pub allowed_registries: Option<Vec<String>>,
+    /// Allow link-local addresses (169.254.0.0/16, fe80::/10) as registry or token hosts.
+    pub allow_link_local: Option<bool>,
     #[serde(default)]
     pub leader_election: LeaderSection,
     /// Repositories whose alias tags tagwatch keeps on the newest release.
@@ -106,6 +112,11 @@ pub struct RegistryEntry {
     pub insecure: bool,
     pub concurrency: Option<usize>,
     pub credentials: Option<CredentialSource>,
+    /// Deadline of one whole tag listing (every page) of a repository on this registry.
+    #[serde(default, deserialize_with = "duration")]
+    pub list_timeout: Option<Duration>,
+    /// A repository with more tags than this fails its listing.
+    pub max_tags: Option<usize>,
 }
 
 /// Where a registry's credentials come from: `secret: {namespace, name}` or `file: PATH`.
@@ -268,6 +279,41 @@ impl FileConfig {
                     "must be at least 1".into(),
                 );
             }
+            if let Some(timeout) = entry.list_timeout {
+                let (min, max) = LIST_TIMEOUT_RANGE;
+                if timeout < min || timeout > max {
+                    return refuse(
+                        &format!("registries[{i}].listTimeout"),
+                        format!(
+                            "must be between {} and {} (got {})",
+                            humantime::format_duration(min),
+                            humantime::format_duration(max),
+                            humantime::format_duration(timeout)
+                        ),
+                    );
+                }
+            }
+            if let Some(max_tags) = entry.max_tags {
+                let (min, max) = MAX_TAGS_RANGE;
+                if max_tags < min || max_tags > max {
+                    return refuse(
+                        &format!("registries[{i}].maxTags"),
+                        format!("must be between {min} and {max} (got {max_tags})"),
+                    );
+                }
+            }
+        }
+        if let Some(patterns) = &self.allowed_registries {
+            if patterns.is_empty() {
+                return refuse(
+                    "allowedRegistries",
+                    "is empty, which would allow no registry: omit it to allow every registry"
+                        .into(),
+                );
+            }
+            if let Err((i, problem)) = AllowList::new(patterns) {
+                return refuse(&format!("allowedRegistries[{i}]"), problem);
+            }
         }
         for (i, entry) in self.aliases.iter().enumerate() {
             alias_entry(entry).map_err(|(field, problem)| ConfigError {
@@ -396,6 +442,14 @@ pub struct RegistrySettings {
     pub credentials_file: Option<PathBuf>,
     /// Per-host credentials.
     pub credentials: Vec<(String, CredentialSource)>,
+    /// Every host named in `registries[]` or `--insecure-registry`: these keep their own
+    /// `registry` metric label value.
+    pub hosts: Vec<String>,
+    /// Per-host listing bounds (`listTimeout`, `maxTags`).
+    pub list_limits: Vec<(String, ListLimits)>,
+    pub allow_link_local: bool,
+    /// `None`: every registry may be contacted.
+    pub allowed_registries: Option<AllowList>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -467,6 +521,14 @@ impl RegistrySettings {
                 insecure.push(host.clone());
             }
         }
+        let mut hosts: Vec<String> = file
+            .registries
+            .iter()
+            .map(|r| r.host.trim().to_string())
+            .chain(insecure.iter().cloned())
+            .collect();
+        hosts.sort();
+        hosts.dedup();
         RegistrySettings {
             insecure,
             concurrency: concurrency
@@ -484,6 +546,50 @@ impl RegistrySettings {
                 .iter()
                 .filter_map(|r| Some((r.host.trim().to_string(), r.credentials.clone()?)))
                 .collect(),
+            hosts,
+            list_limits: file
+                .registries
+                .iter()
+                .filter(|r| r.list_timeout.is_some() || r.max_tags.is_some())
+                .map(|r| {
+                    (
+                        r.host.trim().to_string(),
+                        ListLimits {
+                            list_timeout: r.list_timeout,
+                            max_tags: r.max_tags,
+                        },
+                    )
+                })
+                .collect(),
+            allow_link_local: file.allow_link_local.unwrap_or(false),
+            // Validated on load; patterns that fail here cannot come from a file.
+            allowed_registries: file
+                .allowed_registries
+                .as_ref()
+                .and_then(|patterns| AllowList::new(patterns).ok()),
+        }
+    }
+
+    /// Whether `host` (`host[:port]` as in image references) may be contacted: always without
+    /// `allowedRegistries`, else when one of its globs matches.
+    pub fn allowed(&self, host: &str) -> bool {
+        self.allowed_registries
+            .as_ref()
+            .is_none_or(|list| list.allows(host))
+    }
+
+    /// The registry client's options from these settings.
+    pub fn client_options(&self) -> ClientOptions {
+        ClientOptions {
+            insecure_registries: self.insecure.clone(),
+            host_limits: self
+                .list_limits
+                .iter()
+                .map(|(host, limits)| (host.to_ascii_lowercase(), *limits))
+                .collect(),
+            allow_link_local: self.allow_link_local,
+            allowed_registries: self.allowed_registries.clone(),
+            ..ClientOptions::default()
         }
     }
 }
@@ -715,6 +821,40 @@ leaderElection:
                 "exactly one of",
             ),
             ("namespaces: apps\n", "namespaces", ""),
+            (
+                "registries:\n  - host: a.io\n    listTimeout: soon\n",
+                "registries[0].listTimeout",
+                "`soon` is not a duration",
+            ),
+            (
+                "registries:\n  - host: a.io\n    listTimeout: 500ms\n",
+                "registries[0].listTimeout",
+                "between 1s and 1h",
+            ),
+            (
+                "registries:\n  - host: a.io\n  - host: b.io\n    listTimeout: 2h\n",
+                "registries[1].listTimeout",
+                "between 1s and 1h",
+            ),
+            (
+                "registries:\n  - host: a.io\n    maxTags: 0\n",
+                "registries[0].maxTags",
+                "between 1 and 10000000",
+            ),
+            (
+                "registries:\n  - host: a.io\n    maxTags: 20000000\n",
+                "registries[0].maxTags",
+                "between 1 and 10000000",
+            ),
+            ("registries:\n  - host: a.io\n    maxTags: -1\n", "registries[0].maxTags", ""),
+            ("allowedRegistries: []\n", "allowedRegistries", "omit it"),
+            (
+                "allowedRegistries: [ghcr.io, \"https://x.io\"]\n",
+                "allowedRegistries[1]",
+                "no scheme",
+            ),
+            ("allowedRegistries: ghcr.io\n", "allowedRegistries", ""),
+            ("allowLinkLocal: sometimes\n", "allowLinkLocal", ""),
         ];
         for (text, field, problem) in cases {
             let err = refused(text);
@@ -782,6 +922,84 @@ leaderElection:
         assert!(defaults.namespaces.is_empty());
         assert_eq!(defaults.interval, DEFAULT_INTERVAL);
         assert_eq!(defaults.registries.concurrency, DEFAULT_CONCURRENCY);
+    }
+
+    #[test]
+    fn registry_hardening_settings_resolve_into_client_options() {
+        let file = FileConfig::parse(
+            "allowLinkLocal: true\nallowedRegistries: [\"*.example.com\", ghcr.io, \"r.io:5000\"]\nregistries:\n  - host: R.io:5000\n    listTimeout: 2m\n    maxTags: 500\n  - host: ghcr.io\n    maxTags: 20\n  - host: plain.io\n",
+        )
+        .unwrap();
+        let settings = Settings::resolve(&cluster_args(&[]), &file).registries;
+        assert!(settings.allow_link_local);
+        assert_eq!(
+            settings.list_limits,
+            [
+                (
+                    "R.io:5000".to_string(),
+                    ListLimits {
+                        list_timeout: Some(Duration::from_secs(120)),
+                        max_tags: Some(500)
+                    }
+                ),
+                (
+                    "ghcr.io".to_string(),
+                    ListLimits {
+                        list_timeout: None,
+                        max_tags: Some(20)
+                    }
+                ),
+            ]
+        );
+        assert_eq!(settings.hosts, ["R.io:5000", "ghcr.io", "plain.io"]);
+        let options = settings.client_options();
+        assert!(options.allow_link_local);
+        assert_eq!(
+            options
+                .host_limits
+                .get("r.io:5000")
+                .and_then(|l| l.max_tags),
+            Some(500)
+        );
+        assert_eq!(
+            options.list_timeout,
+            crate::registry::client::DEFAULT_LIST_TIMEOUT
+        );
+        assert_eq!(options.max_tags, crate::registry::client::DEFAULT_MAX_TAGS);
+        assert!(options.allowed_registries.is_some());
+
+        let defaults = Settings::resolve(&cluster_args(&[]), &FileConfig::default()).registries;
+        assert!(!defaults.allow_link_local);
+        assert!(defaults.allowed_registries.is_none());
+        assert!(!defaults.client_options().allow_link_local);
+    }
+
+    #[test]
+    fn allowed_matches_the_allow_list_globs() {
+        let with = |patterns: &str| {
+            let file = FileConfig::parse(&format!("allowedRegistries: {patterns}\n")).unwrap();
+            Settings::resolve(&cluster_args(&[]), &file).registries
+        };
+        let settings = with(r#"["*.example.com", ghcr.io, "registry.internal:5000"]"#);
+        let cases = [
+            ("ghcr.io", true),
+            ("GHCR.IO", true),
+            ("ghcr.io:443", true),
+            ("a.example.com", true),
+            ("deep.a.example.com:5000", true),
+            ("example.com", false),
+            ("example.com.evil.io", false),
+            ("registry.internal:5000", true),
+            ("registry.internal:5001", false),
+            ("registry.internal", false),
+            ("docker.io", false),
+            ("169.254.169.254", false),
+        ];
+        for (host, allowed) in cases {
+            assert_eq!(settings.allowed(host), allowed, "{host}");
+        }
+        let everything = Settings::resolve(&cluster_args(&[]), &FileConfig::default()).registries;
+        assert!(everything.allowed("anything.io:1"));
     }
 
     #[test]

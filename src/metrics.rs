@@ -1,20 +1,101 @@
 //! Prometheus metrics, registered into a registry the caller owns (never the global default).
 //!
 //! Label values come from small fixed sets (registry host, operation, status class, reason):
-//! per-Deployment detail goes to Events and logs, never into labels.
+//! per-Deployment detail goes to Events and logs, never into labels. The `registry` label is the
+//! one a tenant can choose (any host in an image reference), so every metric carrying it goes
+//! through [`ByRegistry`]: configured registries plus the first [`MAX_SEEN_REGISTRIES`] other
+//! hosts get their own value, later ones share [`OTHER_REGISTRY`].
 
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use prometheus::core::{MetricVec, MetricVecBuilder};
 use prometheus::{
     Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     Opts, Registry, TextEncoder,
 };
 
+/// Distinct unconfigured registry hosts that get a label value of their own.
+pub const MAX_SEEN_REGISTRIES: usize = 50;
+/// The `registry` label value of every host past that.
+pub const OTHER_REGISTRY: &str = "other";
+
+/// Turns registry hosts into bounded `registry` label values; shared by every metric that has one.
+#[derive(Clone, Default)]
+pub struct RegistryLabels {
+    state: Arc<Mutex<LabelState>>,
+}
+
+#[derive(Default)]
+struct LabelState {
+    configured: HashSet<String>,
+    seen: HashSet<String>,
+}
+
+impl RegistryLabels {
+    /// Hosts from the configuration: always their own label value, never counted in the 50.
+    pub fn configure<I, S>(&self, hosts: I)
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        for host in hosts {
+            let host = host.as_ref().trim().to_ascii_lowercase();
+            state.seen.remove(&host);
+            state.configured.insert(host);
+        }
+    }
+
+    /// The label value for `host`: itself (lowercase) if configured or among the first
+    /// [`MAX_SEEN_REGISTRIES`] other hosts seen, else [`OTHER_REGISTRY`].
+    pub fn label(&self, host: &str) -> String {
+        let host = host.trim().to_ascii_lowercase();
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if state.configured.contains(&host) || state.seen.contains(&host) {
+            return host;
+        }
+        if state.seen.len() < MAX_SEEN_REGISTRIES {
+            state.seen.insert(host.clone());
+            return host;
+        }
+        OTHER_REGISTRY.to_string()
+    }
+}
+
+/// A metric vector whose first label is `registry`, bounded by [`RegistryLabels`]. It offers
+/// only `with_label_values`, so no caller can put a raw host into the label.
+#[derive(Clone)]
+pub struct ByRegistry<V> {
+    vec: V,
+    labels: RegistryLabels,
+}
+
+impl<T: MetricVecBuilder> ByRegistry<MetricVec<T>> {
+    fn new(vec: MetricVec<T>, labels: &RegistryLabels) -> Self {
+        ByRegistry {
+            vec,
+            labels: labels.clone(),
+        }
+    }
+
+    /// Like prometheus' `with_label_values`, the first value being the registry host.
+    pub fn with_label_values<V: AsRef<str>>(&self, values: &[V]) -> T::M {
+        let mut owned: Vec<String> = values.iter().map(|v| v.as_ref().to_string()).collect();
+        if let Some(host) = owned.first_mut() {
+            *host = self.labels.label(host);
+        }
+        self.vec.with_label_values(&owned)
+    }
+}
+
 #[derive(Clone)]
 pub struct Metrics {
-    pub registry_requests: IntCounterVec,
-    pub registry_request_duration: HistogramVec,
-    pub registry_rate_limited: IntCounterVec,
-    pub registry_backoff_seconds: GaugeVec,
-    pub registry_last_success: GaugeVec,
+    pub registry_requests: ByRegistry<IntCounterVec>,
+    pub registry_request_duration: ByRegistry<HistogramVec>,
+    pub registry_rate_limited: ByRegistry<IntCounterVec>,
+    pub registry_backoff_seconds: ByRegistry<GaugeVec>,
+    pub registry_last_success: ByRegistry<GaugeVec>,
     pub poll_cycles: IntCounter,
     pub poll_cycle_duration: Histogram,
     pub repositories_watched: IntGauge,
@@ -23,12 +104,13 @@ pub struct Metrics {
     pub patch_conflicts: IntCounter,
     pub leader: IntGauge,
     pub build_info: GaugeVec,
-    pub alias_writes: IntCounterVec,
+    pub alias_writes: ByRegistry<IntCounterVec>,
     pub webhooks: IntCounterVec,
     pub canaries: IntCounterVec,
     pub canaries_in_progress: IntGauge,
     pub rollbacks: IntCounterVec,
     pub rollout_duration: Histogram,
+    pub registry_labels: RegistryLabels,
 }
 
 /// Operations on a registry, the `operation` label.
@@ -203,12 +285,13 @@ impl Metrics {
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION"), env!("TAGWATCH_GIT_COMMIT")])
             .set(1.0);
+        let labels = RegistryLabels::default();
         Ok(Metrics {
-            registry_requests,
-            registry_request_duration,
-            registry_rate_limited,
-            registry_backoff_seconds,
-            registry_last_success,
+            registry_requests: ByRegistry::new(registry_requests, &labels),
+            registry_request_duration: ByRegistry::new(registry_request_duration, &labels),
+            registry_rate_limited: ByRegistry::new(registry_rate_limited, &labels),
+            registry_backoff_seconds: ByRegistry::new(registry_backoff_seconds, &labels),
+            registry_last_success: ByRegistry::new(registry_last_success, &labels),
             poll_cycles,
             poll_cycle_duration,
             repositories_watched,
@@ -217,13 +300,24 @@ impl Metrics {
             patch_conflicts,
             leader,
             build_info,
-            alias_writes,
+            alias_writes: ByRegistry::new(alias_writes, &labels),
             webhooks,
             canaries,
             canaries_in_progress,
             rollbacks,
             rollout_duration,
+            registry_labels: labels,
         })
+    }
+
+    /// The configured registries: they keep their own `registry` label value whatever tenants
+    /// write, and do not count against the [`MAX_SEEN_REGISTRIES`] others.
+    pub fn know_registries<I, S>(&self, hosts: I)
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.registry_labels.configure(hosts);
     }
 
     /// Metrics in a registry of their own: for commands and tests that do not serve `/metrics`.
@@ -287,5 +381,86 @@ mod tests {
             r#"tagwatch_registry_requests_total{operation="token",registry="r:1",status="error"} 1"#
         ));
         assert!(text.contains("tagwatch_build_info{"));
+    }
+
+    fn registry_values(text: &str, metric: &str) -> HashSet<String> {
+        text.lines()
+            .filter(|l| l.starts_with(metric))
+            .filter_map(|l| l.split("registry=\"").nth(1))
+            .filter_map(|rest| rest.split('"').next())
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn registry_labels_are_bounded() {
+        let labels = RegistryLabels::default();
+        labels.configure(["Configured.io:5000"]);
+        for i in 0..MAX_SEEN_REGISTRIES {
+            assert_eq!(labels.label(&format!("h{i}.io")), format!("h{i}.io"));
+        }
+        assert_eq!(labels.label("late.io"), OTHER_REGISTRY);
+        assert_eq!(
+            labels.label("H7.io"),
+            "h7.io",
+            "seen hosts keep their value, any case"
+        );
+        assert_eq!(labels.label("configured.io:5000"), "configured.io:5000");
+        labels.configure(["late.io"]);
+        assert_eq!(
+            labels.label("late.io"),
+            "late.io",
+            "configured later still counts"
+        );
+    }
+
+    #[test]
+    fn every_registry_metric_shares_the_bound() {
+        let registry = Registry::new();
+        let metrics = Metrics::new(&registry).unwrap();
+        metrics.know_registries(["mine.io"]);
+        for i in 0..200 {
+            let host = format!("tenant{i}.evil.io");
+            metrics.observe_registry_request(&host, RegistryOp::Tags, Some(429), 0.01);
+            metrics
+                .registry_backoff_seconds
+                .with_label_values(&[&host])
+                .set(1.0);
+            metrics
+                .registry_last_success
+                .with_label_values(&[&host])
+                .set(1.0);
+            metrics
+                .alias_writes
+                .with_label_values(&[host.as_str(), "moved"])
+                .inc();
+        }
+        metrics.observe_registry_request("mine.io", RegistryOp::Tags, Some(200), 0.01);
+        let text = render(&registry);
+        for metric in [
+            "tagwatch_registry_requests_total",
+            "tagwatch_registry_request_duration_seconds_count",
+            "tagwatch_registry_rate_limited_total",
+            "tagwatch_registry_backoff_seconds",
+            "tagwatch_registry_last_success_timestamp_seconds",
+            "tagwatch_alias_writes_total",
+        ] {
+            let values = registry_values(&text, metric);
+            assert!(
+                values.len() <= MAX_SEEN_REGISTRIES + 2,
+                "{metric}: {}",
+                values.len()
+            );
+            assert!(values.contains(OTHER_REGISTRY), "{metric}");
+            assert!(values.contains("tenant0.evil.io"), "{metric}");
+            assert!(!values.contains("tenant199.evil.io"), "{metric}");
+        }
+        assert!(text.contains(
+            r#"tagwatch_registry_requests_total{operation="tags",registry="mine.io",status="2xx"} 1"#
+        ));
+        assert!(text.contains(&format!(
+            r#"tagwatch_registry_rate_limited_total{{registry="other"}} {}"#,
+            200 - MAX_SEEN_REGISTRIES
+        )));
     }
 }

@@ -158,3 +158,51 @@ pub fn docker_config(secret: &KubeSecret) -> Result<DockerConfig, String> {
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use k8s_openapi::ByteString;
+    use std::collections::BTreeMap;
+
+    fn secret(key: &str, value: &str) -> KubeSecret {
+        KubeSecret {
+            data: Some(BTreeMap::from([(
+                key.to_string(),
+                ByteString(value.as_bytes().to_vec()),
+            )])),
+            ..KubeSecret::default()
+        }
+    }
+
+    #[test]
+    fn a_malformed_pull_secret_is_reported_by_json_path_without_its_values() {
+        const MARKER: &str = "s3cret-MARKER-pw";
+        for (key, value, path) in [
+            (
+                ".dockerconfigjson",
+                r#"{"auths":{"registry.example:5000":{"username":"u","password":"s3cret-MARKER-pw","auth":7}}}"#,
+                "auths.registry.example:5000.auth",
+            ),
+            (
+                ".dockerconfigjson",
+                r#"{"auths":{"registry.example:5000":"s3cret-MARKER-pw"}}"#,
+                "auths.registry.example:5000",
+            ),
+            (
+                ".dockercfg",
+                r#"{"registry.example:5000":{"password":["s3cret-MARKER-pw"]}}"#,
+                "registry.example:5000.password",
+            ),
+        ] {
+            let message = docker_config(&secret(key, value)).unwrap_err();
+            assert!(!message.contains(MARKER), "{value}: {message}");
+            assert!(message.contains(&format!("`{path}`")), "{value}: {message}");
+        }
+        assert_eq!(
+            docker_config(&secret("other", "x")).unwrap_err(),
+            "has neither .dockerconfigjson nor .dockercfg"
+        );
+    }
+}

@@ -67,14 +67,25 @@ pub fn next_link(header: &str) -> Option<String> {
     None
 }
 
-/// `Retry-After` in seconds; HTTP dates are rare from registries and are treated as absent.
+/// The longest wait a registry may ask for: a `Retry-After` of 2^64-1 seconds is a registry
+/// that is broken or hostile, not a schedule (and would overflow any `Instant` it is added to).
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// `Retry-After` in seconds, at most [`MAX_RETRY_AFTER`] (a number too large for `u64` counts as
+/// the maximum); HTTP dates are rare from registries and are treated as absent.
 pub fn retry_after(header: &str) -> Option<Duration> {
-    header.trim().parse::<u64>().ok().map(Duration::from_secs)
+    let digits = header.trim();
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let seconds = digits.parse::<u64>().unwrap_or(u64::MAX);
+    Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn bearer_challenges_carry_realm_service_and_scope() {
@@ -122,5 +133,63 @@ mod tests {
     fn retry_after_seconds() {
         assert_eq!(retry_after(" 3 "), Some(Duration::from_secs(3)));
         assert_eq!(retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+        assert_eq!(retry_after("-1"), None);
+        assert_eq!(retry_after("+5"), None);
+    }
+
+    #[test]
+    fn huge_retry_after_is_clamped_to_an_hour() {
+        assert_eq!(retry_after("18446744073709551615"), Some(MAX_RETRY_AFTER));
+        assert_eq!(
+            retry_after("99999999999999999999999999"),
+            Some(MAX_RETRY_AFTER)
+        );
+        assert_eq!(retry_after("3601"), Some(MAX_RETRY_AFTER));
+        assert_eq!(retry_after("3600"), Some(Duration::from_secs(3600)));
+        let wait = retry_after("18446744073709551615").unwrap_or_default();
+        assert!(std::time::Instant::now().checked_add(wait).is_some());
+    }
+
+    proptest! {
+        #[test]
+        fn any_challenge_header_parses_without_panic(header in any::<String>()) {
+            let _ = parse_challenge(&header);
+        }
+
+        #[test]
+        fn challenge_shaped_headers_parse_without_panic(
+            header in r#"(Bearer|Basic|bearer|Negotiate|)( |,)*((realm|service|scope|x)=("[^"]{0,20}"|[a-z:/.0-9]{0,10}|"\\"|")(,| )*){0,4}"#,
+        ) {
+            if let Some(Challenge::Bearer { realm, .. }) = parse_challenge(&header) {
+                prop_assert!(realm.len() <= header.len());
+            }
+        }
+
+        #[test]
+        fn any_link_header_parses_without_panic(header in any::<String>()) {
+            if let Some(target) = next_link(&header) {
+                prop_assert!(header.contains(target.as_str()));
+            }
+        }
+
+        #[test]
+        fn link_shaped_headers_parse_without_panic(
+            header in r#"((<[^>]{0,20}>?|[a-z<>;="]{0,6})(;? ?(rel|REL|x) ?= ?"?(next|prev|next prev)?"?)*,? ?){0,4}"#,
+        ) {
+            let _ = next_link(&header);
+        }
+
+        #[test]
+        fn any_retry_after_is_at_most_an_hour(header in any::<String>()) {
+            if let Some(wait) = retry_after(&header) {
+                prop_assert!(wait <= MAX_RETRY_AFTER);
+            }
+        }
+
+        #[test]
+        fn numeric_retry_after_is_at_most_an_hour(header in " ?[0-9]{1,40} ?") {
+            let wait = retry_after(&header);
+            prop_assert!(wait.is_some_and(|w| w <= MAX_RETRY_AFTER));
+        }
     }
 }

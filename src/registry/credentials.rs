@@ -7,6 +7,8 @@ use std::fmt;
 use base64::Engine;
 use serde::Deserialize;
 
+use super::error::json_problem;
+
 /// A credential value. `Debug` and `Display` print `<redacted>`, so it can sit in any struct that
 /// is logged without leaking.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -55,10 +57,13 @@ impl Credentials {
     }
 }
 
+/// Why a docker config does not parse. Never the offending value: serde quotes it
+/// (`invalid type: string "hunter2"`), and in these documents it is often a password.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CredentialsError {
-    #[error("not valid JSON for a docker config: {0}")]
-    Json(String),
+    /// `path` is the JSON path of the problem (`auths.ghcr.io.password`), `problem` what is wrong.
+    #[error("not a docker config: at `{path}`: {problem}")]
+    Json { path: String, problem: String },
     #[error("entry for {registry:?}: {reason}")]
     Entry { registry: String, reason: String },
 }
@@ -86,15 +91,13 @@ struct AuthEntry {
 impl DockerConfig {
     /// Parses a `kubernetes.io/dockerconfigjson` secret's `.dockerconfigjson` or a docker `config.json`.
     pub fn from_config_json(bytes: &[u8]) -> Result<DockerConfig, CredentialsError> {
-        let doc: ConfigJson =
-            serde_json::from_slice(bytes).map_err(|e| CredentialsError::Json(e.to_string()))?;
+        let doc: ConfigJson = parse_json(bytes, 3)?;
         Self::from_entries(doc.auths)
     }
 
     /// Parses a legacy `kubernetes.io/dockercfg` secret's `.dockercfg`: the `auths` map at top level.
     pub fn from_dockercfg(bytes: &[u8]) -> Result<DockerConfig, CredentialsError> {
-        let entries: BTreeMap<String, AuthEntry> =
-            serde_json::from_slice(bytes).map_err(|e| CredentialsError::Json(e.to_string()))?;
+        let entries: BTreeMap<String, AuthEntry> = parse_json(bytes, 2)?;
         Self::from_entries(entries)
     }
 
@@ -158,6 +161,66 @@ impl AuthEntry {
             }
             None => Ok(Credentials::Anonymous),
         }
+    }
+}
+
+/// Field names of an `auths` entry that may appear in an error path.
+const KNOWN_FIELDS: &[&str] = &[
+    "auths",
+    "auth",
+    "username",
+    "password",
+    "identitytoken",
+    "registrytoken",
+    "email",
+    "serveraddress",
+];
+
+/// Parses with serde_path_to_error and reports only where (the JSON path, cut after
+/// `field_depth` segments: the registry key and the field) and what kind of problem. Segments
+/// that are not known field names or registry keys are replaced, so a value that was written
+/// where a key belongs cannot slip into the message either.
+fn parse_json<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    field_depth: usize,
+) -> Result<T, CredentialsError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        CredentialsError::Json {
+            path: safe_path(e.path(), field_depth),
+            problem: json_problem(e.inner()),
+        }
+    })?;
+    // Trailing content after the document.
+    deserializer.end().map_err(|e| CredentialsError::Json {
+        path: "(top level)".into(),
+        problem: json_problem(&e),
+    })?;
+    Ok(value)
+}
+
+fn safe_path(path: &serde_path_to_error::Path, field_depth: usize) -> String {
+    let mut segments = Vec::new();
+    for (depth, segment) in path.iter().enumerate() {
+        if depth >= field_depth {
+            segments.push("…".to_string());
+            break;
+        }
+        let registry_key = depth + 2 == field_depth;
+        segments.push(match segment {
+            serde_path_to_error::Segment::Map { key }
+                if registry_key || KNOWN_FIELDS.contains(&key.as_str()) =>
+            {
+                normalize_host(key)
+            }
+            serde_path_to_error::Segment::Seq { index } => format!("[{index}]"),
+            _ => "?".to_string(),
+        });
+    }
+    if segments.is_empty() {
+        "(top level)".to_string()
+    } else {
+        segments.join(".")
     }
 }
 
@@ -239,11 +302,69 @@ mod tests {
     #[test]
     fn bad_documents_are_errors_without_the_secret() {
         let err = DockerConfig::from_config_json(b"{not json").unwrap_err();
-        assert!(matches!(err, CredentialsError::Json(_)));
+        assert!(matches!(err, CredentialsError::Json { .. }));
         let doc = r#"{"auths":{"r.io":{"auth":"!!!notbase64-SECRETVALUE"}}}"#;
         let err = DockerConfig::from_config_json(doc.as_bytes()).unwrap_err();
         assert!(err.to_string().contains("r.io"));
         assert!(!err.to_string().contains("SECRETVALUE"));
+    }
+
+    #[test]
+    fn malformed_documents_report_the_json_path_never_a_value() {
+        const MARKER: &str = "hunter2-MARKER";
+        let cases: &[(&str, bool, &str)] = &[
+            (r#"{"auths":{"r.io":"hunter2-MARKER"}}"#, true, "auths.r.io"),
+            (
+                r#"{"auths":{"r.io":{"password":["hunter2-MARKER"]}}}"#,
+                true,
+                "auths.r.io.password",
+            ),
+            (
+                r#"{"auths":{"r.io":{"username":"u","password":12,"auth":"hunter2-MARKER"}}}"#,
+                true,
+                "auths.r.io.password",
+            ),
+            (
+                r#"{"auths":{"r.io":{"auth":{"hunter2-MARKER":1}}}}"#,
+                true,
+                "auths.r.io.auth",
+            ),
+            (
+                r#"{"auths":{"r.io":{"hunter2-MARKER":{"x":"y" "z"}}}}"#,
+                true,
+                "auths.r.io.?",
+            ),
+            (r#"{"auths":["hunter2-MARKER"]}"#, true, "auths"),
+            (
+                r#"{"auths":{"r.io":{"auth":"hunter2-MARKER"}}} "hunter2-MARKER""#,
+                true,
+                "(top level)",
+            ),
+            (r#""hunter2-MARKER""#, true, "(top level)"),
+            (r#"{"r.io":"hunter2-MARKER"}"#, false, "r.io"),
+            (
+                r#"{"r.io":{"password":{"a":"hunter2-MARKER"}}}"#,
+                false,
+                "r.io.password",
+            ),
+        ];
+        for (doc, json, path) in cases {
+            let err = if *json {
+                DockerConfig::from_config_json(doc.as_bytes())
+            } else {
+                DockerConfig::from_dockercfg(doc.as_bytes())
+            }
+            .unwrap_err();
+            let message = err.to_string();
+            assert!(!message.contains(MARKER), "{doc}: {message}");
+            assert!(!format!("{err:?}").contains(MARKER), "{doc}: {err:?}");
+            match &err {
+                CredentialsError::Json { path: got, .. } => {
+                    assert_eq!(got, path, "{doc}: {message}")
+                }
+                other => panic!("{doc}: {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -3,10 +3,13 @@
 pub mod challenge;
 pub mod client;
 pub mod credentials;
+pub mod egress;
 pub mod error;
 pub mod fanout;
+pub mod tag_page;
 pub mod tokens;
 
-pub use client::{ClientOptions, Manifest, RegistryClient};
+pub use client::{ClientOptions, ListLimits, Manifest, RegistryClient};
 pub use credentials::{Credentials, DockerConfig, Secret};
+pub use egress::AllowList;
 pub use error::RegistryError;

@@ -14,6 +14,7 @@ mod leader;
 mod observability;
 mod registry_client;
 mod registry_harness;
+mod registry_hostile;
 mod support;
 mod watcher;
 mod webhooks;

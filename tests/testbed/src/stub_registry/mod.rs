@@ -1,6 +1,11 @@
 //! A scripted registry for what the real one cannot do: paginated `tags/list` with `Link`, 429 with
 //! `Retry-After`, 5xx, slow, truncated or garbage answers, a 401 loop, and chosen manifest digests.
 //!
+//! And hostile answers: endless pages (`Link` forever), slow pages, `Link` targets and redirects
+//! to another origin, a token realm anywhere, any `Retry-After` or `expires_in`. Every request is
+//! recorded with its `Host` and headers, so a test can assert e.g. that another host saw no
+//! `Authorization`.
+//!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
 //! use tagwatch_testbed::stub_registry::{Reply, StubRegistry};
@@ -33,7 +38,15 @@ pub struct StubRequest {
     pub method: String,
     pub path: String,
     pub query: Option<String>,
+    /// The `Host` header: tells `127.0.0.1:P` from `localhost:P` on the same stub.
+    pub host: Option<String>,
     pub headers: http::HeaderMap,
+}
+
+impl StubRequest {
+    pub fn has_authorization(&self) -> bool {
+        self.headers.contains_key(http::header::AUTHORIZATION)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -51,6 +64,16 @@ struct Repo {
     default: Reply,
     /// By tag and by digest.
     manifests: HashMap<String, StubManifest>,
+    /// `Some(n)`: every page holds `n` new tags and links to one more, for ever.
+    endless: Option<usize>,
+    /// Every `tags/list` answer waits this long first.
+    page_delay: Option<std::time::Duration>,
+    /// `Link` targets are absolute URLs on this base (`http://other:port`) instead of paths.
+    link_base: Option<String>,
+    /// `tags/list` answers `307 Location: <this URL>`.
+    redirect_to: Option<String>,
+    /// Ignore the client's `n`, as distribution 2.8.2 does.
+    ignore_n: bool,
 }
 
 impl Default for Repo {
@@ -61,6 +84,11 @@ impl Default for Repo {
             script: VecDeque::new(),
             default: Reply::Ok,
             manifests: HashMap::new(),
+            endless: None,
+            page_delay: None,
+            link_base: None,
+            redirect_to: None,
+            ignore_n: false,
         }
     }
 }
@@ -70,6 +98,10 @@ struct Shared {
     repos: Mutex<HashMap<String, Repo>>,
     requests: Mutex<Vec<StubRequest>>,
     require_token: AtomicBool,
+    /// The challenge's realm instead of this stub's own `/token`.
+    token_realm: Mutex<Option<String>>,
+    /// The raw JSON of `expires_in` in `/token` answers instead of `300`.
+    token_expires_in: Mutex<Option<String>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -156,6 +188,46 @@ impl StubRegistry {
         });
     }
 
+    /// Ignore the client's `n` (as distribution 2.8.2 does): without `set_page_size`, every tag
+    /// comes in one page, e.g. 200,000 of them.
+    pub fn ignore_n(&self, repo: &str) {
+        self.with_repo(repo, |r| r.ignore_n = true);
+    }
+
+    /// Endless paging: every `tags/list` page of `repo` holds `per_page` new tags (`p<page>.<i>`)
+    /// and a `Link` to the next one, for ever. Overrides `set_tags`.
+    pub fn set_endless(&self, repo: &str, per_page: usize) {
+        self.with_repo(repo, |r| r.endless = Some(per_page));
+    }
+
+    /// Every `tags/list` answer of `repo` waits `delay` first (each page of a paged listing).
+    pub fn set_page_delay(&self, repo: &str, delay: std::time::Duration) {
+        self.with_repo(repo, |r| r.page_delay = Some(delay));
+    }
+
+    /// `Link` targets of `repo` become absolute URLs on `base` (e.g. another stub's `url()`, or
+    /// this one's as `http://localhost:PORT`): a cross-origin `Link`.
+    pub fn set_link_base(&self, repo: &str, base: &str) {
+        let base = base.trim_end_matches('/').to_string();
+        self.with_repo(repo, |r| r.link_base = Some(base));
+    }
+
+    /// `tags/list` of `repo` answers `307 Temporary Redirect` with `Location: url`.
+    pub fn redirect_tags(&self, repo: &str, url: &str) {
+        let url = url.to_string();
+        self.with_repo(repo, |r| r.redirect_to = Some(url));
+    }
+
+    /// The realm the Bearer challenge names (any scheme, any host) instead of this stub's `/token`.
+    pub fn set_token_realm(&self, realm: &str) {
+        *lock(&self.shared.token_realm) = Some(realm.to_string());
+    }
+
+    /// The raw JSON value of `expires_in` in `/token` answers (e.g. `"18446744073709551615"`).
+    pub fn set_token_expires_in(&self, raw_json: &str) {
+        *lock(&self.shared.token_expires_in) = Some(raw_json.to_string());
+    }
+
     /// When true, every `/v2/` request without `Authorization: Bearer` gets a 401 Bearer challenge that
     /// sends the client to this stub's `/token`.
     pub fn require_token(&self, required: bool) {
@@ -183,6 +255,35 @@ impl StubRegistry {
     /// How many requests `/token` received.
     pub fn token_requests(&self) -> usize {
         self.count("GET", "/token")
+    }
+
+    /// How many requests carried an `Authorization` header (any path, any `Host`).
+    pub fn authorized_requests(&self) -> usize {
+        lock(&self.shared.requests)
+            .iter()
+            .filter(|r| r.has_authorization())
+            .count()
+    }
+
+    /// How many requests named `host` (`localhost:PORT`) in their `Host` header, and how many
+    /// of those carried `Authorization`.
+    pub fn count_host(&self, host: &str) -> (usize, usize) {
+        let requests = lock(&self.shared.requests);
+        let on_host: Vec<&StubRequest> = requests
+            .iter()
+            .filter(|r| {
+                r.host
+                    .as_deref()
+                    .is_some_and(|h| h.eq_ignore_ascii_case(host))
+            })
+            .collect();
+        let authorized = on_host.iter().filter(|r| r.has_authorization()).count();
+        (on_host.len(), authorized)
+    }
+
+    /// `localhost:PORT`: the same server under another host name, so another origin.
+    pub fn localhost(&self) -> String {
+        format!("localhost:{}", self.addr.port())
     }
 
     fn with_repo(&self, repo: &str, change: impl FnOnce(&mut Repo)) {

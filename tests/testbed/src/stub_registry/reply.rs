@@ -11,6 +11,8 @@ pub enum Reply {
     Status(u16),
     /// 429 with `Retry-After: <secs>`.
     TooManyRequests { retry_after_secs: u64 },
+    /// 429 with this exact `Retry-After` text (beyond `u64`, negative, a date...).
+    TooManyRequestsRaw(String),
     /// The normal answer after this delay.
     Slow(Duration),
     /// 200 with the JSON cut in half.

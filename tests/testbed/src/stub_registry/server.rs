@@ -35,11 +35,15 @@ async fn handle(State(ctx): State<Ctx>, method: Method, uri: Uri, headers: Heade
         method: method.to_string(),
         path: uri.path().to_string(),
         query: uri.query().map(str::to_string),
+        host: headers
+            .get(http::header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
         headers: headers.clone(),
     });
     let path = uri.path();
     if path == "/token" {
-        return token();
+        return token(&ctx);
     }
     let Some(rest) = path.strip_prefix("/v2") else {
         return error(StatusCode::NOT_FOUND, "UNSUPPORTED", "not a registry path");
@@ -83,16 +87,58 @@ async fn tags_list(ctx: &Ctx, repo: &str, query: Option<&str>) -> Response {
         let mut repos = lock(&ctx.shared.repos);
         repos.get_mut(repo).map(|r| {
             let step = next(&mut r.script, &r.default, last.is_some());
-            (step, r.tags.clone(), r.page_size)
+            let hostile = Hostile {
+                endless: r.endless,
+                page_delay: r.page_delay,
+                link_base: r.link_base.clone(),
+                redirect_to: r.redirect_to.clone(),
+            };
+            let n = if r.ignore_n { None } else { n };
+            (step, r.tags.clone(), r.page_size, hostile, n)
         })
     };
-    let Some((step, tags, page_size)) = decided else {
+    let Some((step, tags, page_size, hostile, n)) = decided else {
         return error(
             StatusCode::NOT_FOUND,
             "NAME_UNKNOWN",
             "repository name not known to registry",
         );
     };
+    if let Some(delay) = hostile.page_delay {
+        tokio::time::sleep(delay).await;
+    }
+    if let Some(location) = &hostile.redirect_to {
+        return Response::builder()
+            .status(StatusCode::TEMPORARY_REDIRECT)
+            .header(http::header::LOCATION, location.as_str())
+            .body(Body::empty())
+            .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
+    }
+    let with_link = |mut response: Response, link: Option<String>| {
+        let link = link.map(|l| match &hostile.link_base {
+            Some(base) => l.replacen("</", &format!("<{base}/"), 1),
+            None => l,
+        });
+        if let Some(link) = link.and_then(|l| l.parse().ok()) {
+            response.headers_mut().insert(http::header::LINK, link);
+        }
+        response
+    };
+    if let Some(per_page) = hostile.endless {
+        let page: u64 = last
+            .as_deref()
+            .and_then(|l| l.strip_prefix('p'))
+            .and_then(|l| l.split('.').next())
+            .and_then(|k| k.parse().ok())
+            .map_or(0, |k: u64| k.saturating_add(1));
+        let tags: Vec<String> = (0..per_page).map(|i| format!("p{page}.{i}")).collect();
+        let body = json!({ "name": repo, "tags": tags }).to_string();
+        let link = format!(
+            "</v2/{repo}/tags/list?last=p{page}.{}&n={per_page}>; rel=\"next\"",
+            per_page.saturating_sub(1)
+        );
+        return with_link(json_response(StatusCode::OK, body), Some(link));
+    }
     let reply = match step {
         Step::Serve(reply) => reply,
         Step::ServeAndKeep => Reply::Ok,
@@ -106,11 +152,7 @@ async fn tags_list(ctx: &Ctx, repo: &str, query: Option<&str>) -> Response {
         Some(tags) => {
             let page = page(repo, tags, n, last.as_deref(), page_size);
             let body = json!({ "name": repo, "tags": page.tags }).to_string();
-            let mut response = json_response(StatusCode::OK, body);
-            if let Some(link) = page.link.and_then(|l| l.parse().ok()) {
-                response.headers_mut().insert(http::header::LINK, link);
-            }
-            response
+            with_link(json_response(StatusCode::OK, body), page.link)
         }
     };
     match reply {
@@ -134,6 +176,19 @@ async fn tags_list(ctx: &Ctx, repo: &str, query: Option<&str>) -> Response {
                 .insert(http::header::RETRY_AFTER, retry_after_secs.into());
             response
         }
+        Reply::TooManyRequestsRaw(value) => {
+            let mut response = error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "TOOMANYREQUESTS",
+                "rate limited",
+            );
+            if let Ok(value) = value.parse() {
+                response
+                    .headers_mut()
+                    .insert(http::header::RETRY_AFTER, value);
+            }
+            response
+        }
         Reply::Truncated => {
             let body = json!({ "name": repo, "tags": tags.unwrap_or_default() }).to_string();
             json_response(StatusCode::OK, body[..body.len() / 2].to_string())
@@ -146,6 +201,14 @@ async fn tags_list(ctx: &Ctx, repo: &str, query: Option<&str>) -> Response {
             .into_response(),
         Reply::Unauthorized => challenge(ctx, Some(repo)),
     }
+}
+
+/// The per-repository hostile behaviours, read under the lock and used after it.
+struct Hostile {
+    endless: Option<usize>,
+    page_delay: Option<std::time::Duration>,
+    link_base: Option<String>,
+    redirect_to: Option<String>,
 }
 
 fn manifest(
@@ -188,21 +251,22 @@ fn manifest(
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
-fn token() -> Response {
-    let body = json!({
-        "token": "stub-token",
-        "access_token": "stub-token",
-        "expires_in": 300,
-        "issued_at": "2026-01-01T00:00:00Z",
-    });
-    json_response(StatusCode::OK, body.to_string())
+fn token(ctx: &Ctx) -> Response {
+    let expires_in = lock(&ctx.shared.token_expires_in)
+        .clone()
+        .unwrap_or_else(|| "300".to_string());
+    // Written by hand so any raw JSON (even beyond u64) reaches the client as sent.
+    let body = format!(
+        r#"{{"token":"stub-token","access_token":"stub-token","expires_in":{expires_in},"issued_at":"2026-01-01T00:00:00Z"}}"#
+    );
+    json_response(StatusCode::OK, body)
 }
 
 fn challenge(ctx: &Ctx, repo: Option<&str>) -> Response {
-    let mut value = format!(
-        "Bearer realm=\"http://{}/token\",service=\"{SERVICE}\"",
-        ctx.addr
-    );
+    let realm = lock(&ctx.shared.token_realm)
+        .clone()
+        .unwrap_or_else(|| format!("http://{}/token", ctx.addr));
+    let mut value = format!("Bearer realm=\"{realm}\",service=\"{SERVICE}\"");
     if let Some(repo) = repo {
         value.push_str(&format!(",scope=\"repository:{repo}:pull\""));
     }
