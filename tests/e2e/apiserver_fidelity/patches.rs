@@ -3,7 +3,7 @@
 //! 30 (server-side apply).
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
@@ -81,11 +81,10 @@ async fn failing_test_op_is_422_invalid_and_changes_nothing() -> anyhow::Result<
 #[tokio::test]
 async fn json_patch_add_into_a_missing_annotations_map_is_422() -> anyhow::Result<()> {
     let cluster = TestCluster::start().await?;
-    // No controller writes Secrets, so nothing can add the map between create and patch
-    // (29 used a ConfigMap; the rule is the JSON Patch one, whatever the kind).
-    let api: Api<Secret> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
-    let plain: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "plain"}, "stringData": {"a": "b"}
+    // As in 29: no controller writes ConfigMaps, so nothing adds the map between create and patch.
+    let api: Api<ConfigMap> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    let plain: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": "plain"}, "data": {"a": "b"}
     }))?;
     let before = api.create(&Default::default(), &plain).await?;
     assert!(before.metadata.annotations.is_none());

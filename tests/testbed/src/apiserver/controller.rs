@@ -365,8 +365,10 @@ fn rollout_status(
         fields["lastTransitionTime"] = json!(at);
         fields
     };
+    // terminatingReplicas is a pointer field: v1.36 reports it even at zero (01, 10).
     let mut status = json!({
         "observedGeneration": deployment["metadata"]["generation"],
+        "terminatingReplicas": 0,
         "conditions": [condition("Available", available), condition("Progressing", progressing)]
     });
     // Zero counts are omitted on the wire, as the real server's omitempty does.

@@ -205,8 +205,8 @@ fn discover(shared: &Arc<Shared>, wanted: Discovery, host: &str) -> Value {
 fn version() -> Value {
     json!({
         "major": "1",
-        "minor": "33",
-        "gitVersion": "v1.33.0-tagwatch-testbed",
+        "minor": "36",
+        "gitVersion": "v1.36.0-tagwatch-testbed",
         "gitCommit": "0000000000000000000000000000000000000000",
         "gitTreeState": "clean",
         "buildDate": "2026-01-01T00:00:00Z",
