@@ -376,6 +376,9 @@ pub fn check_interval(interval: Duration) -> Result<(), String> {
     if interval < Duration::from_secs(1) {
         return Err("the interval must be at least 1s".into());
     }
+    if interval > crate::schedule::MAX_INTERVAL {
+        return Err("the interval must be at most 24h".into());
+    }
     Ok(())
 }
 
@@ -763,6 +766,7 @@ leaderElection:
             ("intervall: 1m\n", "intervall", "unknown field `intervall`"),
             ("interval: soon\n", "interval", "`soon` is not a duration"),
             ("interval: 10ms\n", "interval", "at least 1s"),
+            ("interval: 25h\n", "interval", "at most 24h"),
             (
                 "leaderElection:\n  leaseDuration: 10s\n  renewDeadline: 10s\n",
                 "leaderElection.renewDeadline",

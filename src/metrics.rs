@@ -232,7 +232,7 @@ impl Metrics {
         let webhooks = IntCounterVec::new(
             Opts::new(
                 "tagwatch_webhooks_total",
-                "Webhook requests by source and result (accepted, ignored, unauthorized, too_large, bad_request)",
+                "Webhook requests by source and result (accepted, ignored, unauthorized, too_large, bad_request, busy, timeout, queue_full, shutting_down, not_leader)",
             ),
             &["source", "result"],
         )?;
