@@ -11,10 +11,11 @@ use crate::plan::patch::{self, ImageChange, State};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
-    /// The workload changed underneath (a failed `test` op answers 422, a stale version 409):
-    /// nothing was written; re-plan from the fresh object.
+    /// The workload changed underneath (a failed `test` op answers 422 without causes, a stale
+    /// version 409): nothing was written; decide again on a fresh read.
     #[error("{workload} changed since it was read (HTTP {code}); nothing written")]
     Conflict { workload: WorkloadId, code: u16 },
+    /// Not allowed as written (validation, admission policy, RBAC): trying again changes nothing.
     #[error("{workload}: API server refused the patch (HTTP {code} {reason}): {message}")]
     Refused {
         workload: WorkloadId,
@@ -54,12 +55,10 @@ pub async fn patch_deployment(
         .await
     {
         Ok(deployment) => Ok(deployment),
-        Err(kube::Error::Api(status)) if status.code == 422 || status.code == 409 => {
-            Err(ApplyError::Conflict {
-                workload: workload.clone(),
-                code: status.code,
-            })
-        }
+        Err(kube::Error::Api(status)) if is_conflict(&status) => Err(ApplyError::Conflict {
+            workload: workload.clone(),
+            code: status.code,
+        }),
         Err(kube::Error::Api(status)) => Err(ApplyError::Refused {
             workload: workload.clone(),
             code: status.code,
@@ -70,6 +69,18 @@ pub async fn patch_deployment(
             workload: workload.clone(),
             source,
         }),
+    }
+}
+
+/// Whether a refused write means "the object changed since it was read" (try again on a fresh
+/// read) rather than "this write is not allowed" (report it; trying again changes nothing).
+/// A stale resourceVersion answers 409; a failed `test` op answers 422 `Invalid` with no causes
+/// (04, 29); validation and admission denials answer 422 `Invalid` *with* causes (08, 15).
+pub fn is_conflict(status: &kube::core::Status) -> bool {
+    match status.code {
+        409 => true,
+        422 => status.details.as_ref().is_none_or(|d| d.causes.is_empty()),
+        _ => false,
     }
 }
 
@@ -145,4 +156,38 @@ fn truncate(mut text: String, max: usize) -> String {
         text.truncate(cut);
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::core::Status;
+
+    fn status(code: u16, causes: &[&str]) -> Status {
+        let causes: Vec<serde_json::Value> = causes
+            .iter()
+            .map(|m| serde_json::json!({"message": m}))
+            .collect();
+        serde_json::from_value(serde_json::json!({
+            "status": "Failure", "message": "x", "reason": "Invalid", "code": code,
+            "details": if causes.is_empty() { serde_json::json!({}) } else { serde_json::json!({"causes": causes}) }
+        }))
+        .unwrap_or_else(|e| panic!("a Status literal: {e}"))
+    }
+
+    #[test]
+    fn only_a_stale_read_is_a_conflict() {
+        let cases = [
+            (status(409, &[]), true),
+            // A failed `test` op (04) and an `add` into a missing map (29): empty details.
+            (status(422, &[]), true),
+            // A validation error (08) or an admission policy's denial (15).
+            (status(422, &["denied request"]), false),
+            (status(403, &[]), false),
+            (status(400, &[]), false),
+        ];
+        for (status, conflict) in cases {
+            assert_eq!(is_conflict(&status), conflict, "{status:?}");
+        }
+    }
 }

@@ -167,6 +167,18 @@ pub struct RunArgs {
     /// webhook is refused.
     #[arg(long, env = "TAGWATCH_WEBHOOK_SECRET", hide_env_values = true)]
     pub webhook_secret: Option<String>,
+    /// /healthz fails once the control loop has not completed a turn for this long (it turns
+    /// at least every 5s) [default: 60s, 2s to 1h].
+    #[arg(long, env = "TAGWATCH_LIVENESS_TIMEOUT", value_parser = parse_liveness)]
+    pub liveness_timeout: Option<Duration>,
+}
+
+fn parse_liveness(text: &str) -> Result<Duration, String> {
+    let value = parse_duration(text)?;
+    if value < Duration::from_secs(2) || value > Duration::from_secs(3600) {
+        return Err("the liveness timeout must be between 2s and 1h".into());
+    }
+    Ok(value)
 }
 
 /// Leader election on a `coordination.k8s.io/v1` Lease: only the leader polls and patches.

@@ -1,8 +1,16 @@
-//! One poll round: discover → list due repositories → decide → apply → record.
+//! The poll loop's state and decisions: discover → list → decide → apply → record.
 //!
-//! A repository is listed once per round however many workloads use it. A workload is planned
-//! when one of its repositories was listed this round, or when the workload itself changed (then
-//! with the last complete listing, so a person's `app:1` takes effect without waiting a poll).
+//! The loop itself never waits on a registry or on a write: listings, writes and rollout checks
+//! run as tasks ([`crate::tasks`]) and report back through one channel. A slow or hostile
+//! registry then delays only the workloads that use it, a decision is made as soon as the
+//! listing it needs is complete, and canaries are judged every second whatever the registries do.
+//!
+//! A repository is listed once per login per round however many workloads share it; a workload is
+//! planned only from a listing made with the credentials it would pull with itself (its pod
+//! template's and ServiceAccount's pull secrets, else the operator's, else anonymous), so one
+//! tenant can never read another's private tags through tagwatch. A workload is planned when one
+//! of its listings completes, or when the workload itself changed (then with the last complete
+//! listing, so a person's `app:1` takes effect without waiting a poll).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -11,29 +19,29 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::runtime::events::{EventType, Recorder};
 use kube::Client;
+use tokio::sync::mpsc;
 
-use crate::aliases::{Confirmed, Sync};
-use crate::apply::{
-    deployment_reference, now, patch_deployment, publish, write_guarded, ApplyError,
-};
+use crate::aliases::Confirmed;
+use crate::apply::{deployment_reference, publish};
 use crate::canary_query::PrometheusClient;
 use crate::discover;
 use crate::leader::Leadership;
 use crate::metrics::Metrics;
-use crate::model::history::{Entry, How};
 use crate::model::image::Repository;
 use crate::model::policy::Policy;
-use crate::model::workload::keys;
 use crate::model::workload::{Workload, WorkloadId};
 use crate::plan::aliases::Levels;
-use crate::plan::patch;
-use crate::plan::rollout;
-use crate::plan::update::{self, Digest, Inputs, Outcome, WorkloadPlan};
+use crate::plan::update::{self, Inputs, Outcome, WorkloadPlan};
 use crate::pull_secrets::PullSecrets;
+use crate::registry::egress::AllowList;
 use crate::registry::fanout::Fanout;
-use crate::registry::{Credentials, RegistryError};
+use crate::registry::{Login, RegistryError};
 use crate::rollouts::{Rollouts, Step};
 use crate::schedule::Schedule;
+use crate::tasks::{
+    self, Applied, ApplyJob, Checked, Fingerprint, Finished, Listed, ListingKey, WriteOutcome,
+    TASK_TIMEOUT,
+};
 
 pub struct Context {
     pub client: Client,
@@ -48,10 +56,30 @@ pub struct Context {
     pub aliases: Vec<(Repository, Levels)>,
     /// Where canary queries are evaluated.
     pub prometheus: Option<PrometheusClient>,
+    /// `allowedRegistries`: images on other hosts are skipped (None: every host).
+    pub allowed_registries: Option<AllowList>,
+}
+
+impl Context {
+    fn allows(&self, registry: &str) -> bool {
+        self.allowed_registries
+            .as_ref()
+            .is_none_or(|list| list.allows(registry))
+    }
 }
 
 /// How often canaries and rollouts in progress are looked at.
 pub const ROLLOUT_CHECK: Duration = Duration::from_secs(1);
+
+/// Reading one workload's pull secrets: past this the API server is slow, and the workload is
+/// served anonymously this turn rather than holding up the loop.
+const CREDENTIALS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Resolved logins are read again after this even when nothing failed: rotated secrets count.
+const LOGINS_TTL: Duration = Duration::from_secs(600);
+
+/// Finished tasks waiting for the loop; a full channel makes tasks wait, never drops a result.
+const FINISHED_QUEUE: usize = 1024;
 
 /// What a round did, for logs and tests.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -61,67 +89,134 @@ pub struct RoundReport {
     pub planned: usize,
     pub applied: usize,
     pub conflicts: usize,
+    pub refused: usize,
 }
 
 /// A Deployment's resourceVersion and what it parsed to (None: not opted in).
 type Parsed = (Option<String>, Option<Arc<Workload>>);
 
+/// Each registry a workload's containers use, and the login it pulls with there.
+struct Logins {
+    resource_version: Option<String>,
+    resolved: Instant,
+    by_registry: BTreeMap<String, Login>,
+}
+
 pub struct Poller {
     ctx: Arc<Context>,
-    /// Why the last listing of a repository failed (cleared by a success).
-    failures: HashMap<Repository, String>,
-    schedule: Schedule,
-    listings: HashMap<Repository, Arc<Vec<String>>>,
-    digests: HashMap<(Repository, String), String>,
+    tx: mpsc::Sender<Finished>,
+    /// Taken by the service loop ([`Poller::take_events`]); kept for [`Poller::round`] otherwise.
+    rx: Option<mpsc::Receiver<Finished>>,
+    /// Why the last listing of a key failed (cleared by a success).
+    failures: HashMap<ListingKey, String>,
+    schedule: Schedule<ListingKey>,
+    listings: HashMap<ListingKey, Arc<Vec<String>>>,
+    digests: HashMap<(ListingKey, String), String>,
     /// The resourceVersion each workload was last planned at.
     planned: HashMap<WorkloadId, String>,
     /// Each Deployment's last parse, by (namespace, name), with the resourceVersion it was read at.
     discovered: HashMap<(String, String), Parsed>,
+    /// The workloads of the last turn.
+    workloads: Vec<Arc<Workload>>,
+    logins: HashMap<WorkloadId, Logins>,
     /// Alias tags confirmed in the registry, so a steady repository costs no alias request.
-    confirmed: Confirmed,
-    /// A canary or rollout was in progress at the end of the last round: look again soon.
-    rollouts_pending: bool,
+    confirmed: Arc<tokio::sync::Mutex<Confirmed>>,
+    /// Work in flight: a key is listed, a workload written or checked, a repository's aliases
+    /// synced, by at most one task at a time.
+    listing: HashSet<ListingKey>,
+    writing: HashSet<WorkloadId>,
+    checking: HashSet<WorkloadId>,
+    aliasing: HashSet<Repository>,
+    /// Workloads that wanted a decision while busy: decided once free.
+    dirty: HashSet<WorkloadId>,
+    /// Watched rollouts seen complete (or no longer tagwatch's), by (workload, started).
+    settled: HashSet<(WorkloadId, String)>,
+    /// Writes the API server refused, and what they were decided on.
+    refused: HashMap<WorkloadId, Fingerprint>,
+    next_check: Option<Instant>,
+    /// Poll cycles under way: when each started and the listings it still waits for.
+    cycles: Vec<(Instant, HashSet<ListingKey>)>,
     /// Completed rollouts already counted in the duration histogram.
     timed: HashSet<(WorkloadId, String)>,
     /// Rollouts started before this process are not timed: their completion was missed.
     since: k8s_openapi::jiff::Timestamp,
     /// Problems already reported per workload, so each is reported once, not every round.
     reported: HashMap<WorkloadId, BTreeSet<(&'static str, String)>>,
+    /// `tagwatch plan`: list and decide, never write, publish or sync aliases.
+    dry: bool,
+    report: RoundReport,
 }
 
 impl Poller {
     pub fn new(ctx: Arc<Context>) -> Poller {
+        let (tx, rx) = mpsc::channel(FINISHED_QUEUE);
         Poller {
             ctx,
+            tx,
+            rx: Some(rx),
             failures: HashMap::new(),
             schedule: Schedule::default(),
             listings: HashMap::new(),
             digests: HashMap::new(),
             planned: HashMap::new(),
             discovered: HashMap::new(),
-            confirmed: Confirmed::default(),
-            rollouts_pending: false,
+            workloads: Vec::new(),
+            logins: HashMap::new(),
+            confirmed: Arc::default(),
+            listing: HashSet::new(),
+            writing: HashSet::new(),
+            checking: HashSet::new(),
+            aliasing: HashSet::new(),
+            dirty: HashSet::new(),
+            settled: HashSet::new(),
+            refused: HashMap::new(),
+            next_check: None,
+            cycles: Vec::new(),
             timed: HashSet::new(),
             since: k8s_openapi::jiff::Timestamp::now(),
             reported: HashMap::new(),
+            dry: false,
+            report: RoundReport::default(),
         }
+    }
+
+    /// The channel finished tasks report on, for the service loop to select on alongside its
+    /// other wake-ups; hand each item to [`Poller::finished`].
+    pub fn take_events(&mut self) -> Option<mpsc::Receiver<Finished>> {
+        self.rx.take()
     }
 
     pub fn next_wakeup(&self) -> Option<Instant> {
         let polls = self.schedule.next_wakeup();
-        if self.rollouts_pending {
-            let check = Instant::now() + ROLLOUT_CHECK;
-            return Some(polls.map_or(check, |p| p.min(check)));
+        match (polls, self.next_check) {
+            (Some(p), Some(c)) => Some(p.min(c)),
+            (p, c) => p.or(c),
         }
-        polls
     }
 
-    /// A webhook named this repository: list it in the next round. False if nobody uses it.
+    /// Tasks still running.
+    pub fn in_flight(&self) -> usize {
+        self.listing.len() + self.writing.len() + self.checking.len() + self.aliasing.len()
+    }
+
+    /// A webhook named this repository: list it (as every login that reads it) as soon as its
+    /// backoff allows. False if nobody uses it.
     pub fn trigger(&mut self, repo: &Repository) -> bool {
-        self.schedule.trigger(repo, Instant::now())
+        self.schedule
+            .trigger_matching(|key| &key.repo == repo, Instant::now())
     }
 
-    /// A round: lists the repositories that are due, plans what changed or was listed.
+    /// Why the last listing of `repo` failed, for any login, if it did.
+    pub fn listing_failure(&self, repo: &Repository) -> Option<&str> {
+        self.failures
+            .iter()
+            .filter(|(key, _)| &key.repo == repo)
+            .map(|(_, why)| why.as_str())
+            .next()
+    }
+
+    /// A round: lists what is due, decides and writes what changed or was listed, looks at
+    /// rollouts in progress, and returns once every task it started is done.
     pub async fn round(&mut self, deployments: &[Arc<Deployment>]) -> RoundReport {
         self.run_round(deployments, false).await
     }
@@ -132,115 +227,146 @@ impl Poller {
     }
 
     async fn run_round(&mut self, deployments: &[Arc<Deployment>], all: bool) -> RoundReport {
-        let started = Instant::now();
-        let mut report = RoundReport::default();
+        self.turn_with(deployments, all, true).await;
+        self.drain(deployments, None).await;
+        std::mem::take(&mut self.report)
+    }
+
+    /// Handles finished tasks until none is in flight (or `limit` passes: a shutdown waits for
+    /// writes in flight, but not for ever).
+    pub async fn drain(&mut self, deployments: &[Arc<Deployment>], limit: Option<Duration>) {
+        let deadline = limit.map(|l| tokio::time::Instant::now() + l);
+        while self.in_flight() > 0 {
+            let Some(rx) = self.rx.as_mut() else {
+                return;
+            };
+            let next = match deadline {
+                Some(deadline) => match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(next) => next,
+                    Err(_) => return,
+                },
+                None => rx.recv().await,
+            };
+            match next {
+                Some(done) => self.finished(done, deployments).await,
+                None => return,
+            }
+        }
+    }
+
+    /// One turn of the service loop: discovers, starts the listings that are due, decides for the
+    /// workloads that changed, and starts the rollout checks that are due. Returns without
+    /// waiting for any of the tasks it starts.
+    pub async fn turn(&mut self, deployments: &[Arc<Deployment>]) {
+        self.turn_with(deployments, false, false).await;
+    }
+
+    async fn turn_with(&mut self, deployments: &[Arc<Deployment>], all: bool, check_now: bool) {
         let workloads = self.discover(deployments);
-        self.report_problems(&workloads).await;
+        self.workloads = workloads.clone();
+        if !self.dry {
+            self.report_problems(&workloads);
+        }
         self.ctx
             .metrics
             .workloads_watched
             .set(workloads.len() as i64);
+        self.resolve_logins(&workloads).await;
 
         let wanted = self.intervals(&workloads);
-        self.listings.retain(|repo, _| wanted.contains_key(repo));
+        self.listings.retain(|key, _| wanted.contains_key(key));
+        self.digests.retain(|(key, _), _| wanted.contains_key(key));
+        self.failures.retain(|key, _| wanted.contains_key(key));
         self.schedule.sync(&wanted, Instant::now(), rand::random());
+        let repositories: BTreeSet<&Repository> = wanted.keys().map(|k| &k.repo).collect();
         self.ctx
             .metrics
             .repositories_watched
-            .set(wanted.len() as i64);
+            .set(repositories.len() as i64);
 
-        let due = if all {
-            let mut repos: Vec<Repository> = wanted.keys().cloned().collect();
-            repos.sort();
-            repos
+        let mut due: Vec<ListingKey> = if all {
+            wanted.keys().cloned().collect()
         } else {
             self.schedule.due(Instant::now())
         };
-        let listed = self.list(&due, &workloads, &mut report).await;
-        if !listed.is_empty() {
-            self.read_policy_digests(&listed, &workloads).await;
-            self.maintain_aliases(&listed).await;
+        due.retain(|key| !self.listing.contains(key));
+        due.sort();
+        for key in &due {
+            self.start_listing(key.clone());
+        }
+        if !due.is_empty() {
+            tracing::debug!(
+                listings = due.len(),
+                workloads = workloads.len(),
+                "poll cycle started"
+            );
+            self.cycles
+                .push((Instant::now(), due.iter().cloned().collect()));
         }
 
-        let inputs = Inputs {
-            tags: self.listings.clone(),
-            digests: self.digests.clone(),
-        };
-        let busy = self.check_rollouts(&workloads, deployments).await;
+        // Every turn notices a rollout tagwatch just started; while one runs, once a second.
+        if check_now || self.next_check.is_none_or(|at| at <= Instant::now()) {
+            self.start_checks(deployments);
+        }
+
+        // A workload whose listing just started is decided when it completes.
+        let listing_now: HashSet<&ListingKey> = due.iter().collect();
         for workload in &workloads {
-            if busy.contains(&workload.id) {
-                continue;
-            }
             let changed = workload.resource_version.as_ref() != self.planned.get(&workload.id);
-            let uses_listed = workload
-                .containers
-                .iter()
-                .any(|c| listed.contains(&c.image.repository));
-            if !(changed || uses_listed) {
+            if !changed {
                 continue;
             }
-            report.planned += 1;
-            let plan = update::plan(workload, &inputs);
-            self.record_skips(workload, &plan).await;
-            // Only a canary needs the Deployment itself (its pod template): no scan otherwise.
-            let primary = workload
-                .rollout
-                .canary
-                .as_ref()
-                .and_then(|_| find(deployments, &workload.id));
-            let done = self.apply(workload, primary, &plan, &mut report).await;
-            if done {
-                if let Some(rv) = &workload.resource_version {
-                    self.planned.insert(workload.id.clone(), rv.clone());
-                }
-            } else {
-                // Re-plan next round from the fresh object the reflector will bring.
-                self.planned.remove(&workload.id);
+            let waits = self
+                .keys_of(workload)
+                .iter()
+                .any(|key| listing_now.contains(key));
+            if !waits {
+                self.decide(workload, deployments);
             }
         }
-        let present: BTreeSet<&WorkloadId> = workloads.iter().map(|w| &w.id).collect();
+
+        let present: HashSet<&WorkloadId> = workloads.iter().map(|w| &w.id).collect();
         self.planned.retain(|id, _| present.contains(id));
         self.reported.retain(|id, _| present.contains(id));
-
-        if !due.is_empty() {
-            self.ctx.metrics.poll_cycles.inc();
-            self.ctx
-                .metrics
-                .poll_cycle_duration
-                .observe(started.elapsed().as_secs_f64());
-        }
-        report
+        self.logins.retain(|id, _| present.contains(id));
+        self.refused.retain(|id, _| present.contains(id));
+        self.settled.retain(|(id, _)| present.contains(id));
+        self.dirty.retain(|id| present.contains(id));
     }
 
-    /// Read-only pass for `tagwatch plan`: lists every repository now and plans every workload.
-    /// Writes nothing to the cluster (no patch, no Event).
+    /// A task is done: record what it found, and decide for what it unblocked.
+    pub async fn finished(&mut self, done: Finished, deployments: &[Arc<Deployment>]) {
+        match done {
+            Finished::Listed(listed) => self.listed(listed, deployments),
+            Finished::Applied(applied) => self.applied(applied, deployments),
+            Finished::Checked(checked) => self.checked(checked, deployments),
+            Finished::Aliased(repo) => {
+                self.aliasing.remove(&repo);
+            }
+        }
+    }
+
+    /// Read-only pass for `tagwatch plan`: lists every repository now (as each workload's own
+    /// login) and plans every workload. Writes nothing to the cluster (no patch, no Event).
     pub async fn dry_run(
         &mut self,
         deployments: &[Arc<Deployment>],
     ) -> Vec<(Workload, WorkloadPlan)> {
-        let workloads = self.discover(deployments);
-        let wanted = self.intervals(&workloads);
-        self.schedule.sync(&wanted, Instant::now(), 0.0);
-        let mut all: Vec<Repository> = wanted.keys().cloned().collect();
-        all.sort();
-        let mut report = RoundReport::default();
-        let listed = self.list(&all, &workloads, &mut report).await;
-        self.read_policy_digests(&listed, &workloads).await;
-        let inputs = Inputs {
-            tags: self.listings.clone(),
-            digests: self.digests.clone(),
-        };
-        workloads
+        self.dry = true;
+        self.turn_with(deployments, true, false).await;
+        self.drain(deployments, None).await;
+        self.workloads
+            .clone()
             .into_iter()
             .map(|w| {
-                let plan = update::plan(&w, &inputs);
+                let plan = update::plan(&w, &self.inputs_for(&w));
                 (Arc::unwrap_or_clone(w), plan)
             })
             .collect()
     }
 
     /// The opted-in workloads. A Deployment is parsed again only when its resourceVersion moved:
-    /// an idle round over a thousand Deployments then costs a lookup each, not a parse.
+    /// an idle turn over a thousand Deployments then costs a lookup each, not a parse.
     fn discover(&mut self, deployments: &[Arc<Deployment>]) -> Vec<Arc<Workload>> {
         let mut seen = HashMap::with_capacity(self.discovered.len());
         let mut workloads = Vec::new();
@@ -265,119 +391,311 @@ impl Poller {
         workloads
     }
 
-    /// Why the last listing of `repo` failed, if it did.
-    pub fn listing_failure(&self, repo: &Repository) -> Option<&str> {
-        self.failures.get(repo).map(String::as_str)
-    }
-
-    /// Moves the alias tags of freshly (and completely) listed maintained repositories.
-    async fn maintain_aliases(&mut self, listed: &BTreeSet<Repository>) {
-        for (repo, levels) in &self.ctx.aliases {
-            if !listed.contains(repo) {
+    /// The login each workload pulls each of its registries with, read again when the workload
+    /// changed, when a registry refused it, or after [`LOGINS_TTL`].
+    async fn resolve_logins(&mut self, workloads: &[Arc<Workload>]) {
+        for workload in workloads {
+            let fresh = self.logins.get(&workload.id).is_some_and(|l| {
+                l.resource_version == workload.resource_version && l.resolved.elapsed() < LOGINS_TTL
+            });
+            if fresh {
                 continue;
             }
-            if !self.ctx.leadership.is_leader() {
-                return;
+            let registries: BTreeSet<&str> = workload
+                .containers
+                .iter()
+                .map(|c| c.image.repository.registry.as_str())
+                .collect();
+            let mut by_registry = BTreeMap::new();
+            for registry in registries {
+                let lookup = self.ctx.secrets.credentials(workload, registry);
+                let credentials = match tokio::time::timeout(CREDENTIALS_TIMEOUT, lookup).await {
+                    Ok(credentials) => credentials,
+                    Err(_) => {
+                        tracing::warn!(workload = %workload.id, registry,
+                            "reading pull secrets timed out; trying again next turn");
+                        continue;
+                    }
+                };
+                by_registry.insert(registry.to_string(), Login::new(credentials));
             }
-            let Some(tags) = self.listings.get(repo).cloned() else {
-                continue;
-            };
-            let credentials = self.ctx.secrets.own(&repo.registry);
-            let sync = Sync {
-                client: self.ctx.fanout.client(),
-                metrics: &self.ctx.metrics,
-                credentials: &credentials,
-                dry_run: false,
-            };
-            sync.run(repo, &tags, *levels, &mut self.confirmed).await;
+            self.logins.insert(
+                workload.id.clone(),
+                Logins {
+                    resource_version: workload.resource_version.clone(),
+                    resolved: Instant::now(),
+                    by_registry,
+                },
+            );
         }
     }
 
-    /// The poll interval per repository: the shortest any of its users asks for. Repositories
-    /// with maintained aliases are polled at the default interval even without users.
-    fn intervals(&self, workloads: &[Arc<Workload>]) -> HashMap<Repository, Duration> {
-        let mut wanted: HashMap<Repository, Duration> = HashMap::new();
+    fn login_of(&self, workload: &Workload, registry: &str) -> Option<&Login> {
+        self.logins.get(&workload.id)?.by_registry.get(registry)
+    }
+
+    /// The listing keys a workload's containers are decided from.
+    fn keys_of(&self, workload: &Workload) -> Vec<ListingKey> {
+        workload
+            .containers
+            .iter()
+            .filter_map(|c| {
+                let repo = &c.image.repository;
+                let login = self.login_of(workload, &repo.registry)?;
+                Some(ListingKey {
+                    repo: repo.clone(),
+                    login: login.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// What `workload` may be decided on: the listings (and digests) made with its own logins.
+    fn inputs_for(&self, workload: &Workload) -> Inputs {
+        let mut inputs = Inputs::default();
+        for (container, key) in workload.containers.iter().zip(self.keys_of(workload)) {
+            if let Some(tags) = self.listings.get(&key) {
+                inputs.tags.insert(key.repo.clone(), tags.clone());
+            }
+            if let Some(tag) = &container.image.tag {
+                if let Some(digest) = self.digests.get(&(key.clone(), tag.clone())) {
+                    inputs
+                        .digests
+                        .insert((key.repo.clone(), tag.clone()), digest.clone());
+                }
+            }
+        }
+        inputs
+    }
+
+    /// The poll interval per listing key: the shortest any of its users asks for. Repositories
+    /// with maintained aliases are listed (as tagwatch's own login) at the default interval even
+    /// without users. Images on hosts outside `allowedRegistries` are never listed.
+    fn intervals(&mut self, workloads: &[Arc<Workload>]) -> HashMap<ListingKey, Duration> {
+        let mut wanted: HashMap<ListingKey, Duration> = HashMap::new();
         for (repo, _) in &self.ctx.aliases {
-            wanted.insert(repo.clone(), self.ctx.default_interval);
+            let login = Login::new(self.ctx.secrets.own(&repo.registry));
+            wanted.insert(
+                ListingKey {
+                    repo: repo.clone(),
+                    login,
+                },
+                self.ctx.default_interval,
+            );
         }
+        let mut refused_hosts: Vec<(Arc<Workload>, BTreeSet<String>)> = Vec::new();
         for workload in workloads {
             let interval = workload.interval.unwrap_or(self.ctx.default_interval);
+            let mut refused = BTreeSet::new();
             for container in &workload.containers {
+                let repo = &container.image.repository;
+                if !self.ctx.allows(&repo.registry) {
+                    refused.insert(format!(
+                        "container {}: registry {} is not in allowedRegistries",
+                        container.name, repo.registry
+                    ));
+                    continue;
+                }
+                let Some(login) = self.login_of(workload, &repo.registry) else {
+                    continue;
+                };
                 wanted
-                    .entry(container.image.repository.clone())
+                    .entry(ListingKey {
+                        repo: repo.clone(),
+                        login: login.clone(),
+                    })
                     .and_modify(|i| *i = (*i).min(interval))
                     .or_insert(interval);
+            }
+            if !refused.is_empty() {
+                refused_hosts.push((workload.clone(), refused));
+            }
+        }
+        if !self.dry {
+            for (workload, messages) in refused_hosts {
+                let fresh = self.report_once(&workload, messages, "RegistryNotAllowed");
+                if fresh > 0 {
+                    self.ctx
+                        .metrics
+                        .updates
+                        .with_label_values(&["skipped", "not_allowed"])
+                        .inc_by(fresh as u64);
+                }
             }
         }
         wanted
     }
 
-    /// Lists the due repositories; returns the ones whose listing is complete.
-    async fn list(
-        &mut self,
-        due: &[Repository],
-        workloads: &[Arc<Workload>],
-        report: &mut RoundReport,
-    ) -> BTreeSet<Repository> {
-        let mut jobs = Vec::new();
-        for repo in due {
-            let credentials = self.credentials_for(repo, workloads).await;
-            jobs.push((repo.clone(), credentials));
-        }
-        let mut listed = BTreeSet::new();
-        for (repo, result) in self.ctx.fanout.list_tags(jobs).await {
-            let now = Instant::now();
-            match result {
-                Ok(tags) => {
-                    report.listed += 1;
-                    self.schedule.succeeded(&repo, now, rand::random());
-                    self.listings.insert(repo.clone(), Arc::new(tags));
-                    self.failures.remove(&repo);
-                    self.ctx
-                        .metrics
-                        .registry_last_success
-                        .with_label_values(&[&repo.registry])
-                        .set(unix_now());
-                    listed.insert(repo);
+    fn start_listing(&mut self, key: ListingKey) {
+        // The tags `digest`-policy containers run: their registry digests come with the listing.
+        let mut digest_tags = BTreeSet::new();
+        for workload in &self.workloads {
+            for (container, k) in workload.containers.iter().zip(self.keys_of(workload)) {
+                if container.policy == Policy::Digest && k == key {
+                    if let Some(tag) = &container.image.tag {
+                        digest_tags.insert(tag.clone());
+                    }
                 }
-                Err(error) => {
-                    report.listing_failures += 1;
-                    self.failures.insert(repo.clone(), error.to_string());
-                    let delay =
-                        self.schedule
-                            .failed(&repo, error.retry_after(), now, rand::random());
-                    tracing::warn!(
-                        repository = %repo,
-                        error = %error,
-                        retry_in_seconds = delay.as_secs_f64(),
-                        "tag listing failed; no decision for this repository this round"
-                    );
-                    self.ctx
-                        .metrics
-                        .updates
-                        .with_label_values(&["skipped", error.kind()])
-                        .inc();
-                    if matches!(error, RegistryError::Unauthorized { .. }) {
-                        for w in users(&repo, workloads) {
-                            self.ctx.secrets.forget_namespace(&w.id.namespace);
+            }
+        }
+        self.listing.insert(key.clone());
+        let failed_key = key.clone();
+        tasks::spawn(
+            &self.tx,
+            &self.ctx.metrics,
+            "listing",
+            None,
+            tasks::list(self.ctx.clone(), key, digest_tags),
+            move |why| {
+                Finished::Listed(Listed {
+                    key: failed_key.clone(),
+                    result: Err(RegistryError::Internal {
+                        repository: failed_key.repo.to_string(),
+                        message: why.to_string(),
+                    }),
+                    digests: Vec::new(),
+                })
+            },
+        );
+    }
+
+    fn listed(&mut self, listed: Listed, deployments: &[Arc<Deployment>]) {
+        let Listed {
+            key,
+            result,
+            digests,
+        } = listed;
+        self.listing.remove(&key);
+        self.cycle_progress(&key);
+        let now = Instant::now();
+        match result {
+            Ok(tags) => {
+                tracing::debug!(repository = %key.repo, login = %key.login, tags = tags.len(), "listed");
+                self.report.listed += 1;
+                self.schedule.succeeded(&key, now, rand::random());
+                self.failures.remove(&key);
+                self.ctx
+                    .metrics
+                    .registry_last_success
+                    .with_label_values(&[&key.repo.registry])
+                    .set(unix_now());
+                let tags = Arc::new(tags);
+                self.listings.insert(key.clone(), tags.clone());
+                for (tag, digest) in digests {
+                    match digest {
+                        Ok(Some(digest)) => {
+                            self.digests.insert((key.clone(), tag), digest);
                         }
+                        Ok(None) => {
+                            self.digests.remove(&(key.clone(), tag));
+                        }
+                        Err(error) => {
+                            tracing::warn!(repository = %key.repo, tag = %tag, error = %error, "cannot read digest");
+                            self.digests.remove(&(key.clone(), tag));
+                        }
+                    }
+                }
+                if !self.dry {
+                    self.maintain_aliases(&key, tags);
+                    let users: Vec<Arc<Workload>> = self
+                        .workloads
+                        .iter()
+                        .filter(|w| self.keys_of(w).contains(&key))
+                        .cloned()
+                        .collect();
+                    for workload in users {
+                        self.decide(&workload, deployments);
+                    }
+                }
+            }
+            Err(error) => {
+                self.report.listing_failures += 1;
+                self.failures.insert(key.clone(), error.to_string());
+                let delay = self
+                    .schedule
+                    .failed(&key, error.retry_after(), now, rand::random());
+                tracing::warn!(
+                    repository = %key.repo,
+                    login = %key.login,
+                    error = %error,
+                    retry_in_seconds = delay.as_secs_f64(),
+                    "tag listing failed; no decision for its workloads this round"
+                );
+                self.ctx
+                    .metrics
+                    .updates
+                    .with_label_values(&["skipped", error.kind()])
+                    .inc();
+                if matches!(error, RegistryError::Unauthorized { .. }) {
+                    // Only the namespaces that pull with this login read their secrets again.
+                    let namespaces: BTreeSet<String> = self
+                        .workloads
+                        .iter()
+                        .filter(|w| self.keys_of(w).contains(&key))
+                        .map(|w| w.id.namespace.clone())
+                        .collect();
+                    for namespace in namespaces {
+                        self.ctx.secrets.forget_namespace(&namespace);
+                        self.logins.retain(|id, _| id.namespace != namespace);
                     }
                 }
             }
         }
         self.update_backoff_gauges();
-        listed
+    }
+
+    /// A poll cycle is the set of listings one turn started; it is counted (and timed) once the
+    /// last of them is done.
+    fn cycle_progress(&mut self, key: &ListingKey) {
+        let metrics = &self.ctx.metrics;
+        self.cycles.retain_mut(|(started, keys)| {
+            keys.remove(key);
+            if keys.is_empty() {
+                metrics.poll_cycles.inc();
+                metrics
+                    .poll_cycle_duration
+                    .observe(started.elapsed().as_secs_f64());
+            }
+            !keys.is_empty()
+        });
+    }
+
+    /// Moves the alias tags of a freshly (and completely) listed maintained repository.
+    fn maintain_aliases(&mut self, key: &ListingKey, tags: Arc<Vec<String>>) {
+        let Some((repo, levels)) = self
+            .ctx
+            .aliases
+            .iter()
+            .find(|(repo, _)| *repo == key.repo)
+            .cloned()
+        else {
+            return;
+        };
+        let own = Login::new(self.ctx.secrets.own(&repo.registry));
+        if key.login != own || self.aliasing.contains(&repo) || !self.ctx.leadership.is_leader() {
+            return;
+        }
+        self.aliasing.insert(repo.clone());
+        let failed = repo.clone();
+        tasks::spawn(
+            &self.tx,
+            &self.ctx.metrics,
+            "aliases",
+            Some(TASK_TIMEOUT),
+            tasks::sync_aliases(self.ctx.clone(), repo, levels, tags, self.confirmed.clone()),
+            move |_| Finished::Aliased(failed),
+        );
     }
 
     fn update_backoff_gauges(&self) {
         let now = Instant::now();
         let mut worst: BTreeMap<&str, f64> = BTreeMap::new();
-        for repo in self.schedule.repositories() {
+        for key in self.schedule.repositories() {
             let backoff = self
                 .schedule
-                .backoff(repo, now)
+                .backoff(key, now)
                 .map_or(0.0, |d| d.as_secs_f64());
-            let entry = worst.entry(repo.registry.as_str()).or_insert(0.0);
+            let entry = worst.entry(key.repo.registry.as_str()).or_insert(0.0);
             *entry = entry.max(backoff);
         }
         for (registry, seconds) in worst {
@@ -389,273 +707,227 @@ impl Poller {
         }
     }
 
-    /// One login per repository: the first user whose pull secrets hold one for the registry.
-    async fn credentials_for(&self, repo: &Repository, workloads: &[Arc<Workload>]) -> Credentials {
-        for workload in users(repo, workloads) {
-            let credentials = self.ctx.secrets.credentials(workload, &repo.registry).await;
-            if !credentials.is_anonymous() {
-                return credentials;
-            }
+    /// A canary or a watched rollout is under way: newer versions wait for it.
+    fn rollout_busy(&self, workload: &Workload) -> bool {
+        if workload.rollout.canary_state.is_some() {
+            return true;
         }
-        Credentials::Anonymous
+        workload.rollout.watching.as_ref().is_some_and(|watching| {
+            !self
+                .settled
+                .contains(&(workload.id.clone(), watching.started.clone()))
+        })
     }
 
-    /// HEAD the current tag of every `digest`-policy container in a freshly listed repository.
-    async fn read_policy_digests(
-        &mut self,
-        listed: &BTreeSet<Repository>,
-        workloads: &[Arc<Workload>],
-    ) {
-        let mut wanted = BTreeSet::new();
-        for workload in workloads {
-            for c in &workload.containers {
-                if c.policy == Policy::Digest && listed.contains(&c.image.repository) {
-                    if let Some(tag) = &c.image.tag {
-                        wanted.insert((c.image.repository.clone(), tag.clone()));
-                    }
-                }
+    /// Decides for one workload from its own listings, and starts the write if there is one.
+    fn decide(&mut self, workload: &Arc<Workload>, deployments: &[Arc<Deployment>]) {
+        let id = &workload.id;
+        if self.writing.contains(id) || self.checking.contains(id) {
+            self.dirty.insert(id.clone());
+            return;
+        }
+        if self.dry || self.rollout_busy(workload) {
+            return;
+        }
+        self.report.planned += 1;
+        let inputs = self.inputs_for(workload);
+        let plan = update::plan(workload, &inputs);
+        self.record_skips(workload, &plan);
+        let rv = workload.resource_version.clone();
+        let has_work = plan.pending().next().is_some() || !plan.manual.is_empty();
+        if !has_work {
+            if let Some(rv) = rv {
+                self.planned.insert(id.clone(), rv);
             }
+            return;
         }
-        let mut jobs = Vec::new();
-        for (repo, tag) in wanted {
-            let credentials = self.credentials_for(&repo, workloads).await;
-            jobs.push((repo, tag, credentials));
-        }
-        for (key, result) in self.ctx.fanout.digests(jobs).await {
-            match result {
-                Ok(Some(digest)) => {
-                    self.digests.insert(key, digest);
-                }
-                Ok(None) => {
-                    self.digests.remove(&key);
-                }
-                Err(error) => {
-                    tracing::warn!(repository = %key.0, tag = %key.1, error = %error, "cannot read digest");
-                    self.digests.remove(&key);
-                }
+        if self.refused.get(id) == Some(&tasks::fingerprint(workload, &plan)) {
+            // Refused as it stands: not sent again until the workload or the candidate changes.
+            if let Some(rv) = rv {
+                self.planned.insert(id.clone(), rv);
             }
+            return;
         }
+        // Only a canary needs the Deployment itself (its pod template): no scan otherwise.
+        let primary = workload
+            .rollout
+            .canary
+            .as_ref()
+            .and_then(|_| find(deployments, id))
+            .cloned();
+        self.writing.insert(id.clone());
+        let job = ApplyJob {
+            workload: workload.clone(),
+            primary,
+            inputs,
+            plan,
+        };
+        let failed = (id.clone(), rv);
+        tasks::spawn(
+            &self.tx,
+            &self.ctx.metrics,
+            "write",
+            Some(TASK_TIMEOUT),
+            tasks::apply(self.ctx.clone(), job),
+            move |why| {
+                Finished::Applied(Applied {
+                    id: failed.0.clone(),
+                    decided_at: failed.1.clone(),
+                    outcome: WriteOutcome::Retry(why.to_string()),
+                    conflicts: 0,
+                    fingerprint: tasks::Fingerprint::default(),
+                })
+            },
+        );
     }
 
-    /// Reads pinned digests, writes the guarded patch, records the outcome. False when the
-    /// workload must be planned again (conflict or failure).
-    async fn apply(
-        &self,
-        workload: &Workload,
-        primary: Option<&Deployment>,
-        plan: &WorkloadPlan,
-        report: &mut RoundReport,
-    ) -> bool {
-        let pending: Vec<_> = plan.pending().collect();
-        if pending.is_empty() {
-            return if plan.manual.is_empty() {
+    fn applied(&mut self, applied: Applied, deployments: &[Arc<Deployment>]) {
+        let Applied {
+            id,
+            decided_at,
+            outcome,
+            conflicts,
+            fingerprint,
+        } = applied;
+        self.writing.remove(&id);
+        self.report.conflicts += conflicts;
+        let settled = match &outcome {
+            WriteOutcome::Updated { complete, .. } => {
+                self.report.applied += 1;
+                *complete
+            }
+            WriteOutcome::Acknowledged | WriteOutcome::CanaryStarted | WriteOutcome::Nothing => {
                 true
-            } else {
-                self.acknowledge(workload, plan).await
-            };
-        }
-        let mut digests = BTreeMap::new();
-        let mut complete = true;
-        for p in pending.iter().filter(|p| p.digest == Digest::ToRead) {
-            let credentials = self
-                .ctx
-                .secrets
-                .credentials(workload, &p.repository.registry)
-                .await;
-            match self
-                .ctx
-                .fanout
-                .client()
-                .manifest_digest(&p.repository, &p.to_tag, &credentials)
-                .await
-            {
-                Ok(Some(digest)) => {
-                    digests.insert(p.container.clone(), digest);
-                }
-                Ok(None) | Err(_) => {
-                    complete = false;
-                    tracing::warn!(workload = %workload.id, container = %p.container, tag = %p.to_tag,
-                        "cannot read the digest to pin; update postponed");
-                    self.ctx
-                        .metrics
-                        .updates
-                        .with_label_values(&["failed", "digest_unavailable"])
-                        .inc();
-                }
             }
-        }
-        let (changes, state) = update::finish(plan, &digests);
-        if changes.is_empty() {
-            return complete;
-        }
-        // Checked at the last moment: leadership can lapse during a round's listings.
-        if !self.ctx.leadership.is_leader() {
-            tracing::info!(workload = %workload.id, "not the leader any more: update left to the leader");
-            self.ctx
-                .metrics
-                .updates
-                .with_label_values(&["skipped", "not_leader"])
-                .inc();
-            return false;
-        }
-        if let (Some(spec), Some(primary)) = (&workload.rollout.canary, primary) {
-            // A new version proves itself in a canary first; the primary is not touched yet.
-            let rollouts = Rollouts { ctx: &self.ctx };
-            return match rollouts
-                .start_canary(workload, primary, spec, &changes)
-                .await
-            {
-                Ok(()) => true,
-                Err(error) => {
-                    tracing::info!(workload = %workload.id, error = %error, "canary not started; will re-plan");
-                    false
-                }
-            };
-        }
-        let mut state = state;
-        record_update(workload, plan, &changes, &mut state);
-        let patch = patch::build(&changes, &state, Some(&workload.annotations));
-        let reference = deployment_reference(&workload.id, workload.uid.as_deref());
-        match patch_deployment(&self.ctx.client, &workload.id, patch).await {
-            Ok(_) => {
-                report.applied += 1;
-                for (change, p) in changes.iter().zip(pending.iter()) {
-                    tracing::info!(
-                        workload = %workload.id,
-                        container = %change.container,
-                        from = %change.from,
-                        to = %change.to,
-                        reason = p.reason,
-                        "image updated"
-                    );
-                    self.ctx
-                        .metrics
-                        .updates
-                        .with_label_values(&["applied", p.reason])
-                        .inc();
-                }
-                publish(
-                    &self.ctx.recorder,
-                    &reference,
-                    EventType::Normal,
-                    "ImageUpdated",
-                    "Update",
-                    patch::change_cause(&changes),
-                )
-                .await;
-                complete
-            }
-            Err(error) => {
-                if let ApplyError::Conflict { .. } = error {
-                    report.conflicts += 1;
-                    self.ctx.metrics.patch_conflicts.inc();
-                    tracing::info!(workload = %workload.id, error = %error, "workload changed underneath; will re-plan");
-                } else {
-                    tracing::warn!(workload = %workload.id, error = %error, "update failed");
-                }
-                self.ctx
-                    .metrics
-                    .updates
-                    .with_label_values(&["failed", error.kind()])
-                    .inc();
+            WriteOutcome::Gone => true,
+            WriteOutcome::Retry(why) => {
+                tracing::debug!(workload = %id, why, "not written; deciding again next turn");
                 false
             }
-        }
-    }
-
-    /// A person changed an image and nothing follows from it: record it (history, the version
-    /// rolled back from as rejected, the image as the new baseline) in one guarded write, once.
-    async fn acknowledge(&self, workload: &Workload, plan: &WorkloadPlan) -> bool {
-        if !self.ctx.leadership.is_leader() {
-            return false;
-        }
-        let mut state = plan.state.clone();
-        let now = now();
-        let seen = manual_entries(plan, &now)
-            .zip(&plan.manual)
-            .map(|(e, m)| e.because(m.rejected.as_ref().map(|t| format!("{t} rejected"))));
-        state.record(&workload.rollout.history, seen);
-        // Whatever tagwatch was watching is not its rollout any more.
-        state.extra.insert(keys::ROLLOUT.into(), None);
-        match write_guarded(&self.ctx.client, workload, &[], &state).await {
-            Ok(_) => {
-                for m in &plan.manual {
-                    tracing::info!(workload = %workload.id, container = %m.container, from = %m.applied,
-                        to = %m.current, rejected = m.rejected.as_deref().unwrap_or(""), "manual change recorded");
+            WriteOutcome::Refused(message) => {
+                self.report.refused += 1;
+                self.refused.insert(id.clone(), fingerprint);
+                if let Some(workload) = self.workloads.iter().find(|w| w.id == id).cloned() {
+                    let messages = BTreeSet::from([message.clone()]);
+                    self.report_once(&workload, messages, "UpdateRefused");
                 }
                 true
             }
-            Err(error) => {
-                tracing::info!(workload = %workload.id, error = %error, "manual change not recorded yet; re-reading");
-                false
+        };
+        match (settled, decided_at) {
+            (true, Some(rv)) => {
+                self.planned.insert(id.clone(), rv);
+            }
+            // Decided again from the fresh object the reflector brings.
+            _ => {
+                self.planned.remove(&id);
+            }
+        }
+        if self.dirty.remove(&id) {
+            if let Some(workload) = self.workloads.iter().find(|w| w.id == id).cloned() {
+                self.decide(&workload, deployments);
             }
         }
     }
 
-    /// Looks at every canary and watched rollout (the leader only); returns the workloads still
-    /// busy, which are not planned this round: a newer version waits for the canary.
-    async fn check_rollouts(
-        &mut self,
-        workloads: &[Arc<Workload>],
-        deployments: &[Arc<Deployment>],
-    ) -> BTreeSet<WorkloadId> {
-        let mut busy = BTreeSet::new();
+    /// Looks at every canary and watched rollout (and at canaries left behind), each in its own
+    /// task; due again in [`ROLLOUT_CHECK`] while any is in progress.
+    fn start_checks(&mut self, deployments: &[Arc<Deployment>]) {
+        let mut pending = false;
         let mut canaries = 0;
-        for workload in workloads {
+        let workloads = self.workloads.clone();
+        for workload in &workloads {
             let rollout = &workload.rollout;
-            if rollout.canary_state.is_none() && rollout.watching.is_none() {
+            if rollout.canary_state.is_some() {
+                canaries += 1;
+            }
+            let watched = rollout.watching.as_ref().is_some_and(|w| {
+                !self
+                    .settled
+                    .contains(&(workload.id.clone(), w.started.clone()))
+            });
+            if rollout.canary_state.is_none() && !watched {
                 continue;
             }
-            let primary = find(deployments, &workload.id);
-            let step = match primary {
-                Some(primary) if self.ctx.leadership.is_leader() => {
-                    Rollouts { ctx: &self.ctx }
-                        .check(workload, primary, self.ctx.prometheus.as_ref())
-                        .await
-                }
-                _ => Step::Waiting,
+            pending = true;
+            if self.checking.contains(&workload.id) || self.writing.contains(&workload.id) {
+                continue;
+            }
+            if !self.ctx.leadership.is_leader() {
+                continue;
+            }
+            let Some(primary) = find(deployments, &workload.id).cloned() else {
+                continue;
             };
-            // A canary blocks new versions until it is over; a plain rollout being watched
-            // does too, so a rollback never races a newer update.
-            match step {
-                Step::Waiting => {
-                    if rollout.canary_state.is_some() {
-                        canaries += 1;
-                    }
-                    busy.insert(workload.id.clone());
+            self.checking.insert(workload.id.clone());
+            let failed = (
+                workload.id.clone(),
+                rollout.watching.as_ref().map(|w| w.started.clone()),
+            );
+            tasks::spawn(
+                &self.tx,
+                &self.ctx.metrics,
+                "check",
+                Some(TASK_TIMEOUT),
+                tasks::check(self.ctx.clone(), workload.clone(), primary),
+                move |_| {
+                    Finished::Checked(Checked {
+                        id: failed.0.clone(),
+                        started: failed.1.clone(),
+                        step: Step::Waiting,
+                    })
+                },
+            );
+        }
+        self.ctx.metrics.canaries_in_progress.set(canaries);
+        self.next_check = pending.then(|| Instant::now() + ROLLOUT_CHECK);
+    }
+
+    fn checked(&mut self, checked: Checked, deployments: &[Arc<Deployment>]) {
+        let Checked { id, started, step } = checked;
+        self.checking.remove(&id);
+        match step {
+            Step::Waiting => {}
+            Step::Done => {
+                if let Some(started) = started {
+                    self.settled.insert((id.clone(), started));
                 }
-                Step::Done => {
-                    self.planned.remove(&workload.id);
+                self.planned.remove(&id);
+                self.decide_again(&id, deployments);
+            }
+            Step::Completed { started } => {
+                let ours = started
+                    .parse::<k8s_openapi::jiff::Timestamp>()
+                    .is_ok_and(|t| t >= self.since);
+                if ours && self.timed.insert((id.clone(), started.clone())) {
+                    Rollouts { ctx: &self.ctx }.observe_duration(&started);
                 }
-                Step::Completed { started } => {
-                    let ours = started
-                        .parse::<k8s_openapi::jiff::Timestamp>()
-                        .is_ok_and(|t| t >= self.since);
-                    if ours && self.timed.insert((workload.id.clone(), started.clone())) {
-                        Rollouts { ctx: &self.ctx }.observe_duration(&started);
-                    }
-                }
+                self.settled.insert((id.clone(), started));
+                self.decide_again(&id, deployments);
             }
         }
-        // Only rollouts still recorded on a workload need remembering.
-        let recorded: HashSet<(&WorkloadId, &str)> = workloads
+        let recorded: HashSet<(&WorkloadId, &str)> = self
+            .workloads
             .iter()
             .filter_map(|w| Some((&w.id, w.rollout.watching.as_ref()?.started.as_str())))
             .collect();
         self.timed
             .retain(|(id, started)| recorded.contains(&(id, started.as_str())));
-        self.ctx.metrics.canaries_in_progress.set(canaries);
-        self.rollouts_pending = !busy.is_empty();
-        busy
+    }
+
+    /// A rollout is over: the workload is decided with what is known now.
+    fn decide_again(&mut self, id: &WorkloadId, deployments: &[Arc<Deployment>]) {
+        self.dirty.remove(id);
+        if let Some(workload) = self.workloads.iter().find(|w| &w.id == id).cloned() {
+            self.decide(&workload, deployments);
+        }
     }
 
     /// Bad annotations: a Warning Event naming the annotation, once per distinct problem.
-    async fn report_problems(&mut self, workloads: &[Arc<Workload>]) {
+    fn report_problems(&mut self, workloads: &[Arc<Workload>]) {
         for workload in workloads {
             let messages = workload.problems.iter().map(|p| p.to_string()).collect();
-            let fresh = self
-                .report_once(workload, messages, "InvalidAnnotation")
-                .await;
+            let fresh = self.report_once(workload, messages, "InvalidAnnotation");
             if fresh > 0 {
                 self.ctx
                     .metrics
@@ -666,7 +938,7 @@ impl Poller {
         }
     }
 
-    async fn record_skips(&mut self, workload: &Workload, plan: &WorkloadPlan) {
+    fn record_skips(&mut self, workload: &Workload, plan: &WorkloadPlan) {
         let mut messages = BTreeSet::new();
         for (container, outcome) in &plan.outcomes {
             if let Outcome::Skip(reason) = outcome {
@@ -678,12 +950,13 @@ impl Poller {
                 messages.insert(format!("container {container}: {reason}"));
             }
         }
-        self.report_once(workload, messages, "UpdateSkipped").await;
+        self.report_once(workload, messages, "UpdateSkipped");
     }
 
     /// Logs and publishes a Warning Event for each message not reported before for this
-    /// workload; returns how many were new.
-    async fn report_once(
+    /// workload; returns how many were new. Publishing runs beside the loop: a slow API server
+    /// delays the Event, not the next decision.
+    fn report_once(
         &mut self,
         workload: &Workload,
         messages: BTreeSet<String>,
@@ -696,66 +969,31 @@ impl Poller {
             .collect();
         let reference = deployment_reference(&workload.id, workload.uid.as_deref());
         for message in &fresh {
-            tracing::warn!(workload = %workload.id, problem = %message, "workload skipped");
-            publish(
-                &self.ctx.recorder,
-                &reference,
-                EventType::Warning,
-                reason,
-                "Skip",
-                message.clone(),
-            )
-            .await;
+            tracing::warn!(workload = %workload.id, reason, problem = %message, "workload (partly) skipped");
+            let recorder = self.ctx.recorder.clone();
+            let reference = reference.clone();
+            let message = message.clone();
+            tokio::spawn(async move {
+                publish(
+                    &recorder,
+                    &reference,
+                    EventType::Warning,
+                    reason,
+                    "Skip",
+                    message,
+                )
+                .await;
+            });
         }
         fresh.len()
     }
 }
 
-fn users<'a>(
-    repo: &'a Repository,
-    workloads: &'a [Arc<Workload>],
-) -> impl Iterator<Item = &'a Workload> {
-    workloads
-        .iter()
-        .filter(move |w| w.containers.iter().any(|c| &c.image.repository == repo))
-        .map(|w| &**w)
-}
-
-fn find<'a>(deployments: &'a [Arc<Deployment>], id: &WorkloadId) -> Option<&'a Deployment> {
-    deployments
-        .iter()
-        .find(|d| {
-            d.metadata.name.as_deref() == Some(id.name.as_str())
-                && d.metadata.namespace.as_deref() == Some(id.namespace.as_str())
-        })
-        .map(|d| &**d)
-}
-
-/// History entries (a person's change seen, then this update) and the rollout to watch, written
-/// in the same patch as the images.
-fn record_update(
-    workload: &Workload,
-    plan: &WorkloadPlan,
-    changes: &[patch::ImageChange],
-    state: &mut patch::State,
-) {
-    let now = now();
-    let updates = changes.iter().map(|c| c.entry(&now, How::Update));
-    state.record(
-        &workload.rollout.history,
-        manual_entries(plan, &now).chain(updates),
-    );
-    let rollout = rollout::watch(changes, now, workload.generation);
-    state
-        .extra
-        .insert(keys::ROLLOUT.into(), Some(rollout.encode()));
-}
-
-/// A person's changes seen by the plan, as history entries.
-fn manual_entries<'a>(plan: &'a WorkloadPlan, now: &'a str) -> impl Iterator<Item = Entry> + 'a {
-    plan.manual
-        .iter()
-        .map(move |m| Entry::new(now, &m.container, &m.applied, &m.current, How::Manual))
+fn find<'a>(deployments: &'a [Arc<Deployment>], id: &WorkloadId) -> Option<&'a Arc<Deployment>> {
+    deployments.iter().find(|d| {
+        d.metadata.name.as_deref() == Some(id.name.as_str())
+            && d.metadata.namespace.as_deref() == Some(id.namespace.as_str())
+    })
 }
 
 fn unix_now() -> f64 {

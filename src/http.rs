@@ -24,8 +24,45 @@ use crate::webhooks::{self, HeaderCheck, Hint, Source, MAX_BODY};
 pub struct HttpState {
     pub registry: prometheus::Registry,
     pub ready: Arc<AtomicBool>,
+    /// None: `/healthz` only says the process serves HTTP.
+    pub liveness: Option<Liveness>,
     /// None: no webhook endpoints (commands other than `run`).
     pub webhooks: Option<Webhooks>,
+}
+
+/// The control loop's heartbeat: `/healthz` fails once the loop has not completed a turn for
+/// `limit`, so a wedged replica is restarted rather than left holding the lease.
+#[derive(Clone)]
+pub struct Liveness {
+    last_turn: Arc<std::sync::Mutex<std::time::Instant>>,
+    pub limit: Duration,
+}
+
+impl Liveness {
+    pub fn new(limit: Duration) -> Liveness {
+        Liveness {
+            last_turn: Arc::new(std::sync::Mutex::new(std::time::Instant::now())),
+            limit,
+        }
+    }
+
+    /// The loop completed a turn.
+    pub fn beat(&self) {
+        *self
+            .last_turn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = std::time::Instant::now();
+    }
+
+    /// How long since the last turn, when that is past the limit.
+    pub fn stalled(&self) -> Option<Duration> {
+        let silent = self
+            .last_turn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .elapsed();
+        (silent > self.limit).then_some(silent)
+    }
 }
 
 /// At most this many webhook requests are served at once; more are answered 503 with
@@ -78,7 +115,7 @@ impl Webhooks {
 pub fn router(state: HttpState) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/webhooks/{source}", post(webhook))
         .with_state(state)
@@ -112,6 +149,17 @@ async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
         )],
         crate::metrics::render(&state.registry),
     )
+}
+
+async fn healthz(State(state): State<HttpState>) -> Response {
+    match state.liveness.as_ref().and_then(Liveness::stalled) {
+        Some(silent) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("control loop stalled: no turn for {}s\n", silent.as_secs()),
+        )
+            .into_response(),
+        None => "ok".into_response(),
+    }
 }
 
 async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {

@@ -22,5 +22,6 @@ pub mod pull_secrets;
 pub mod registry;
 pub mod rollouts;
 pub mod schedule;
+pub mod tasks;
 pub mod watch;
 pub mod webhooks;

@@ -110,6 +110,7 @@ pub struct Metrics {
     pub canaries_in_progress: IntGauge,
     pub rollbacks: IntCounterVec,
     pub rollout_duration: Histogram,
+    pub panics: IntCounterVec,
     pub registry_labels: RegistryLabels,
 }
 
@@ -263,6 +264,14 @@ impl Metrics {
                 1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
             ]),
         )?;
+        let panics = IntCounterVec::new(
+            Opts::new(
+                "tagwatch_panics_total",
+                "Panics caught and survived, by task (listing, write, check, aliases, loop, webhook)",
+            ),
+            &["task"],
+        )?;
+        registry.register(Box::new(panics.clone()))?;
         registry.register(Box::new(canaries.clone()))?;
         registry.register(Box::new(canaries_in_progress.clone()))?;
         registry.register(Box::new(rollbacks.clone()))?;
@@ -306,6 +315,7 @@ impl Metrics {
             canaries_in_progress,
             rollbacks,
             rollout_duration,
+            panics,
             registry_labels: labels,
         })
     }

@@ -5,6 +5,7 @@
 //! Pure: time and randomness come in as arguments, so the rules are tested without a clock.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::time::{Duration, Instant};
 
 use crate::model::image::Repository;
@@ -29,9 +30,18 @@ struct RepoState {
     failures: u32,
 }
 
-#[derive(Debug, Default)]
-pub struct Schedule {
-    repos: HashMap<Repository, RepoState>,
+/// Keyed by what is listed: a repository, or (in the poll loop) a repository as one login sees it.
+#[derive(Debug)]
+pub struct Schedule<K = Repository> {
+    repos: HashMap<K, RepoState>,
+}
+
+impl<K> Default for Schedule<K> {
+    fn default() -> Self {
+        Schedule {
+            repos: HashMap::new(),
+        }
+    }
 }
 
 /// How early a repository may be listed to share a round. Never during backoff: a registry that
@@ -64,12 +74,12 @@ fn fraction(jitter: Jitter) -> f64 {
     }
 }
 
-impl Schedule {
+impl<K: Clone + Eq + Hash + Ord> Schedule<K> {
     /// Brings the set of repositories and their intervals up to date. A new repository is due
     /// after `spread` (a random fraction of a short start-up window, so a fleet does not hit a
     /// registry at once); a shorter interval takes effect from the last attempt, not the next one.
     /// Intervals are taken as at most [`MAX_INTERVAL`].
-    pub fn sync(&mut self, wanted: &HashMap<Repository, Duration>, now: Instant, spread: Jitter) {
+    pub fn sync(&mut self, wanted: &HashMap<K, Duration>, now: Instant, spread: Jitter) {
         self.repos.retain(|repo, _| wanted.contains_key(repo));
         for (repo, &interval) in wanted {
             let interval = interval.min(MAX_INTERVAL);
@@ -101,8 +111,8 @@ impl Schedule {
     /// the next twentieth of its interval joins the round: that is inside its ±10% jitter band,
     /// and it turns a hundred slightly-spread repositories into a few rounds instead of a hundred
     /// (each round re-reads every workload).
-    pub fn due(&self, now: Instant) -> Vec<Repository> {
-        let mut due: Vec<Repository> = self
+    pub fn due(&self, now: Instant) -> Vec<K> {
+        let mut due: Vec<K> = self
             .repos
             .iter()
             .filter(|(_, s)| s.next_due <= after(now, early(s)))
@@ -118,7 +128,7 @@ impl Schedule {
     }
 
     /// A complete listing: back to the normal interval, give or take 10% so polls stay spread.
-    pub fn succeeded(&mut self, repo: &Repository, now: Instant, jitter: Jitter) {
+    pub fn succeeded(&mut self, repo: &K, now: Instant, jitter: Jitter) {
         if let Some(state) = self.repos.get_mut(repo) {
             state.failures = 0;
             state.last_attempt = Some(now);
@@ -130,7 +140,7 @@ impl Schedule {
     /// registry asked for with `Retry-After` (at most [`MAX_RETRY_AFTER`]) if that is longer.
     pub fn failed(
         &mut self,
-        repo: &Repository,
+        repo: &K,
         retry_after: Option<Duration>,
         now: Instant,
         jitter: Jitter,
@@ -155,7 +165,7 @@ impl Schedule {
     /// failing. A hint never shortens a backoff or a `Retry-After`: a replayed or forged webhook
     /// must not turn a rate-limited registry into a listing storm. False for an unknown
     /// repository.
-    pub fn trigger(&mut self, repo: &Repository, now: Instant) -> bool {
+    pub fn trigger(&mut self, repo: &K, now: Instant) -> bool {
         match self.repos.get_mut(repo) {
             Some(state) => {
                 // While failing, `next_due` is the end of the backoff (only `failed` sets it then).
@@ -168,8 +178,18 @@ impl Schedule {
         }
     }
 
+    /// Triggers every key `hint` picks (a webhook names a repository; each login listing it is
+    /// listed again). False when none did.
+    pub fn trigger_matching(&mut self, hint: impl Fn(&K) -> bool, now: Instant) -> bool {
+        let keys: Vec<K> = self.repos.keys().filter(|k| hint(k)).cloned().collect();
+        for key in &keys {
+            self.trigger(key, now);
+        }
+        !keys.is_empty()
+    }
+
     /// The current backoff of a repository: time to its next attempt while it is failing.
-    pub fn backoff(&self, repo: &Repository, now: Instant) -> Option<Duration> {
+    pub fn backoff(&self, repo: &K, now: Instant) -> Option<Duration> {
         self.repos
             .get(repo)
             .filter(|s| s.failures > 0)
@@ -184,7 +204,7 @@ impl Schedule {
         self.repos.is_empty()
     }
 
-    pub fn repositories(&self) -> impl Iterator<Item = &Repository> {
+    pub fn repositories(&self) -> impl Iterator<Item = &K> {
         self.repos.keys()
     }
 }

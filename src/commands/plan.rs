@@ -53,6 +53,7 @@ pub async fn plan(args: PlanArgs, file: FileConfig) -> anyhow::Result<()> {
         leadership: Leadership::always(),
         aliases: Vec::new(),
         prometheus: None,
+        allowed_registries: settings.registries.allowed_registries.clone(),
     });
     let mut poller = Poller::new(ctx);
     let plans = poller.dry_run(&deployments).await;

@@ -11,13 +11,18 @@ use crate::canary_query::PrometheusClient;
 use crate::cli::RunArgs;
 use crate::config::{self, FileConfig, LeaderSettings, Settings};
 use crate::cycle::{Context, Poller};
-use crate::http::{self, HttpState, Webhooks};
+use crate::http::{self, HttpState, Liveness, Webhooks};
 use crate::leader::{self, Elector, Leadership};
 use crate::metrics::Metrics;
 use crate::pull_secrets::PullSecrets;
 use crate::watch::Deployments;
 use crate::webhooks::Hint;
+use std::panic::AssertUnwindSafe;
+
+use futures::FutureExt;
 use tokio::sync::mpsc;
+
+use crate::tasks;
 
 /// Bursts of watch events (a rollout updates status several times) become one round.
 const DEBOUNCE: Duration = Duration::from_millis(100);
@@ -25,6 +30,15 @@ const DEBOUNCE: Duration = Duration::from_millis(100);
 /// Webhooks arriving within this window after the first become one re-listing round: a push of
 /// a multi-arch image notifies once per manifest and once for the index.
 const WEBHOOK_DEBOUNCE: Duration = Duration::from_millis(100);
+
+/// The loop turns at least this often, however quiet: its heartbeat for `/healthz`.
+const HEARTBEAT: Duration = Duration::from_secs(5);
+
+/// `/healthz` fails after this long without a turn (twelve missed heartbeats).
+const LIVENESS_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// At shutdown, writes and checks in flight get this long to finish.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 pub async fn run(args: RunArgs, file: FileConfig) -> anyhow::Result<()> {
     let settings = Settings::resolve(&args.cluster, &file);
@@ -34,6 +48,7 @@ pub async fn run(args: RunArgs, file: FileConfig) -> anyhow::Result<()> {
     let registry = prometheus::Registry::new();
     let metrics = Metrics::new(&registry)?;
     let ready = Arc::new(AtomicBool::new(false));
+    let liveness = Liveness::new(args.liveness_timeout.unwrap_or(LIVENESS_TIMEOUT));
     let shutdown = app::shutdown_signal();
 
     let client = app::kube_client(settings.kubeconfig.as_deref()).await?;
@@ -64,6 +79,7 @@ pub async fn run(args: RunArgs, file: FileConfig) -> anyhow::Result<()> {
         HttpState {
             registry: registry.clone(),
             ready: ready.clone(),
+            liveness: Some(liveness.clone()),
             webhooks: Some(Webhooks::new(
                 secret.map(Arc::from),
                 hints_tx,
@@ -98,6 +114,7 @@ pub async fn run(args: RunArgs, file: FileConfig) -> anyhow::Result<()> {
             .map(|url| PrometheusClient::new(url, Duration::from_secs(10)))
             .transpose()
             .map_err(|e| anyhow::anyhow!("--prometheus-url: {e}"))?,
+        allowed_registries: settings.registries.allowed_registries.clone(),
     });
 
     let deployments =
@@ -114,41 +131,64 @@ pub async fn run(args: RunArgs, file: FileConfig) -> anyhow::Result<()> {
     );
 
     let mut poller = Poller::new(ctx);
+    let Some(mut finished) = poller.take_events() else {
+        anyhow::bail!("the poller's task channel is taken twice");
+    };
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         if *shutdown.borrow() {
             break;
         }
-        let wake = if leadership.is_leader() {
-            // A round runs to completion: a patch in flight is never cut half-way by shutdown.
-            let report = poller.round(&deployments.snapshot()).await;
-            tracing::debug!(?report, "round done");
-            let next = poller.next_wakeup();
-            // Wake when leadership would lapse too, so a lapsed leader notices it promptly.
-            match (next, leadership.valid_until()) {
-                (Some(a), Some(b)) => Some(a.min(b.max(std::time::Instant::now()))),
-                (a, b) => a.or(b),
-            }
+        if leadership.is_leader() {
+            guarded(&metrics, poller.turn(&deployments.snapshot())).await;
+        }
+        liveness.beat();
+        let next = if leadership.is_leader() {
+            poller.next_wakeup()
         } else {
             None
+        };
+        // Wake when leadership would lapse too, so a lapsed leader notices it promptly.
+        let wake = match (next, leadership.valid_until()) {
+            (Some(a), Some(b)) => Some(a.min(b.max(std::time::Instant::now()))),
+            (a, b) => a.or(b),
         };
         let wake = wake
             .map(tokio::time::Instant::from_std)
             .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
         tokio::select! {
+            Some(done) = finished.recv() => {
+                let snapshot = deployments.snapshot();
+                guarded(&metrics, poller.finished(done, &snapshot)).await;
+                // Everything else already finished is handled before the next turn.
+                while let Ok(done) = finished.try_recv() {
+                    guarded(&metrics, poller.finished(done, &snapshot)).await;
+                }
+            }
             _ = deployments.changed() => {
-                // A webhook arriving while watch events settle is served in the same round.
+                // A webhook arriving while watch events settle is served in the same turn.
                 tokio::select! {
                     _ = tokio::time::sleep(DEBOUNCE) => {}
                     Some(first) = hints.recv() => relist(&mut poller, first, &mut hints, debounce).await,
                 }
             }
             _ = tokio::time::sleep_until(wake) => {}
+            _ = heartbeat.tick() => {}
             _ = leadership.changed() => {}
             Some(first) = hints.recv() => relist(&mut poller, first, &mut hints, debounce).await,
             _ = app::stopped(shutdown.clone()) => {}
         }
     }
     ready.store(false, Ordering::Relaxed);
+    // A write in flight is never cut half-way by shutdown: wait for the tasks, up to a limit.
+    let snapshot = deployments.snapshot();
+    while poller.in_flight() > 0 {
+        match tokio::time::timeout(SHUTDOWN_GRACE, finished.recv()).await {
+            Ok(Some(done)) => guarded(&metrics, poller.finished(done, &snapshot)).await,
+            _ => break,
+        }
+    }
     drop(deployments);
     if let Some(task) = elector {
         let _ = task.await;
@@ -158,9 +198,17 @@ pub async fn run(args: RunArgs, file: FileConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Webhook hints: gathers a burst for `debounce`, then marks each named repository due now.
-/// Only a hint: the repository is listed again and what it really holds decides. A repository
-/// no workload or alias uses is ignored.
+/// Runs one step of the loop; a panic in it is logged and counted, and the loop goes on.
+async fn guarded(metrics: &Metrics, step: impl std::future::Future<Output = ()>) {
+    if let Err(panic) = AssertUnwindSafe(step).catch_unwind().await {
+        metrics.panics.with_label_values(&["loop"]).inc();
+        tracing::error!(panic = %tasks::panic_message(panic.as_ref()), "control loop step panicked: counted, going on");
+    }
+}
+
+/// Webhook hints: gathers a burst for `debounce`, then marks each named repository due now (or
+/// when its backoff ends). Only a hint: the repository is listed again and what it really holds
+/// decides. A repository no workload or alias uses is ignored.
 async fn relist(
     poller: &mut Poller,
     first: Vec<Hint>,

@@ -57,6 +57,85 @@ impl Credentials {
     }
 }
 
+/// Who registry requests are made as. Listings, digests and tokens are kept per login, so one
+/// tenant's credentials never serve another tenant's workloads. Prints as `anonymous` or
+/// `login-<8 hex>` (a fingerprint, never the credentials).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Login {
+    credentials: Credentials,
+    id: String,
+}
+
+impl Login {
+    pub fn new(credentials: Credentials) -> Login {
+        use sha2::Digest as _;
+        let id = match &credentials {
+            Credentials::Anonymous => String::new(),
+            Credentials::Basic { username, password } => {
+                let mut hash = sha2::Sha256::new();
+                hash.update(b"basic\0");
+                hash.update(username.as_bytes());
+                hash.update(b"\0");
+                hash.update(password.expose().as_bytes());
+                hex::encode(hash.finalize())
+            }
+            Credentials::IdentityToken(token) => {
+                let mut hash = sha2::Sha256::new();
+                hash.update(b"token\0");
+                hash.update(token.expose().as_bytes());
+                hex::encode(hash.finalize())
+            }
+        };
+        Login { credentials, id }
+    }
+
+    pub fn anonymous() -> Login {
+        Login::new(Credentials::Anonymous)
+    }
+
+    pub fn credentials(&self) -> &Credentials {
+        &self.credentials
+    }
+
+    pub fn is_anonymous(&self) -> bool {
+        self.credentials.is_anonymous()
+    }
+}
+
+impl Default for Login {
+    fn default() -> Self {
+        Login::anonymous()
+    }
+}
+
+impl PartialOrd for Login {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// By fingerprint: equal fingerprints are equal credentials (SHA-256).
+impl Ord for Login {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.id.cmp(&other.id)
+    }
+}
+
+impl fmt::Display for Login {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.id.get(..8) {
+            Some(short) => write!(f, "login-{short}"),
+            None => f.write_str("anonymous"),
+        }
+    }
+}
+
+impl fmt::Debug for Login {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
 /// Why a docker config does not parse. Never the offending value: serde quotes it
 /// (`invalid type: string "hunter2"`), and in these documents it is often a password.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -244,6 +323,24 @@ pub fn normalize_host(key: &str) -> String {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn logins_print_a_fingerprint_and_compare_by_credentials() {
+        let basic = |user: &str, password: &str| {
+            Login::new(Credentials::Basic {
+                username: user.into(),
+                password: Secret::new(password),
+            })
+        };
+        assert_eq!(Login::anonymous().to_string(), "anonymous");
+        let a = basic("ci", "hunter2");
+        let printed = format!("{a} {a:?}");
+        assert!(printed.starts_with("login-") && !printed.contains("hunter2"));
+        assert_eq!(a, basic("ci", "hunter2"));
+        assert_ne!(a, basic("ci", "hunter3"));
+        assert_ne!(a, basic("cj", "hunter2"));
+        assert_ne!(a, Login::anonymous());
+    }
 
     fn b64(s: &str) -> String {
         base64::engine::general_purpose::STANDARD.encode(s)

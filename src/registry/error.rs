@@ -42,6 +42,9 @@ pub enum RegistryError {
     /// redirect, a token realm over plain HTTP, a link-local address): it was not sent.
     #[error("{url}: refused to send the request: {reason}")]
     UnsafeTarget { url: String, reason: String },
+    /// tagwatch's own listing task failed (it panicked or was cut short): counted and retried.
+    #[error("{repository}: listing task failed: {message}")]
+    Internal { repository: String, message: String },
 }
 
 impl RegistryError {
@@ -60,6 +63,7 @@ impl RegistryError {
             RegistryError::TooManyTags { .. } => "too_many_tags",
             RegistryError::NotAllowed { .. } => "not_allowed",
             RegistryError::UnsafeTarget { .. } => "unsafe_target",
+            RegistryError::Internal { .. } => "internal",
         }
     }
 

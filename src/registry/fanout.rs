@@ -64,6 +64,30 @@ impl Fanout {
         work.await
     }
 
+    /// One complete listing, waiting its turn behind the registry's other requests.
+    pub async fn list_one(
+        &self,
+        repo: &Repository,
+        credentials: &Credentials,
+    ) -> Result<Vec<String>, RegistryError> {
+        self.bounded(&repo.registry, self.client.list_tags(repo, credentials))
+            .await
+    }
+
+    /// One digest read (a HEAD), waiting its turn behind the registry's other requests.
+    pub async fn digest_one(
+        &self,
+        repo: &Repository,
+        tag: &str,
+        credentials: &Credentials,
+    ) -> Result<Option<String>, RegistryError> {
+        self.bounded(
+            &repo.registry,
+            self.client.manifest_digest(repo, tag, credentials),
+        )
+        .await
+    }
+
     /// Lists every repository once.
     pub async fn list_tags(
         &self,

@@ -10,6 +10,6 @@ pub mod tag_page;
 pub mod tokens;
 
 pub use client::{ClientOptions, ListLimits, Manifest, RegistryClient};
-pub use credentials::{Credentials, DockerConfig, Secret};
+pub use credentials::{Credentials, DockerConfig, Login, Secret};
 pub use egress::AllowList;
 pub use error::RegistryError;

@@ -237,6 +237,7 @@ pub fn poller(cluster: &TestCluster, insecure: &[String], fallback: DockerConfig
         leadership: Leadership::always(),
         aliases: Vec::new(),
         prometheus: None,
+        allowed_registries: None,
     };
     Harness {
         poller: Poller::new(Arc::new(ctx)),

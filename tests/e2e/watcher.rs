@@ -214,12 +214,16 @@ async fn a_change_between_plan_and_patch_is_never_overwritten() {
     // A person moves the image after tagwatch read the object.
     set_image(&cluster, &ns, "web", &format!("{app}:1")).await;
     let report = h.poller.round_all(&stale).await;
-    assert_eq!((report.applied, report.conflicts), (0, 1));
-    assert_eq!(image(&cluster, &ns, "web").await, format!("{app}:1"));
+    // The write decided on the stale object is refused by its guard; tagwatch reads the object
+    // again at once and decides on what the person wrote: `app:1` is an alias, so 1.2.4, tracked.
+    assert_eq!((report.applied, report.conflicts), (1, 1));
     assert_eq!(h.metric("tagwatch_patch_conflicts_total"), 1.0);
+    let web = get(&cluster, &ns, "web").await;
+    assert_eq!(crate::support::images(&web), vec![format!("{app}:1.2.4")]);
+    assert_eq!(annotation(&web, "tagwatch.dev/track").as_deref(), Some("1"));
 
     let report = h.poller.round_all(&snapshot(&cluster, &[&ns]).await).await;
-    assert_eq!(report.applied, 1);
+    assert_eq!((report.applied, report.conflicts), (0, 0));
     assert_eq!(image(&cluster, &ns, "web").await, format!("{app}:1.2.4"));
 }
 

@@ -1,0 +1,499 @@
+//! The poll loop's work that waits on the outside world: a tag listing, a write (with its re-reads
+//! after a conflict), a look at a canary or rollout, an alias sync. Each runs as its own task,
+//! bounded in time, and reports back to the loop through one channel, so a slow registry or a
+//! hung write delays only the workloads it concerns. A panic inside a task is caught, counted and
+//! reported as a failure: it never ends the process, and never leaves work marked in flight.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::future::Future;
+use std::hash::{Hash, Hasher};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::runtime::events::EventType;
+use kube::Api;
+use tokio::sync::mpsc;
+
+use crate::aliases::{Confirmed, Sync};
+use crate::apply::{
+    deployment_reference, now, patch_deployment, publish, write_guarded, ApplyError,
+};
+use crate::cycle::Context;
+use crate::discover;
+use crate::metrics::Metrics;
+use crate::model::history::{Entry, How};
+use crate::model::image::Repository;
+use crate::model::workload::{keys, Workload, WorkloadId};
+use crate::plan::aliases::Levels;
+use crate::plan::patch;
+use crate::plan::rollout;
+use crate::plan::update::{self, Digest, Inputs, WorkloadPlan};
+use crate::registry::{Login, RegistryError};
+use crate::rollouts::{Rollouts, Step};
+
+/// A write (its digest reads, re-reads and retries included) or a rollout check gives up after
+/// this; the loop then tries again. Listings have their own deadline (`listTimeout`).
+pub const TASK_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A write that meets a conflict is decided again on a fresh read, this many times in all.
+const WRITE_ATTEMPTS: usize = 3;
+
+/// A repository as one login sees it. Listings, digests and backoff are kept per key, so a
+/// workload is only ever planned from what its own credentials could read.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ListingKey {
+    pub repo: Repository,
+    pub login: Login,
+}
+
+impl fmt::Display for ListingKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} as {}", self.repo, self.login)
+    }
+}
+
+/// What a finished task reports to the loop.
+pub enum Finished {
+    Listed(Listed),
+    Applied(Applied),
+    Checked(Checked),
+    Aliased(Repository),
+}
+
+pub struct Listed {
+    pub key: ListingKey,
+    pub result: Result<Vec<String>, RegistryError>,
+    /// Registry digests of the tags `digest`-policy containers run, read after a complete listing.
+    pub digests: Vec<(String, Result<Option<String>, RegistryError>)>,
+}
+
+pub struct Applied {
+    pub id: WorkloadId,
+    /// The resourceVersion the first decision was made on.
+    pub decided_at: Option<String>,
+    pub outcome: WriteOutcome,
+    /// Conflicts met on the way (each followed by a fresh read).
+    pub conflicts: usize,
+    pub fingerprint: Fingerprint,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// Images written, to this many containers; `complete` is false when a pinned digest could
+    /// not be read for some of them (they wait for the next decision).
+    Updated { containers: usize, complete: bool },
+    /// A person's change recorded; no image written.
+    Acknowledged,
+    /// A canary started instead of a write to the primary.
+    CanaryStarted,
+    /// Nothing to write.
+    Nothing,
+    /// Not written; decided again on the next turn.
+    Retry(String),
+    /// Refused by the API server (validation, admission): not tried again until the workload or
+    /// the candidate version changes.
+    Refused(String),
+    /// Not opted in any more, or deleted, as read after a conflict.
+    Gone,
+}
+
+pub struct Checked {
+    pub id: WorkloadId,
+    /// The watched rollout the check was about, if any.
+    pub started: Option<String>,
+    pub step: Step,
+}
+
+/// What a refused write was decided on: the same workload (generation and annotations) with the
+/// same candidates is not tried again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Fingerprint(u64);
+
+pub fn fingerprint(workload: &Workload, plan: &WorkloadPlan) -> Fingerprint {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    workload.generation.hash(&mut hasher);
+    workload.annotations.hash(&mut hasher);
+    for pending in plan.pending() {
+        (&pending.container, &pending.to_tag).hash(&mut hasher);
+    }
+    for manual in &plan.manual {
+        (&manual.container, &manual.current).hash(&mut hasher);
+    }
+    Fingerprint(hasher.finish())
+}
+
+/// Spawns `work`, reporting `fallback()` instead when it panics or outlives `timeout`.
+pub fn spawn<F, G>(
+    tx: &mpsc::Sender<Finished>,
+    metrics: &Metrics,
+    task: &'static str,
+    timeout: Option<Duration>,
+    work: F,
+    fallback: G,
+) where
+    F: Future<Output = Finished> + Send + 'static,
+    G: FnOnce(&str) -> Finished + Send + 'static,
+{
+    let tx = tx.clone();
+    let metrics = metrics.clone();
+    tokio::spawn(async move {
+        let caught = AssertUnwindSafe(work).catch_unwind();
+        let outcome = match timeout {
+            Some(limit) => tokio::time::timeout(limit, caught).await.ok(),
+            None => Some(caught.await),
+        };
+        let finished = match outcome {
+            Some(Ok(done)) => done,
+            Some(Err(panic)) => {
+                metrics.panics.with_label_values(&[task]).inc();
+                let message = panic_message(panic.as_ref());
+                tracing::error!(task, panic = %message, "task panicked: counted, reported as failed");
+                fallback(&format!("panicked: {message}"))
+            }
+            None => {
+                tracing::warn!(task, "task timed out");
+                fallback("timed out")
+            }
+        };
+        // The loop is gone only at shutdown.
+        let _ = tx.send(finished).await;
+    });
+}
+
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
+}
+
+/// One complete listing as `key.login`, then the digests of `digest_tags`.
+pub async fn list(ctx: Arc<Context>, key: ListingKey, digest_tags: BTreeSet<String>) -> Finished {
+    let credentials = key.login.credentials();
+    let result = ctx.fanout.list_one(&key.repo, credentials).await;
+    let mut digests = Vec::new();
+    if result.is_ok() {
+        for tag in digest_tags {
+            let digest = ctx.fanout.digest_one(&key.repo, &tag, credentials).await;
+            digests.push((tag, digest));
+        }
+    }
+    Finished::Listed(Listed {
+        key,
+        result,
+        digests,
+    })
+}
+
+/// Alias tags of a freshly and completely listed maintained repository.
+pub async fn sync_aliases(
+    ctx: Arc<Context>,
+    repo: Repository,
+    levels: Levels,
+    tags: Arc<Vec<String>>,
+    confirmed: Arc<tokio::sync::Mutex<Confirmed>>,
+) -> Finished {
+    if ctx.leadership.is_leader() {
+        let credentials = ctx.secrets.own(&repo.registry);
+        let sync = Sync {
+            client: ctx.fanout.client(),
+            metrics: &ctx.metrics,
+            credentials: &credentials,
+            dry_run: false,
+        };
+        let mut confirmed = confirmed.lock().await;
+        sync.run(&repo, &tags, levels, &mut confirmed).await;
+    }
+    Finished::Aliased(repo)
+}
+
+/// A canary or a watched rollout, looked at once.
+pub async fn check(
+    ctx: Arc<Context>,
+    workload: Arc<Workload>,
+    primary: Arc<Deployment>,
+) -> Finished {
+    let step = Rollouts { ctx: &ctx }
+        .check(&workload, &primary, ctx.prometheus.as_ref())
+        .await;
+    Finished::Checked(Checked {
+        id: workload.id.clone(),
+        started: workload
+            .rollout
+            .watching
+            .as_ref()
+            .map(|w| w.started.clone()),
+        step,
+    })
+}
+
+/// What an apply task needs: the workload as decided on, its own listings, and the plan.
+pub struct ApplyJob {
+    pub workload: Arc<Workload>,
+    /// The Deployment itself, for a canary (its pod template).
+    pub primary: Option<Arc<Deployment>>,
+    pub inputs: Inputs,
+    pub plan: WorkloadPlan,
+}
+
+pub async fn apply(ctx: Arc<Context>, job: ApplyJob) -> Finished {
+    let id = job.workload.id.clone();
+    let decided_at = job.workload.resource_version.clone();
+    let fingerprint = fingerprint(&job.workload, &job.plan);
+    let (outcome, conflicts) = write_until_settled(&ctx, job).await;
+    Finished::Applied(Applied {
+        id,
+        decided_at,
+        outcome,
+        conflicts,
+        fingerprint,
+    })
+}
+
+/// Why a write did not land.
+enum WriteError {
+    /// The object changed since it was read: decide again on a fresh read.
+    Conflict,
+    Refused(String),
+    Retry(String),
+}
+
+/// Writes the plan; on a conflict reads that one Deployment again and decides again at once, so
+/// status churn during a rollout costs a retry, not a round, and a person's edit always wins.
+async fn write_until_settled(ctx: &Context, job: ApplyJob) -> (WriteOutcome, usize) {
+    let ApplyJob {
+        mut workload,
+        mut primary,
+        inputs,
+        mut plan,
+    } = job;
+    let mut conflicts = 0;
+    loop {
+        match write(ctx, &workload, primary.as_deref(), &plan).await {
+            Ok(outcome) => return (outcome, conflicts),
+            Err(WriteError::Refused(message)) => {
+                return (WriteOutcome::Refused(message), conflicts)
+            }
+            Err(WriteError::Retry(why)) => return (WriteOutcome::Retry(why), conflicts),
+            Err(WriteError::Conflict) => {
+                conflicts += 1;
+                ctx.metrics.patch_conflicts.inc();
+                if conflicts >= WRITE_ATTEMPTS {
+                    let why = format!("changed underneath {conflicts} times in a row");
+                    return (WriteOutcome::Retry(why), conflicts);
+                }
+                tracing::info!(workload = %workload.id, "workload changed since it was read; deciding again on a fresh read");
+                let api: Api<Deployment> =
+                    Api::namespaced(ctx.client.clone(), &workload.id.namespace);
+                let fresh = match api.get_opt(&workload.id.name).await {
+                    Ok(Some(fresh)) => fresh,
+                    Ok(None) => return (WriteOutcome::Gone, conflicts),
+                    Err(e) => return (WriteOutcome::Retry(e.to_string()), conflicts),
+                };
+                let Some(read) = discover::workload(&fresh) else {
+                    return (WriteOutcome::Gone, conflicts);
+                };
+                if read.rollout.canary_state.is_some() || read.rollout.watching.is_some() {
+                    // A rollout of its own is under way now: the loop waits for it.
+                    return (
+                        WriteOutcome::Retry("a rollout started meanwhile".into()),
+                        conflicts,
+                    );
+                }
+                workload = Arc::new(read);
+                plan = update::plan(&workload, &inputs);
+                primary = Some(Arc::new(fresh));
+            }
+        }
+    }
+}
+
+/// Reads pinned digests, then writes the guarded patch (or starts a canary, or records a
+/// person's change) for `plan`, decided on `workload` exactly as read.
+async fn write(
+    ctx: &Context,
+    workload: &Workload,
+    primary: Option<&Deployment>,
+    plan: &WorkloadPlan,
+) -> Result<WriteOutcome, WriteError> {
+    let pending: Vec<_> = plan.pending().collect();
+    if pending.is_empty() {
+        return if plan.manual.is_empty() {
+            Ok(WriteOutcome::Nothing)
+        } else {
+            acknowledge(ctx, workload, plan).await
+        };
+    }
+    let mut digests = BTreeMap::new();
+    let mut complete = true;
+    for p in pending.iter().filter(|p| p.digest == Digest::ToRead) {
+        let credentials = ctx
+            .secrets
+            .credentials(workload, &p.repository.registry)
+            .await;
+        match ctx
+            .fanout
+            .digest_one(&p.repository, &p.to_tag, &credentials)
+            .await
+        {
+            Ok(Some(digest)) => {
+                digests.insert(p.container.clone(), digest);
+            }
+            Ok(None) | Err(_) => {
+                complete = false;
+                tracing::warn!(workload = %workload.id, container = %p.container, tag = %p.to_tag,
+                    "cannot read the digest to pin; update postponed");
+                ctx.metrics
+                    .updates
+                    .with_label_values(&["failed", "digest_unavailable"])
+                    .inc();
+            }
+        }
+    }
+    let (changes, state) = update::finish(plan, &digests);
+    if changes.is_empty() {
+        return Err(WriteError::Retry("no pinned digest could be read".into()));
+    }
+    if let (Some(spec), Some(primary)) = (&workload.rollout.canary, primary) {
+        // A new version proves itself in a canary first; the primary is not touched yet.
+        return match (Rollouts { ctx })
+            .start_canary(workload, primary, spec, &changes)
+            .await
+        {
+            Ok(()) => Ok(WriteOutcome::CanaryStarted),
+            Err(error) => Err(write_error(workload, error)),
+        };
+    }
+    // Checked at the last moment: leadership can lapse while digests are read.
+    if !ctx.leadership.is_leader() {
+        tracing::info!(workload = %workload.id, "not the leader any more: update left to the leader");
+        ctx.metrics
+            .updates
+            .with_label_values(&["skipped", "not_leader"])
+            .inc();
+        return Err(WriteError::Retry("not the leader".into()));
+    }
+    let mut state = state;
+    record_update(workload, plan, &changes, &mut state);
+    let patch = patch::build_guarded(
+        &changes,
+        &state,
+        Some(&workload.annotations),
+        workload.resource_version.as_deref(),
+    );
+    match patch_deployment(&ctx.client, &workload.id, patch).await {
+        Ok(_) => {
+            for (change, p) in changes.iter().zip(pending.iter()) {
+                tracing::info!(
+                    workload = %workload.id,
+                    container = %change.container,
+                    from = %change.from,
+                    to = %change.to,
+                    reason = p.reason,
+                    "image updated"
+                );
+                ctx.metrics
+                    .updates
+                    .with_label_values(&["applied", p.reason])
+                    .inc();
+            }
+            let reference = deployment_reference(&workload.id, workload.uid.as_deref());
+            publish(
+                &ctx.recorder,
+                &reference,
+                EventType::Normal,
+                "ImageUpdated",
+                "Update",
+                patch::change_cause(&changes),
+            )
+            .await;
+            Ok(WriteOutcome::Updated {
+                containers: changes.len(),
+                complete,
+            })
+        }
+        Err(error) => {
+            ctx.metrics
+                .updates
+                .with_label_values(&["failed", error.kind()])
+                .inc();
+            Err(write_error(workload, error))
+        }
+    }
+}
+
+fn write_error(workload: &Workload, error: ApplyError) -> WriteError {
+    match error {
+        ApplyError::Conflict { .. } => WriteError::Conflict,
+        ApplyError::Refused { .. } => {
+            tracing::warn!(workload = %workload.id, error = %error, "update refused by the API server; not retried until the workload or the candidate changes");
+            WriteError::Refused(error.to_string())
+        }
+        ApplyError::Transport { .. } => {
+            tracing::warn!(workload = %workload.id, error = %error, "update failed");
+            WriteError::Retry(error.to_string())
+        }
+    }
+}
+
+/// A person changed an image and nothing follows from it: record it (history, the version
+/// rolled back from as rejected, the image as the new baseline) in one guarded write, once.
+async fn acknowledge(
+    ctx: &Context,
+    workload: &Workload,
+    plan: &WorkloadPlan,
+) -> Result<WriteOutcome, WriteError> {
+    if !ctx.leadership.is_leader() {
+        return Err(WriteError::Retry("not the leader".into()));
+    }
+    let mut state = plan.state.clone();
+    let now = now();
+    let seen = manual_entries(plan, &now)
+        .zip(&plan.manual)
+        .map(|(e, m)| e.because(m.rejected.as_ref().map(|t| format!("{t} rejected"))));
+    state.record(&workload.rollout.history, seen);
+    // Whatever tagwatch was watching is not its rollout any more.
+    state.extra.insert(keys::ROLLOUT.into(), None);
+    match write_guarded(&ctx.client, workload, &[], &state).await {
+        Ok(_) => {
+            for m in &plan.manual {
+                tracing::info!(workload = %workload.id, container = %m.container, from = %m.applied,
+                    to = %m.current, rejected = m.rejected.as_deref().unwrap_or(""), "manual change recorded");
+            }
+            Ok(WriteOutcome::Acknowledged)
+        }
+        Err(error) => Err(write_error(workload, error)),
+    }
+}
+
+/// History entries (a person's change seen, then this update) and the rollout to watch, written
+/// in the same patch as the images.
+fn record_update(
+    workload: &Workload,
+    plan: &WorkloadPlan,
+    changes: &[patch::ImageChange],
+    state: &mut patch::State,
+) {
+    let now = now();
+    let updates = changes.iter().map(|c| c.entry(&now, How::Update));
+    state.record(
+        &workload.rollout.history,
+        manual_entries(plan, &now).chain(updates),
+    );
+    let rollout = rollout::watch(changes, now, workload.generation);
+    state
+        .extra
+        .insert(keys::ROLLOUT.into(), Some(rollout.encode()));
+}
+
+/// A person's changes seen by the plan, as history entries.
+fn manual_entries<'a>(plan: &'a WorkloadPlan, now: &'a str) -> impl Iterator<Item = Entry> + 'a {
+    plan.manual
+        .iter()
+        .map(move |m| Entry::new(now, &m.container, &m.applied, &m.current, How::Manual))
+}
