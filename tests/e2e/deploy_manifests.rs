@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use k8s_openapi::api::admissionregistration::v1::{
+    ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Container, Namespace, Secret, Service, ServiceAccount,
@@ -40,7 +43,7 @@ const GRANTED_BUT_NOT_EXERCISED: &[(&str, &str, &str)] = &[
     ("events.k8s.io", "events", "patch"),
 ];
 
-fn deploy_dir() -> PathBuf {
+pub(crate) fn deploy_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy")
 }
 
@@ -71,7 +74,7 @@ fn is_kustomization(path: &Path) -> bool {
 }
 
 /// The documents of a (multi-document) YAML file, as JSON values; empty documents are skipped.
-fn documents(path: &Path) -> Vec<Value> {
+pub(crate) fn documents(path: &Path) -> Vec<Value> {
     let text = read(path);
     serde_norway::Deserializer::from_str(&text)
         .map(|doc| {
@@ -91,7 +94,7 @@ fn objects() -> Vec<(PathBuf, Value)> {
 }
 
 /// The one object of `kind` in the file at `deploy/<relative>`.
-fn object<K: DeserializeOwned>(relative: &str, kind: &str) -> K {
+pub(crate) fn object<K: DeserializeOwned>(relative: &str, kind: &str) -> K {
     let path = deploy_dir().join(relative);
     let docs: Vec<Value> = documents(&path)
         .into_iter()
@@ -192,6 +195,10 @@ fn every_manifest_is_a_typed_object_without_unknown_fields() {
             "ConfigMap" => round_trip::<ConfigMap>(&doc),
             "Deployment" => round_trip::<Deployment>(&doc),
             "Service" => round_trip::<Service>(&doc),
+            "ValidatingAdmissionPolicy" => round_trip::<ValidatingAdmissionPolicy>(&doc),
+            "ValidatingAdmissionPolicyBinding" => {
+                round_trip::<ValidatingAdmissionPolicyBinding>(&doc)
+            }
             // No k8s-openapi type: checked against the Service in its own test.
             "ServiceMonitor" => Ok(()),
             other => Err(format!("unexpected kind {other:?}")),
@@ -233,7 +240,7 @@ fn the_round_trip_names_the_first_unknown_or_mistyped_field() {
 
 #[test]
 fn kustomizations_list_exactly_their_files() {
-    let dirs = ["", "base", "namespaced", "monitoring"];
+    let dirs = ["", "base", "namespaced", "monitoring", "admission"];
     for relative in dirs {
         let dir = deploy_dir().join(relative);
         let k = kustomization(&dir);
@@ -271,6 +278,13 @@ fn kustomizations_list_exactly_their_files() {
             }
         }
     }
+    // Both variants install the admission policy (tests/e2e/admission_policy.rs).
+    assert!(kustomization(&deploy_dir())
+        .resources
+        .contains(&"admission".to_string()));
+    assert!(kustomization(&deploy_dir().join("namespaced"))
+        .resources
+        .contains(&"../admission".to_string()));
     // The optional ServiceMonitor is one uncommented line away, in both variants.
     assert!(read(&deploy_dir().join("kustomization.yaml")).contains("# - monitoring\n"));
     assert!(
