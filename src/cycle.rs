@@ -287,6 +287,7 @@ impl Poller {
                 client: self.ctx.fanout.client(),
                 metrics: &self.ctx.metrics,
                 credentials: &credentials,
+                leadership: &self.ctx.leadership,
                 dry_run: false,
             };
             sync.run(repo, &tags, *levels, &mut self.confirmed).await;
