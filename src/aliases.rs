@@ -9,6 +9,7 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
+use crate::leader::Leadership;
 use crate::metrics::Metrics;
 use crate::model::image::Repository;
 use crate::plan::aliases::{self, Desired, Levels};
@@ -24,6 +25,8 @@ pub enum Action {
     WouldMove,
     /// Not written this time; retried next cycle.
     Failed,
+    /// Not written: this replica stopped leading before the write; the leader writes it.
+    NotLeader,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -71,6 +74,8 @@ pub struct Sync<'a> {
     pub client: &'a RegistryClient,
     pub metrics: &'a Metrics,
     pub credentials: &'a Credentials,
+    /// Alias writes are sent only while this says leader.
+    pub leadership: &'a Leadership,
     pub dry_run: bool,
 }
 
@@ -91,7 +96,7 @@ impl Sync<'_> {
             let outcome = self.one(repo, &desired).await;
             match outcome.action {
                 Action::Unchanged | Action::Moved => confirmed.confirm(repo, &desired),
-                Action::WouldMove | Action::Failed => {}
+                Action::WouldMove | Action::Failed | Action::NotLeader => {}
             }
             if !self.dry_run {
                 self.metrics
@@ -99,7 +104,12 @@ impl Sync<'_> {
                     .with_label_values(&[&repo.registry, action_label(&outcome.action)])
                     .inc();
             }
+            let lost = outcome.action == Action::NotLeader;
             outcomes.push(outcome);
+            if lost {
+                // The rest would only cost reads that the leader makes anyway.
+                break;
+            }
         }
         outcomes
     }
@@ -148,6 +158,13 @@ impl Sync<'_> {
             outcome.action = Action::WouldMove;
             return outcome;
         }
+        // Checked at the last moment: the lease can lapse during the reads above.
+        if !self.leadership.is_leader() {
+            tracing::info!(repository = %repo, alias = %desired.alias, target = %desired.target,
+                "not the leader any more: alias left to the leader");
+            outcome.action = Action::NotLeader;
+            return outcome;
+        }
         match client
             .put_manifest(repo, &desired.alias, &target, self.credentials)
             .await
@@ -179,5 +196,6 @@ fn action_label(action: &Action) -> &'static str {
         Action::Moved => "moved",
         Action::WouldMove => "would_move",
         Action::Failed => "failed",
+        Action::NotLeader => "not_leader",
     }
 }

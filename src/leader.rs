@@ -4,9 +4,15 @@
 //! Every replica discovers and serves metrics; only the leader polls and patches. Expiry is
 //! judged on the local clock from when a replica last saw the Lease record change, never by
 //! comparing another node's `renewTime` with ours, so clock skew between nodes cannot cause two
-//! leaders. A leader stops writing once `renewDeadline` has passed without a successful renewal;
-//! the others wait a full `leaseDuration` after the last change they saw, and `renewDeadline <
-//! leaseDuration` keeps the two windows apart.
+//! leaders. A leader stops writing once `renewDeadline` has passed since it sent its last
+//! successful renewal; the others wait a full `leaseDuration` after the last change they saw, and
+//! `renewDeadline < leaseDuration` keeps the two windows apart.
+//!
+//! The two clocks start at different ends on purpose. The leader counts from the instant its
+//! renewal left, which is no later than the instant the API server stored it, so no follower can
+//! have started counting earlier. A follower counts from when an answer showing the change
+//! arrived, which is no earlier than the change. A slow answer then shortens a leader's term and
+//! lengthens a follower's wait, never the other way round.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -82,6 +88,18 @@ impl Leadership {
     pub fn valid_until(&self) -> Option<Instant> {
         *lock(&self.valid_until)
     }
+
+    /// A replica that does not lead, for tests of the write fences; the product gets its
+    /// `Leadership` from [`Elector::new`] or [`Leadership::always`].
+    #[doc(hidden)]
+    pub fn follower() -> Leadership {
+        let (tx, role) = watch::channel(Role::Follower);
+        drop(tx);
+        Leadership {
+            role,
+            valid_until: Arc::new(Mutex::new(Some(Instant::now()))),
+        }
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -143,8 +161,13 @@ struct Observed {
 }
 
 enum Attempt {
-    Leader,
-    Follower { holder: Option<String> },
+    /// The lease is ours; `sent` is when the write that took or renewed it was sent.
+    Leader {
+        sent: Instant,
+    },
+    Follower {
+        holder: Option<String>,
+    },
 }
 
 impl Elector {
@@ -195,16 +218,27 @@ impl Elector {
                 a = tokio::time::timeout(budget.max(Duration::from_millis(100)), self.attempt()) => a,
                 _ = &mut stop => break,
             };
-            let now = Instant::now();
             match attempt {
-                Ok(Ok(Attempt::Leader)) => {
-                    renewed = Some(now);
-                    *lock(&self.valid_until) = Some(now + self.settings.renew_deadline);
-                    self.set(Role::Leader, None);
+                Ok(Ok(Attempt::Leader { sent })) => {
+                    // Counted from the send, not the answer: a slow answer must not stretch the
+                    // term past what a follower, counting from when it saw the change, allows.
+                    let until = sent
+                        .checked_add(self.settings.renew_deadline)
+                        .unwrap_or(sent);
+                    renewed = Some(sent);
+                    *lock(&self.valid_until) = Some(until);
+                    if Instant::now() < until {
+                        self.set(Role::Leader, None);
+                    } else {
+                        self.failed(
+                            &mut renewed,
+                            "the renewal was answered after the renew deadline",
+                        );
+                    }
                 }
                 Ok(Ok(Attempt::Follower { holder })) => {
                     renewed = None;
-                    *lock(&self.valid_until) = Some(now);
+                    *lock(&self.valid_until) = Some(Instant::now());
                     self.set(Role::Follower, holder.as_deref());
                 }
                 Ok(Err(e)) => self.failed(&mut renewed, &e.to_string()),
@@ -271,6 +305,8 @@ impl Elector {
             renew_time: spec.renew_time.as_ref().map(|t| t.0.to_string()),
             duration_seconds: spec.lease_duration_seconds,
         };
+        // Unlike our own renewals, another holder's is counted from when the answer came back:
+        // the change happened before that, so waiting from here errs towards waiting longer.
         let seen_at = match &self.observed {
             Some((previous, at)) if *previous == seen => *at,
             _ => {
@@ -303,12 +339,13 @@ impl Elector {
             metadata: lease.metadata.clone(),
             spec: Some(next),
         };
+        let sent = Instant::now();
         match self
             .api
             .replace(&self.name, &PostParams::default(), &updated)
             .await
         {
-            Ok(_) => Ok(Attempt::Leader),
+            Ok(_) => Ok(Attempt::Leader { sent }),
             Err(kube::Error::Api(s)) if s.code == 409 => Ok(Attempt::Follower { holder }),
             Err(e) => Err(e),
         }
@@ -330,8 +367,9 @@ impl Elector {
                 ..LeaseSpec::default()
             }),
         };
+        let sent = Instant::now();
         match self.api.create(&PostParams::default(), &lease).await {
-            Ok(_) => Ok(Attempt::Leader),
+            Ok(_) => Ok(Attempt::Leader { sent }),
             Err(kube::Error::Api(s)) if s.code == 409 => Ok(Attempt::Follower { holder: None }),
             Err(e) => Err(e),
         }

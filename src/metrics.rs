@@ -226,7 +226,7 @@ impl Metrics {
         let alias_writes = IntCounterVec::new(
             Opts::new(
                 "tagwatch_alias_writes_total",
-                "Alias tags checked in registries, by result (moved, unchanged, failed)",
+                "Alias tags checked in registries, by result (moved, unchanged, failed, not_leader)",
             ),
             &["registry", "result"],
         )?;
@@ -240,7 +240,7 @@ impl Metrics {
         let canaries = IntCounterVec::new(
             Opts::new(
                 "tagwatch_canaries_total",
-                "Canaries by result (started, promoted, failed) and reason",
+                "Canaries by result (started, promoted, failed, skipped) and reason",
             ),
             &["result", "reason"],
         )?;

@@ -479,6 +479,15 @@ impl Rollouts<'_> {
         }
         let canary = canary_deployment(primary, &state.images, spec.replicas)
             .map_err(|e| anyhow::anyhow!("cannot build the canary: {e}"))?;
+        // Checked at the last moment: the lease can lapse during a slow round.
+        if !self.ctx.leadership.is_leader() {
+            self.ctx
+                .metrics
+                .canaries
+                .with_label_values(&["skipped", "not_leader"])
+                .inc();
+            anyhow::bail!("not the leader any more: canary {namespace}/{name} left to the leader");
+        }
         let created = match api.create(&PostParams::default(), &canary).await {
             Ok(created) => created,
             // Another writer created it a moment ago.
@@ -489,16 +498,24 @@ impl Rollouts<'_> {
         Ok(created)
     }
 
-    async fn delete_canary(&self, workload: &Workload) -> Result<(), kube::Error> {
+    async fn delete_canary(&self, workload: &Workload) -> anyhow::Result<()> {
         let api: Api<Deployment> = Api::namespaced(self.ctx.client.clone(), &workload.id.namespace);
         let params = DeleteParams {
             propagation_policy: Some(PropagationPolicy::Background),
             ..DeleteParams::default()
         };
+        if !self.ctx.leadership.is_leader() {
+            self.ctx
+                .metrics
+                .canaries
+                .with_label_values(&["skipped", "not_leader"])
+                .inc();
+            anyhow::bail!("not the leader any more: canary removal left to the leader");
+        }
         match api.delete(&canary_name(&workload.id.name), &params).await {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-            Err(e) => Err(e),
+            Err(e) => Err(e.into()),
         }
     }
 

@@ -205,6 +205,7 @@ pub async fn sync_aliases(
             metrics: &ctx.metrics,
             credentials: &credentials,
             dry_run: false,
+            leadership: &ctx.leadership,
         };
         let mut confirmed = confirmed.lock().await;
         sync.run(&repo, &tags, levels, &mut confirmed).await;

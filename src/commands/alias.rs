@@ -7,6 +7,7 @@ use crate::aliases::{Action, AliasOutcome, Confirmed, Sync};
 use crate::app;
 use crate::cli::{AliasArgs, Output};
 use crate::config::{FileConfig, RegistrySettings};
+use crate::leader::Leadership;
 use crate::metrics::Metrics;
 
 /// Exit code 0: nothing had to move; 1: aliases moved (or would); 2: an error.
@@ -38,6 +39,8 @@ pub async fn alias(args: AliasArgs, file: FileConfig) -> anyhow::Result<u8> {
         client,
         metrics: &metrics,
         credentials: &credentials,
+        // A one-off run by a person or CI, outside any election.
+        leadership: &Leadership::always(),
         dry_run: args.dry_run,
     };
     let outcomes = sync
@@ -72,6 +75,7 @@ fn print(outcomes: &[AliasOutcome], output: Output) -> anyhow::Result<()> {
                     Action::Moved => "moved",
                     Action::WouldMove => "would-move",
                     Action::Failed => "failed",
+                    Action::NotLeader => "not-leader",
                 };
                 writeln!(
                     out,

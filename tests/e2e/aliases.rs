@@ -2,7 +2,14 @@
 //! manifests and multi-arch indexes, and with token auth needing push scope.
 
 use std::process::Command;
+use std::time::Duration;
 
+use tagwatch::aliases::{Action, AliasOutcome, Confirmed, Sync};
+use tagwatch::leader::Leadership;
+use tagwatch::metrics::Metrics;
+use tagwatch::model::image::Repository;
+use tagwatch::plan::aliases::Levels;
+use tagwatch::registry::{ClientOptions, Credentials, RegistryClient};
 use tagwatch_testbed::registry::{ImageKind, Registry};
 
 use crate::support::push;
@@ -230,4 +237,86 @@ async fn alias_pushes_with_credentials_that_carry_push_scope() {
         )
     };
     assert_eq!(code, 2, "{stderr}");
+}
+
+/// One alias maintenance pass over `repo`, as the poller runs it, under `leadership`.
+async fn maintain(
+    registry: &Registry,
+    repo: &str,
+    leadership: &Leadership,
+    metrics: &prometheus::Registry,
+) -> Vec<AliasOutcome> {
+    let metrics = Metrics::new(metrics).expect("metrics");
+    let client = RegistryClient::new(
+        ClientOptions {
+            insecure_registries: vec![registry.host()],
+            timeout: Duration::from_secs(10),
+            ..ClientOptions::default()
+        },
+        metrics.clone(),
+    )
+    .expect("registry client");
+    let repo = Repository {
+        registry: registry.host(),
+        path: repo.into(),
+    };
+    let credentials = Credentials::Anonymous;
+    let tags = client.list_tags(&repo, &credentials).await.expect("tags");
+    let sync = Sync {
+        client: &client,
+        metrics: &metrics,
+        credentials: &credentials,
+        leadership,
+        dry_run: false,
+    };
+    sync.run(&repo, &tags, Levels::MAJOR_MINOR, &mut Confirmed::default())
+        .await
+}
+
+/// A replica whose lease lapsed during a round pushes no alias; the leader, on the same
+/// listing, moves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_does_not_lead_pushes_no_alias() {
+    let registry = Registry::anonymous().await.expect("registry");
+    push(&registry, "fenced", &["1.2.3", "1.2.4"]).await;
+
+    let metrics = prometheus::Registry::new();
+    let outcomes = maintain(&registry, "fenced", &Leadership::follower(), &metrics).await;
+    registry.sync_log().await.expect("log");
+    assert_eq!(registry.count("PUT", "/manifests/1.2"), 0, "{outcomes:?}");
+    assert_eq!(registry.count("PUT", "/manifests/1"), 0, "{outcomes:?}");
+    assert!(!outcomes.is_empty());
+    assert!(
+        outcomes.iter().all(|o| o.action == Action::NotLeader),
+        "{outcomes:?}"
+    );
+    assert_eq!(digest(&registry, "fenced", "1.2").await, None);
+    let skipped = format!(
+        r#"tagwatch_alias_writes_total{{registry="{}",result="not_leader"}} 1"#,
+        registry.host()
+    );
+    assert!(
+        tagwatch::metrics::render(&metrics).contains(&skipped),
+        "{}",
+        tagwatch::metrics::render(&metrics)
+    );
+
+    let outcomes = maintain(
+        &registry,
+        "fenced",
+        &Leadership::always(),
+        &prometheus::Registry::new(),
+    )
+    .await;
+    assert!(
+        outcomes.iter().all(|o| o.action == Action::Moved),
+        "{outcomes:?}"
+    );
+    registry.sync_log().await.expect("log");
+    assert_eq!(registry.count("PUT", "/manifests/1.2"), 1);
+    assert_eq!(registry.count("PUT", "/manifests/1"), 1);
+    assert_eq!(
+        digest(&registry, "fenced", "1.2").await,
+        digest(&registry, "fenced", "1.2.4").await
+    );
 }

@@ -1,13 +1,24 @@
 //! Leader election: one writer among replicas, takeover after a crash, immediate handover on a
 //! clean stop, and a leader cut off from the API server stops writing before anyone takes over.
 
+use std::cell::Cell;
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
+use kube::runtime::events::{Recorder, Reporter};
 use kube::Api;
 use tagwatch::config::LeaderSettings;
+use tagwatch::cycle::Context;
 use tagwatch::leader::{Elector, Leadership, Role};
 use tagwatch::metrics::Metrics;
+use tagwatch::model::rollout_state::{CanaryState, Phase};
+use tagwatch::model::workload::keys;
+use tagwatch::pull_secrets::PullSecrets;
+use tagwatch::registry::fanout::Fanout;
+use tagwatch::registry::{ClientOptions, DockerConfig, RegistryClient};
+use tagwatch::rollouts::{Rollouts, Step};
 use tagwatch_testbed::apiserver::Fault;
 use tagwatch_testbed::cluster::TestCluster;
 use tagwatch_testbed::registry::Registry;
@@ -15,7 +26,7 @@ use tagwatch_testbed::test_server_or_skip;
 use tagwatch_testbed::wait;
 use tokio::sync::oneshot;
 
-use crate::support::{deployment, image, push, Tagwatch};
+use crate::support::{deployment, get, image, push, Tagwatch};
 
 const LEASE: Duration = Duration::from_secs(2);
 const RENEW: Duration = Duration::from_millis(1500);
@@ -41,12 +52,16 @@ struct Candidate {
 
 impl Candidate {
     fn start(cluster: &TestCluster, lease: &str, identity: &str) -> Candidate {
+        Candidate::start_with(cluster, identity, settings(lease))
+    }
+
+    fn start_with(cluster: &TestCluster, identity: &str, settings: LeaderSettings) -> Candidate {
         let metrics = prometheus::Registry::new();
         let (elector, leadership) = Elector::new(
             cluster.client.clone(),
             &cluster.namespace,
             identity.into(),
-            settings(lease),
+            settings,
             Metrics::new(&metrics).expect("metrics"),
         );
         let (stop, stopped) = oneshot::channel();
@@ -320,5 +335,227 @@ async fn two_replicas_patch_once_and_the_survivor_takes_over() {
             .filter(|r| r.method == "PATCH" && r.path.ends_with("/deployments/ha-web"))
             .count();
         assert_eq!(patches, 2, "one patch per release, never two writers");
+    }
+}
+
+/// A renewal answered late still counts from when it was sent: a leader must not keep writing
+/// past `renewDeadline` after the send, which is all a follower can know of.
+#[tokio::test]
+async fn a_slow_renewal_counts_from_when_it_was_sent_not_from_its_answer() {
+    const DEADLINE: Duration = Duration::from_secs(2);
+    const DELAY: Duration = Duration::from_millis(1500);
+    let cluster = TestCluster::start().await.expect("cluster");
+    let server = test_server_or_skip!(cluster => (),
+        "delaying a real API server's answers is not something a test can do");
+    let candidate = Candidate::start_with(
+        &cluster,
+        "a",
+        LeaderSettings {
+            lease_duration: Duration::from_secs(3),
+            renew_deadline: DEADLINE,
+            ..settings("slow")
+        },
+    );
+    wait::until("leader", Duration::from_secs(5), || async {
+        candidate.leadership.is_leader().then_some(())
+    })
+    .await
+    .expect("leader");
+    let leases = format!(
+        "/apis/coordination.k8s.io/v1/namespaces/{}/leases",
+        cluster.namespace
+    );
+
+    // The next renewal arriving is held for DELAY. A renewal already answered meanwhile changes
+    // the deadline before DELAY is up; the delayed one can only change it after.
+    let injected = Instant::now();
+    server.inject_fault("PUT", &leases, Fault::Delay(DELAY), 1);
+    let last = Cell::new(candidate.leadership.valid_until());
+    let (answered, until) = wait::until("the delayed renewal answered", DELAY + DEADLINE, || {
+        let now = Instant::now();
+        let current = candidate.leadership.valid_until();
+        let changed = current != last.replace(current);
+        async move { (changed && now >= injected + DELAY).then_some((now, current)) }
+    })
+    .await
+    .expect("a late renewal is still a renewal");
+    let until = until.expect("a deadline");
+    // The API server held the request DELAY after it arrived, so it was sent before this.
+    let sent_by = answered.checked_sub(DELAY).expect("instant");
+    assert!(
+        until <= sent_by + DEADLINE,
+        "leadership lasts until at least {:?} after the renewal was sent; the deadline is {DEADLINE:?}",
+        until.saturating_duration_since(sent_by),
+    );
+    assert!(until > answered, "the renewal did count");
+
+    // With no further renewal, writing stops by then.
+    server.inject_fault("*", &leases, Fault::Status(500), 1_000);
+    let (stopped, lapsed) = wait::until("stepped down", DEADLINE, || async {
+        (!candidate.leadership.is_leader()).then(Instant::now)
+    })
+    .await
+    .map(|at| (at, at.saturating_duration_since(sent_by)))
+    .expect("a leader without renewals must stop writing");
+    assert!(
+        stopped <= sent_by + DEADLINE + Duration::from_millis(100),
+        "stopped writing {lapsed:?} after the last renewal was sent"
+    );
+}
+
+/// A `Context` as `tagwatch run` builds it, with `leadership` deciding whether it may write.
+fn context(
+    cluster: &TestCluster,
+    leadership: Leadership,
+    metrics: &prometheus::Registry,
+) -> Context {
+    let metrics = Metrics::new(metrics).expect("metrics");
+    let registry_client =
+        RegistryClient::new(ClientOptions::default(), metrics.clone()).expect("registry client");
+    Context {
+        client: cluster.client.clone(),
+        fanout: Fanout::new(registry_client, 1, Default::default()),
+        secrets: PullSecrets::new(cluster.client.clone(), DockerConfig::default()),
+        metrics,
+        recorder: Recorder::new(
+            cluster.client.clone(),
+            Reporter {
+                controller: "tagwatch".into(),
+                instance: None,
+            },
+        ),
+        default_interval: Duration::from_secs(60),
+        leadership,
+        aliases: Vec::new(),
+        prometheus: None,
+        allowed_registries: None,
+    }
+}
+
+/// A primary with a running canary recorded in its state; `on` keeps its canary annotation.
+async fn canary_primary(cluster: &TestCluster, name: &str, on: bool) {
+    let state = CanaryState {
+        phase: Phase::Running,
+        images: BTreeMap::from([(name.to_string(), "registry.test/app:1.1.0".to_string())]),
+        from: BTreeMap::from([(name.to_string(), "registry.test/app:1.0.0".to_string())]),
+        started: k8s_openapi::jiff::Timestamp::now().to_string(),
+        ready_since: None,
+        failed_checks: 0,
+    };
+    let mut primary = deployment(name)
+        .replicas(0)
+        .image("registry.test/app:1.0.0")
+        .policy("minor")
+        .annotate(keys::CANARY_STATE, &state.encode());
+    if on {
+        primary = primary.annotate(keys::CANARY, "true");
+    }
+    primary.create(cluster, &cluster.namespace).await;
+}
+
+async fn canary_of(cluster: &TestCluster, name: &str) -> Option<Deployment> {
+    let api: Api<Deployment> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    api.get_opt(&format!("{name}-canary")).await.expect("get")
+}
+
+/// Looks once at each workload's canary, as the poller's rollout check does.
+async fn check_canaries(cluster: &TestCluster, ctx: &Context) -> Vec<Step> {
+    let mut steps = Vec::new();
+    for name in ["starting", "stopping"] {
+        let primary = get(cluster, &cluster.namespace, name).await;
+        let workload = tagwatch::discover::workload(&primary).expect("opted in");
+        steps.push(Rollouts { ctx }.check(&workload, &primary, None).await);
+    }
+    steps
+}
+
+/// A replica whose lease lapsed during a round neither creates nor deletes a canary; the leader,
+/// given the same workloads, does both.
+#[tokio::test]
+async fn a_replica_that_does_not_lead_neither_creates_nor_deletes_a_canary() {
+    let cluster = TestCluster::start().await.expect("cluster");
+    // Its state is written; its canary Deployment not yet (the write a crash can interrupt).
+    canary_primary(&cluster, "starting", true).await;
+    // Its canary annotation was removed while the canary ran: the canary is to go.
+    canary_primary(&cluster, "stopping", false).await;
+    deployment("stopping-canary")
+        .replicas(0)
+        .image("registry.test/app:1.1.0")
+        .create(&cluster, &cluster.namespace)
+        .await;
+    if let Some(server) = cluster.server() {
+        server.clear_requests();
+    }
+    // Writes to Deployments in the API server's log (none to read on a real cluster).
+    let writes = |cluster: &TestCluster| -> Vec<String> {
+        cluster.server().map_or_else(Vec::new, |server| {
+            server
+                .requests()
+                .iter()
+                .filter(|r| r.method != "GET" && r.path.contains("/deployments"))
+                .map(|r| format!("{} {}", r.method, r.path))
+                .collect()
+        })
+    };
+
+    let metrics = prometheus::Registry::new();
+    let steps = check_canaries(
+        &cluster,
+        &context(&cluster, Leadership::follower(), &metrics),
+    )
+    .await;
+    assert_eq!(writes(&cluster), Vec::<String>::new(), "a follower wrote");
+    assert!(
+        canary_of(&cluster, "starting").await.is_none(),
+        "a follower created a canary"
+    );
+    assert!(
+        canary_of(&cluster, "stopping").await.is_some(),
+        "a follower deleted a canary"
+    );
+    assert_eq!(steps, [Step::Waiting, Step::Waiting], "both left for later");
+    let skipped = tagwatch::metrics::render(&metrics)
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(r#"tagwatch_canaries_total{reason="not_leader",result="skipped"} "#)
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    assert_eq!(skipped, "2");
+
+    let steps = check_canaries(
+        &cluster,
+        &context(&cluster, Leadership::always(), &prometheus::Registry::new()),
+    )
+    .await;
+    assert_eq!(
+        steps,
+        [Step::Waiting, Step::Done],
+        "the canary runs; the other is over"
+    );
+    assert!(
+        canary_of(&cluster, "starting").await.is_some(),
+        "the leader creates it"
+    );
+    assert!(
+        canary_of(&cluster, "stopping").await.is_none(),
+        "the leader deletes it"
+    );
+    if cluster.server().is_some() {
+        let ns = &cluster.namespace;
+        let sent = writes(&cluster);
+        let count = |write: String| sent.iter().filter(|w| **w == write).count();
+        assert_eq!(
+            count(format!("POST /apis/apps/v1/namespaces/{ns}/deployments")),
+            1,
+            "{sent:?}"
+        );
+        assert_eq!(
+            count(format!(
+                "DELETE /apis/apps/v1/namespaces/{ns}/deployments/stopping-canary"
+            )),
+            1,
+            "{sent:?}"
+        );
     }
 }

@@ -1,5 +1,7 @@
 //! Injected failures: per method and path prefix, for a number of requests.
 
+use std::time::Duration;
+
 /// What an injected fault does to a matching request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Fault {
@@ -7,6 +9,8 @@ pub enum Fault {
     Status(u16),
     /// Break the connection instead of answering.
     Drop,
+    /// Hold the request this long, then serve it normally: a slow or congested API server.
+    Delay(Duration),
 }
 
 pub(crate) struct FaultRule {
@@ -54,5 +58,31 @@ mod tests {
             assert_eq!(got, Some(Fault::Status(500)));
         }
         assert_eq!(take(&mut rules, "GET", "/apis/apps/v1/deployments"), None);
+    }
+
+    #[test]
+    fn a_delay_is_taken_like_any_other_fault() {
+        let wait = Duration::from_millis(1500);
+        let mut rules = vec![FaultRule::new(
+            "put",
+            "/apis/coordination.k8s.io",
+            Fault::Delay(wait),
+            1,
+        )];
+        assert_eq!(
+            take(
+                &mut rules,
+                "GET",
+                "/apis/coordination.k8s.io/v1/namespaces/a/leases/l"
+            ),
+            None
+        );
+        let got = take(
+            &mut rules,
+            "PUT",
+            "/apis/coordination.k8s.io/v1/namespaces/a/leases/l",
+        );
+        assert_eq!(got, Some(Fault::Delay(wait)));
+        assert!(rules.is_empty());
     }
 }

@@ -49,10 +49,14 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         .to_string();
 
     let fault = faults::take(&mut lock(&shared.faults), parts.method.as_str(), &path);
+    // The rules' lock is released by now: other requests go on while this one waits.
+    if let Some(Fault::Delay(wait)) = fault {
+        tokio::time::sleep(wait).await;
+    }
     let response = match fault {
         Some(Fault::Status(code)) => error_response(ApiError::injected(code)),
         Some(Fault::Drop) => dropped_connection(),
-        None => dispatch(
+        Some(Fault::Delay(_)) | None => dispatch(
             &shared,
             &Incoming {
                 method: &parts.method,
