@@ -30,6 +30,29 @@ pub enum ApplyError {
 }
 
 impl ApplyError {
+    /// A failed request on `workload`: a 422 or 409 is a conflict (changed underneath), another
+    /// API answer a refusal, anything else transport.
+    pub fn from_kube(workload: &WorkloadId, error: kube::Error) -> ApplyError {
+        match error {
+            kube::Error::Api(status) if status.code == 422 || status.code == 409 => {
+                ApplyError::Conflict {
+                    workload: workload.clone(),
+                    code: status.code,
+                }
+            }
+            kube::Error::Api(status) => ApplyError::Refused {
+                workload: workload.clone(),
+                code: status.code,
+                reason: status.reason.clone(),
+                message: status.message.clone(),
+            },
+            source => ApplyError::Transport {
+                workload: workload.clone(),
+                source,
+            },
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             ApplyError::Conflict { .. } => "conflict",
@@ -49,28 +72,9 @@ pub async fn patch_deployment(
         field_manager: Some("tagwatch".into()),
         ..PatchParams::default()
     };
-    match api
-        .patch(&workload.name, &params, &Patch::Json::<()>(patch))
+    api.patch(&workload.name, &params, &Patch::Json::<()>(patch))
         .await
-    {
-        Ok(deployment) => Ok(deployment),
-        Err(kube::Error::Api(status)) if status.code == 422 || status.code == 409 => {
-            Err(ApplyError::Conflict {
-                workload: workload.clone(),
-                code: status.code,
-            })
-        }
-        Err(kube::Error::Api(status)) => Err(ApplyError::Refused {
-            workload: workload.clone(),
-            code: status.code,
-            reason: status.reason.clone(),
-            message: status.message.clone(),
-        }),
-        Err(source) => Err(ApplyError::Transport {
-            workload: workload.clone(),
-            source,
-        }),
-    }
+        .map_err(|e| ApplyError::from_kube(workload, e))
 }
 
 /// A write decided on `workload` as read: `changes` and `state` in one JSON Patch that also tests

@@ -48,6 +48,8 @@ pub struct Context {
     pub aliases: Vec<(Repository, Levels)>,
     /// Where canary queries are evaluated.
     pub prometheus: Option<PrometheusClient>,
+    /// Versions already reported as waiting for a `<name>-canary` that is not tagwatch's.
+    pub taken_names: crate::rollouts::TakenNames,
 }
 
 /// How often canaries and rollouts in progress are looked at.
@@ -646,6 +648,9 @@ impl Poller {
             .retain(|(id, started)| recorded.contains(&(id, started.as_str())));
         self.ctx.metrics.canaries_in_progress.set(canaries);
         self.rollouts_pending = !busy.is_empty();
+        // tagwatch's canaries that nothing records any more (src/rollouts.rs); retried soon if one is left.
+        let rollouts = Rollouts { ctx: &self.ctx };
+        self.rollouts_pending |= rollouts.remove_orphans(workloads, deployments).await;
         busy
     }
 

@@ -239,7 +239,7 @@ impl Metrics {
         let canaries = IntCounterVec::new(
             Opts::new(
                 "tagwatch_canaries_total",
-                "Canaries by result (started, promoted, failed) and reason",
+                "Canaries by result (started, promoted, failed, not_started, removed) and reason",
             ),
             &["result", "reason"],
         )?;

@@ -53,6 +53,7 @@ pub async fn plan(args: PlanArgs, file: FileConfig) -> anyhow::Result<()> {
         leadership: Leadership::always(),
         aliases: Vec::new(),
         prometheus: None,
+        taken_names: Default::default(),
     });
     let mut poller = Poller::new(ctx);
     let plans = poller.dry_run(&deployments).await;

@@ -98,6 +98,7 @@ pub async fn run(args: RunArgs, file: FileConfig) -> anyhow::Result<()> {
             .map(|url| PrometheusClient::new(url, Duration::from_secs(10)))
             .transpose()
             .map_err(|e| anyhow::anyhow!("--prometheus-url: {e}"))?,
+        taken_names: Default::default(),
     });
 
     let deployments =

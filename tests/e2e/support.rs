@@ -237,6 +237,7 @@ pub fn poller(cluster: &TestCluster, insecure: &[String], fallback: DockerConfig
         leadership: Leadership::always(),
         aliases: Vec::new(),
         prometheus: None,
+        taken_names: Default::default(),
     };
     Harness {
         poller: Poller::new(Arc::new(ctx)),
