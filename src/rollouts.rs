@@ -568,7 +568,8 @@ impl Rollouts<'_> {
             if runs(&existing, &state.images) {
                 return Ok(existing);
             }
-            if let Some(uid) = existing.metadata.uid.as_deref() {
+            let leader = self.ctx.leadership.is_leader();
+            if let (Some(uid), true) = (existing.metadata.uid.as_deref(), leader) {
                 delete_exact(&api, &name, uid).await?;
             }
             return Err(CanaryError::Stale { name });
