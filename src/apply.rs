@@ -23,6 +23,9 @@ pub enum ApplyError {
         reason: String,
         message: String,
     },
+    /// The lease lapsed: nothing was sent.
+    #[error("{workload}: not the leader any more; write left to the leader")]
+    NotLeader { workload: WorkloadId },
     #[error("{workload}: {source}")]
     Transport {
         workload: WorkloadId,
@@ -31,10 +34,32 @@ pub enum ApplyError {
 }
 
 impl ApplyError {
+    /// A failed request on `workload`: a 422 or 409 is a conflict (changed underneath), another
+    /// API answer a refusal, anything else transport.
+    pub fn from_kube(workload: &WorkloadId, error: kube::Error) -> ApplyError {
+        match error {
+            kube::Error::Api(status) if is_conflict(&status) => ApplyError::Conflict {
+                workload: workload.clone(),
+                code: status.code,
+            },
+            kube::Error::Api(status) => ApplyError::Refused {
+                workload: workload.clone(),
+                code: status.code,
+                reason: status.reason.clone(),
+                message: status.message.clone(),
+            },
+            source => ApplyError::Transport {
+                workload: workload.clone(),
+                source,
+            },
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             ApplyError::Conflict { .. } => "conflict",
             ApplyError::Refused { .. } => "refused",
+            ApplyError::NotLeader { .. } => "not_leader",
             ApplyError::Transport { .. } => "transport",
         }
     }
@@ -50,26 +75,9 @@ pub async fn patch_deployment(
         field_manager: Some("tagwatch".into()),
         ..PatchParams::default()
     };
-    match api
-        .patch(&workload.name, &params, &Patch::Json::<()>(patch))
+    api.patch(&workload.name, &params, &Patch::Json::<()>(patch))
         .await
-    {
-        Ok(deployment) => Ok(deployment),
-        Err(kube::Error::Api(status)) if is_conflict(&status) => Err(ApplyError::Conflict {
-            workload: workload.clone(),
-            code: status.code,
-        }),
-        Err(kube::Error::Api(status)) => Err(ApplyError::Refused {
-            workload: workload.clone(),
-            code: status.code,
-            reason: status.reason.clone(),
-            message: status.message.clone(),
-        }),
-        Err(source) => Err(ApplyError::Transport {
-            workload: workload.clone(),
-            source,
-        }),
-    }
+        .map_err(|e| ApplyError::from_kube(workload, e))
 }
 
 /// Whether a refused write means "the object changed since it was read" (try again on a fresh

@@ -58,6 +58,8 @@ pub struct Context {
     pub prometheus: Option<PrometheusClient>,
     /// `allowedRegistries`: images on other hosts are skipped (None: every host).
     pub allowed_registries: Option<AllowList>,
+    /// Versions already reported as waiting for a `<name>-canary` that is not tagwatch's.
+    pub taken_names: crate::rollouts::TakenNames,
 }
 
 impl Context {
@@ -127,6 +129,8 @@ pub struct Poller {
     writing: HashSet<WorkloadId>,
     checking: HashSet<WorkloadId>,
     aliasing: HashSet<Repository>,
+    /// The look for left-behind canaries is under way.
+    sweeping: bool,
     /// Workloads that wanted a decision while busy: decided once free.
     dirty: HashSet<WorkloadId>,
     /// Watched rollouts seen complete (or no longer tagwatch's), by (workload, started).
@@ -167,6 +171,7 @@ impl Poller {
             writing: HashSet::new(),
             checking: HashSet::new(),
             aliasing: HashSet::new(),
+            sweeping: false,
             dirty: HashSet::new(),
             settled: HashSet::new(),
             refused: HashMap::new(),
@@ -196,7 +201,11 @@ impl Poller {
 
     /// Tasks still running.
     pub fn in_flight(&self) -> usize {
-        self.listing.len() + self.writing.len() + self.checking.len() + self.aliasing.len()
+        self.listing.len()
+            + self.writing.len()
+            + self.checking.len()
+            + self.aliasing.len()
+            + usize::from(self.sweeping)
     }
 
     /// A webhook named this repository: list it (as every login that reads it) as soon as its
@@ -342,6 +351,12 @@ impl Poller {
             Finished::Checked(checked) => self.checked(checked, deployments),
             Finished::Aliased(repo) => {
                 self.aliasing.remove(&repo);
+            }
+            Finished::Swept(left) => {
+                self.sweeping = false;
+                if left {
+                    self.next_check = Some(Instant::now() + ROLLOUT_CHECK);
+                }
             }
         }
     }
@@ -881,6 +896,37 @@ impl Poller {
         }
         self.ctx.metrics.canaries_in_progress.set(canaries);
         self.next_check = pending.then(|| Instant::now() + ROLLOUT_CHECK);
+        self.sweep(deployments);
+    }
+
+    /// Looks for tagwatch's canaries that nothing records any more (opted out, state removed,
+    /// primary gone), beside the loop.
+    fn sweep(&mut self, deployments: &[Arc<Deployment>]) {
+        if self.sweeping || self.dry || !self.ctx.leadership.is_leader() {
+            return;
+        }
+        let any_canary = deployments.iter().any(|d| {
+            d.metadata
+                .annotations
+                .as_ref()
+                .is_some_and(|a| a.contains_key(crate::model::workload::keys::CANARY_OF))
+        });
+        if !any_canary {
+            return;
+        }
+        self.sweeping = true;
+        tasks::spawn(
+            &self.tx,
+            &self.ctx.metrics,
+            "check",
+            Some(TASK_TIMEOUT),
+            tasks::sweep(
+                self.ctx.clone(),
+                self.workloads.clone(),
+                deployments.to_vec(),
+            ),
+            |_| Finished::Swept(true),
+        );
     }
 
     fn checked(&mut self, checked: Checked, deployments: &[Arc<Deployment>]) {

@@ -240,7 +240,7 @@ impl Metrics {
         let canaries = IntCounterVec::new(
             Opts::new(
                 "tagwatch_canaries_total",
-                "Canaries by result (started, promoted, failed, skipped) and reason",
+                "Canaries by result (started, promoted, failed, not_started, removed, skipped) and reason",
             ),
             &["result", "reason"],
         )?;

@@ -5,27 +5,32 @@
 //! made on, so a decision (start, promote, fail, roll back) lands at most once even with two
 //! writers; the loser sees a conflict and re-reads.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, ListParams, PostParams, PropagationPolicy};
+use kube::api::{DeleteParams, ListParams, PostParams, Preconditions, PropagationPolicy};
 use kube::runtime::events::EventType;
 use kube::Api;
 
-use crate::apply::{deployment_reference, now, publish, write_guarded, ApplyError};
+use crate::apply::{
+    deployment_reference, now, patch_deployment, publish, write_guarded, ApplyError,
+};
 use crate::canary_query::{render, PrometheusClient};
 use crate::cycle::Context;
+use crate::discover;
 use crate::model::canary::CanarySpec;
 use crate::model::history::{Entry, How};
 use crate::model::image::tag_of;
 use crate::model::rollout_state::{CanaryState, Phase, RolloutState};
-use crate::model::workload::{keys, Workload};
+use crate::model::workload::{keys, Workload, WorkloadId};
 use crate::plan::canary::{
-    canary_deployment, canary_name, canary_selector, judge, Check, PodView, Verdict, TRACK_CANARY,
+    canary_deployment, canary_name, canary_selector, is_ours, judge, orphaned, orphans, runs,
+    Check, PodView, Removal, Verdict, TRACK_CANARY,
 };
-use crate::plan::patch::{ImageChange, State};
+use crate::plan::patch::{self, ImageChange, State};
 use crate::plan::rollout::{self, progress, Progress};
 
 /// What a check did, for the round's bookkeeping.
@@ -37,6 +42,56 @@ pub enum Step {
     Done,
     /// The watched rollout completed (the annotation stays: completing costs no write).
     Completed { started: String },
+}
+
+/// Why the canary Deployment could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum CanaryError {
+    /// `<name>-canary` is someone else's Deployment: never adopted, never deleted.
+    #[error("{name} exists and is not tagwatch's canary (uid {uid})")]
+    NameTaken { name: String, uid: String },
+    /// tagwatch's canary from an earlier canary, running other images: removed, created afresh
+    /// at the next check.
+    #[error("{name} ran other images than the ones under test; removed, to be created afresh")]
+    Stale { name: String },
+    #[error("cannot build the canary: {0}")]
+    Build(String),
+    /// The lease lapsed: the create or delete was not sent.
+    #[error("not the leader any more: canary {0} left to the leader")]
+    NotLeader(String),
+    #[error(transparent)]
+    Api(#[from] kube::Error),
+}
+
+/// The versions already reported as waiting for a `<name>-canary` that is not tagwatch's, per
+/// workload, so the Warning is published once per version, not at every poll.
+#[derive(Debug, Default)]
+pub struct TakenNames(Mutex<HashMap<WorkloadId, String>>);
+
+impl TakenNames {
+    /// True the first time `version` is reported for `workload`.
+    fn first_report(&self, workload: &WorkloadId, version: &str) -> bool {
+        let mut reported = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if reported.get(workload).is_some_and(|v| v == version) {
+            return false;
+        }
+        reported.insert(workload.clone(), version.to_string());
+        true
+    }
+
+    fn forget(&self, workload: &WorkloadId) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(workload);
+    }
+
+    fn retain(&self, present: &[Arc<Workload>]) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|id, _| present.iter().any(|w| &w.id == id));
+    }
 }
 
 pub struct Rollouts<'a> {
@@ -53,12 +108,26 @@ impl Rollouts<'_> {
         spec: &CanarySpec,
         changes: &[ImageChange],
     ) -> Result<(), ApplyError> {
+        let images: BTreeMap<String, String> = changes
+            .iter()
+            .map(|c| (c.container.clone(), c.to.clone()))
+            .collect();
+        // The name first: someone else's `<name>-canary` is never adopted, and the update waits
+        // (the primary is not patched instead: that would skip the judgement asked for).
+        let api: Api<Deployment> = Api::namespaced(self.ctx.client.clone(), &workload.id.namespace);
+        let name = canary_name(&workload.id.name);
+        match api.get_opt(&name).await {
+            Ok(Some(existing)) if !owned(&existing, workload) => {
+                let uid = existing.metadata.uid.unwrap_or_default();
+                self.name_taken(workload, &uid, &images).await;
+                return Ok(());
+            }
+            Ok(_) => {}
+            Err(e) => return Err(ApplyError::from_kube(&workload.id, e)),
+        }
         let state = CanaryState {
             phase: Phase::Running,
-            images: changes
-                .iter()
-                .map(|c| (c.container.clone(), c.to.clone()))
-                .collect(),
+            images,
             from: changes
                 .iter()
                 .map(|c| (c.container.clone(), c.from.clone()))
@@ -68,6 +137,7 @@ impl Rollouts<'_> {
             failed_checks: 0,
         };
         self.write_state(workload, Some(&state), None).await?;
+        self.ctx.taken_names.forget(&workload.id);
         self.ctx
             .metrics
             .canaries
@@ -131,6 +201,15 @@ impl Rollouts<'_> {
     ) -> Step {
         let canary = match self.ensure_canary(primary, spec, state).await {
             Ok(canary) => canary,
+            // Taken since the canary started: it waits, reported once, until the name is free.
+            Err(CanaryError::NameTaken { uid, .. }) => {
+                self.name_taken(workload, &uid, &state.images).await;
+                return Step::Waiting;
+            }
+            Err(e @ CanaryError::Stale { .. }) => {
+                tracing::info!(workload = %workload.id, error = %e, "stale canary removed");
+                return Step::Waiting;
+            }
             Err(e) => {
                 tracing::warn!(workload = %workload.id, error = %e, "cannot read or create the canary");
                 return Step::Waiting;
@@ -202,7 +281,7 @@ impl Rollouts<'_> {
             keys::ROLLOUT.into(),
             Some(rollout::watch(&changes, now(), workload.generation).encode()),
         );
-        match write_guarded(&self.ctx.client, workload, &changes, &next).await {
+        match self.write_guarded(workload, &changes, &next).await {
             Ok(_) => {
                 tracing::info!(workload = %workload.id, images = ?state.images, "canary passed; primary updated");
                 for change in &changes {
@@ -300,7 +379,7 @@ impl Rollouts<'_> {
         next.record(&workload.rollout.history, tried);
         reject(&mut next, &state.images);
         next.extra.insert(keys::CANARY_STATE.into(), None);
-        match write_guarded(&self.ctx.client, workload, &[], &next).await {
+        match self.write_guarded(workload, &[], &next).await {
             Ok(_) => {
                 self.ctx
                     .metrics
@@ -377,7 +456,7 @@ impl Rollouts<'_> {
         reject(&mut next, &watching.to);
         next.extra.insert(keys::ROLLOUT.into(), None);
         next.extra.insert(keys::CANARY_STATE.into(), None);
-        match write_guarded(&self.ctx.client, workload, &changes, &next).await {
+        match self.write_guarded(workload, &changes, &next).await {
             Ok(_) => {
                 self.ctx
                     .metrics
@@ -458,65 +537,246 @@ impl Rollouts<'_> {
     ) -> Result<(), ApplyError> {
         let mut state = State::of(workload);
         state.extra = extra;
-        write_guarded(&self.ctx.client, workload, &[], &state)
-            .await
-            .map(|_| ())
+        self.write_guarded(workload, &[], &state).await.map(|_| ())
     }
 
     /// The canary Deployment, created from the primary if missing (first start, or after a crash
-    /// between writing the state and creating it).
+    /// between writing the state and creating it). An existing one is resumed only if it is
+    /// tagwatch's canary of this primary and runs the images under test.
     async fn ensure_canary(
         &self,
         primary: &Deployment,
         spec: &CanarySpec,
         state: &CanaryState,
-    ) -> anyhow::Result<Deployment> {
+    ) -> Result<Deployment, CanaryError> {
         let namespace = primary.metadata.namespace.clone().unwrap_or_default();
-        let name = canary_name(primary.metadata.name.as_deref().unwrap_or_default());
+        let primary_name = primary.metadata.name.as_deref().unwrap_or_default();
+        let primary_uid = primary.metadata.uid.as_deref().unwrap_or_default();
+        let name = canary_name(primary_name);
         let api: Api<Deployment> = Api::namespaced(self.ctx.client.clone(), &namespace);
+        let resume = |existing: Deployment| {
+            if is_ours(&existing, primary_name, primary_uid) {
+                Ok(existing)
+            } else {
+                Err(CanaryError::NameTaken {
+                    name: name.clone(),
+                    uid: existing.metadata.uid.unwrap_or_default(),
+                })
+            }
+        };
         if let Some(existing) = api.get_opt(&name).await? {
-            return Ok(existing);
+            let existing = resume(existing)?;
+            if runs(&existing, &state.images) {
+                return Ok(existing);
+            }
+            let leader = self.ctx.leadership.is_leader();
+            if let (Some(uid), true) = (existing.metadata.uid.as_deref(), leader) {
+                delete_exact(&api, &name, uid).await?;
+            }
+            return Err(CanaryError::Stale { name });
         }
-        let canary = canary_deployment(primary, &state.images, spec.replicas)
-            .map_err(|e| anyhow::anyhow!("cannot build the canary: {e}"))?;
-        // Checked at the last moment: the lease can lapse during a slow round.
-        if !self.ctx.leadership.is_leader() {
-            self.ctx
-                .metrics
-                .canaries
-                .with_label_values(&["skipped", "not_leader"])
-                .inc();
-            anyhow::bail!("not the leader any more: canary {namespace}/{name} left to the leader");
+        let canary =
+            canary_deployment(primary, &state.images, spec.replicas).map_err(CanaryError::Build)?;
+        // Checked at the last moment: the lease can lapse during a slow check.
+        if !self.still_leader() {
+            return Err(CanaryError::NotLeader(format!("{namespace}/{name}")));
         }
         let created = match api.create(&PostParams::default(), &canary).await {
             Ok(created) => created,
-            // Another writer created it a moment ago.
-            Err(kube::Error::Api(s)) if s.code == 409 => api.get(&name).await?,
+            // Another writer created it a moment ago: resumed only if it is ours.
+            Err(kube::Error::Api(s)) if s.code == 409 => resume(api.get(&name).await?)?,
             Err(e) => return Err(e.into()),
         };
         tracing::info!(namespace, canary = name, "canary deployment created");
         Ok(created)
     }
 
-    async fn delete_canary(&self, workload: &Workload) -> anyhow::Result<()> {
-        let api: Api<Deployment> = Api::namespaced(self.ctx.client.clone(), &workload.id.namespace);
-        let params = DeleteParams {
-            propagation_policy: Some(PropagationPolicy::Background),
-            ..DeleteParams::default()
+    /// Deletes tagwatch's canary of `workload`, if there is one: a Deployment of that name that
+    /// is not tagwatch's is left alone, and the delete is guarded by the canary's uid.
+    async fn delete_canary(&self, workload: &Workload) -> Result<(), kube::Error> {
+        let api = self.canary_api(workload);
+        let name = canary_name(&workload.id.name);
+        let Some(existing) = api.get_opt(&name).await? else {
+            return Ok(());
         };
-        if !self.ctx.leadership.is_leader() {
+        if !owned(&existing, workload) {
+            tracing::info!(workload = %workload.id, canary = name,
+                "a Deployment named like the canary is not tagwatch's; left alone");
+            return Ok(());
+        }
+        let Some(uid) = existing.metadata.uid.as_deref() else {
+            return Ok(());
+        };
+        if !self.still_leader() {
+            // Reported as "not removed yet": the caller waits and the leader removes it.
+            return Err(kube::Error::Api(Box::new(
+                kube::core::Status::failure(
+                    "not the leader any more: canary removal left to the leader",
+                    "NotLeader",
+                )
+                .with_code(503),
+            )));
+        }
+        delete_exact(&api, &name, uid).await.map(|_| ())
+    }
+
+    /// A write to the primary guarded by the resourceVersion it was decided on, sent only while
+    /// this replica still leads.
+    async fn write_guarded(
+        &self,
+        workload: &Workload,
+        changes: &[ImageChange],
+        state: &State,
+    ) -> Result<Deployment, ApplyError> {
+        if !self.still_leader() {
+            return Err(ApplyError::NotLeader {
+                workload: workload.id.clone(),
+            });
+        }
+        write_guarded(&self.ctx.client, workload, changes, state).await
+    }
+
+    /// Whether this replica still leads, checked immediately before a canary write; a lapsed
+    /// lease is counted (`canaries_total{result="skipped",reason="not_leader"}`).
+    fn still_leader(&self) -> bool {
+        let leader = self.ctx.leadership.is_leader();
+        if !leader {
             self.ctx
                 .metrics
                 .canaries
                 .with_label_values(&["skipped", "not_leader"])
                 .inc();
-            anyhow::bail!("not the leader any more: canary removal left to the leader");
         }
-        match api.delete(&canary_name(&workload.id.name), &params).await {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-            Err(e) => Err(e.into()),
+        leader
+    }
+
+    fn canary_api(&self, workload: &Workload) -> Api<Deployment> {
+        Api::namespaced(self.ctx.client.clone(), &workload.id.namespace)
+    }
+
+    /// `<name>-canary` is someone else's: a Warning Event, a log line and the metric, once per
+    /// version (`images`); the canary waits for the name.
+    async fn name_taken(
+        &self,
+        workload: &Workload,
+        holder_uid: &str,
+        images: &BTreeMap<String, String>,
+    ) {
+        let version = describe(images);
+        let name = canary_name(&workload.id.name);
+        if !self.ctx.taken_names.first_report(&workload.id, &version) {
+            tracing::debug!(workload = %workload.id, canary = name, "canary name still taken");
+            return;
         }
+        let uid = holder_uid;
+        self.ctx
+            .metrics
+            .canaries
+            .with_label_values(&["not_started", "name_taken"])
+            .inc();
+        tracing::warn!(workload = %workload.id, canary = name, holder_uid = uid, images = ?images,
+            "canary name taken by a Deployment that is not tagwatch's; the update waits");
+        self.event(
+            workload,
+            EventType::Warning,
+            "CanaryNameTaken",
+            format!(
+                "{name} exists and is not tagwatch's canary of {} (uid {uid}): {version} waits \
+                 for its canary; rename or delete that Deployment",
+                workload.id.name
+            ),
+        )
+        .await;
+    }
+
+    /// Removes tagwatch's canaries that nothing records any more: the primary is gone or was
+    /// replaced, no longer opts in, has unreadable annotations, or lost its canary state. Runs with
+    /// the rollout checks, on the leader. Returns whether one is left for the next round.
+    pub async fn remove_orphans(
+        &self,
+        workloads: &[Arc<Workload>],
+        deployments: &[Arc<Deployment>],
+    ) -> bool {
+        self.ctx.taken_names.retain(workloads);
+        let mut left = false;
+        for removal in orphans(deployments, workloads) {
+            let canary = deployments.iter().find(|d| {
+                d.metadata.namespace.as_deref() == Some(removal.namespace.as_str())
+                    && d.metadata.uid.as_deref() == Some(removal.canary_uid.as_str())
+            });
+            let Some(canary) = canary else {
+                continue;
+            };
+            if let Err(e) = self.remove_orphan(canary, &removal).await {
+                tracing::warn!(namespace = removal.namespace, canary = removal.canary, error = %e,
+                    "cannot remove the canary yet; retrying");
+                left = true;
+            }
+        }
+        left
+    }
+
+    /// One orphan, decided again on the primary as it is now (the snapshot may be behind, or
+    /// filtered by a label selector): its stale canary state goes first, then the canary, so a
+    /// failure half way is found and finished in the next round.
+    async fn remove_orphan(&self, canary: &Deployment, seen: &Removal) -> Result<(), ApplyError> {
+        let api: Api<Deployment> = Api::namespaced(self.ctx.client.clone(), &seen.namespace);
+        let id = WorkloadId {
+            namespace: seen.namespace.clone(),
+            name: seen.primary.name.clone(),
+        };
+        let failed = |e| ApplyError::from_kube(&id, e);
+        let primary = api.get_opt(&seen.primary.name).await.map_err(failed)?;
+        let workload = primary.as_ref().and_then(discover::workload);
+        let Some(removal) = orphaned(canary, primary.as_ref(), workload.as_ref()) else {
+            return Ok(());
+        };
+        let primary_version = primary
+            .as_ref()
+            .and_then(|p| p.metadata.resource_version.as_deref());
+        if let (true, Some(version)) = (removal.clear_state, primary_version) {
+            if !self.ctx.leadership.is_leader() {
+                return Ok(());
+            }
+            let patch = patch::remove_annotation(keys::CANARY_STATE, version);
+            patch_deployment(&self.ctx.client, &id, patch).await?;
+        }
+        if !self.ctx.leadership.is_leader() {
+            return Ok(());
+        }
+        let deleted = delete_exact(&api, &removal.canary, &removal.canary_uid)
+            .await
+            .map_err(failed)?;
+        if !deleted {
+            tracing::debug!(workload = %id, canary = removal.canary, "canary already gone");
+            return Ok(());
+        }
+        let why = removal.why;
+        self.ctx
+            .metrics
+            .canaries
+            .with_label_values(&["removed", why.kind()])
+            .inc();
+        tracing::info!(workload = %id, canary = removal.canary, reason = why.kind(),
+            state_cleared = removal.clear_state, "canary removed: {why}");
+        if let Some(primary) = &primary {
+            let cleared = if removal.clear_state {
+                "; its canary state cleared"
+            } else {
+                ""
+            };
+            let reference = deployment_reference(&id, primary.metadata.uid.as_deref());
+            publish(
+                &self.ctx.recorder,
+                &reference,
+                EventType::Normal,
+                "CanaryRemoved",
+                "Rollout",
+                format!("canary {} removed: {why}{cleared}", removal.canary),
+            )
+            .await;
+        }
+        Ok(())
     }
 
     async fn pods(
@@ -557,6 +817,32 @@ impl Rollouts<'_> {
             note,
         )
         .await;
+    }
+}
+
+/// Whether `candidate` is tagwatch's canary of `workload` (marker and owner reference to its uid).
+fn owned(candidate: &Deployment, workload: &Workload) -> bool {
+    workload
+        .uid
+        .as_deref()
+        .is_some_and(|uid| is_ours(candidate, &workload.id.name, uid))
+}
+
+/// Deletes exactly the object with `uid`: if the name holds another object by now, the API
+/// server refuses (409) and that object, not tagwatch's, stays. False when nothing was deleted.
+async fn delete_exact(api: &Api<Deployment>, name: &str, uid: &str) -> Result<bool, kube::Error> {
+    let params = DeleteParams {
+        propagation_policy: Some(PropagationPolicy::Background),
+        preconditions: Some(Preconditions {
+            uid: Some(uid.to_string()),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    match api.delete(name, &params).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(false),
+        Err(e) => Err(e),
     }
 }
 

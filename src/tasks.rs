@@ -62,6 +62,8 @@ pub enum Finished {
     Applied(Applied),
     Checked(Checked),
     Aliased(Repository),
+    /// Left-behind canaries were looked at; true when one is left for the next look.
+    Swept(bool),
 }
 
 pub struct Listed {
@@ -231,6 +233,18 @@ pub async fn check(
             .map(|w| w.started.clone()),
         step,
     })
+}
+
+/// Removes tagwatch's canaries that nothing records any more (see [`Rollouts::remove_orphans`]).
+pub async fn sweep(
+    ctx: Arc<Context>,
+    workloads: Vec<Arc<Workload>>,
+    deployments: Vec<Arc<Deployment>>,
+) -> Finished {
+    let left = Rollouts { ctx: &ctx }
+        .remove_orphans(&workloads, &deployments)
+        .await;
+    Finished::Swept(left)
 }
 
 /// What an apply task needs: the workload as decided on, its own listings, and the plan.
@@ -435,6 +449,7 @@ fn write_error(workload: &Workload, error: ApplyError) -> WriteError {
             tracing::warn!(workload = %workload.id, error = %error, "update refused by the API server; not retried until the workload or the candidate changes");
             WriteError::Refused(error.to_string())
         }
+        ApplyError::NotLeader { .. } => WriteError::Retry(error.to_string()),
         ApplyError::Transport { .. } => {
             tracing::warn!(workload = %workload.id, error = %error, "update failed");
             WriteError::Retry(error.to_string())

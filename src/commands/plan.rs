@@ -54,6 +54,7 @@ pub async fn plan(args: PlanArgs, file: FileConfig) -> anyhow::Result<()> {
         aliases: Vec::new(),
         prometheus: None,
         allowed_registries: settings.registries.allowed_registries.clone(),
+        taken_names: Default::default(),
     });
     let mut poller = Poller::new(ctx);
     let plans = poller.dry_run(&deployments).await;

@@ -115,6 +115,7 @@ pub async fn run(args: RunArgs, file: FileConfig) -> anyhow::Result<()> {
             .transpose()
             .map_err(|e| anyhow::anyhow!("--prometheus-url: {e}"))?,
         allowed_registries: settings.registries.allowed_registries.clone(),
+        taken_names: Default::default(),
     });
 
     let deployments =

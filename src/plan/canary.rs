@@ -5,6 +5,7 @@
 //! a new leader resumes a canary exactly where it was.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -13,7 +14,7 @@ use k8s_openapi::jiff::Timestamp;
 
 use crate::model::canary::CanarySpec;
 use crate::model::rollout_state::CanaryState;
-use crate::model::workload::keys;
+use crate::model::workload::{keys, Workload};
 
 pub const TRACK_CANARY: &str = "canary";
 pub const TRACK_PRIMARY: &str = "primary";
@@ -237,6 +238,188 @@ pub fn canary_selector(canary: &Deployment) -> String {
         .unwrap_or_default()
 }
 
+/// The primary a Deployment says it is the canary of, read from tagwatch's marker: named
+/// `<primary>-canary`, labelled `tagwatch.dev/track: canary`, annotated
+/// `tagwatch.dev/canary-of: <primary>`, and owned by a Deployment of that name (whose uid this
+/// returns). `None`: not a canary tagwatch made.
+pub fn owner_of(candidate: &Deployment) -> Option<Owner> {
+    let meta = &candidate.metadata;
+    let primary = meta.annotations.as_ref()?.get(keys::CANARY_OF)?;
+    let labelled = meta
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(keys::TRACK_LABEL))
+        .is_some_and(|t| t == TRACK_CANARY);
+    if !labelled || meta.name.as_deref() != Some(canary_name(primary).as_str()) {
+        return None;
+    }
+    meta.owner_references
+        .iter()
+        .flatten()
+        .find(|r| r.kind == "Deployment" && r.api_version == "apps/v1" && &r.name == primary)
+        .filter(|r| !r.uid.is_empty())
+        .map(|r| Owner {
+            name: primary.clone(),
+            uid: r.uid.clone(),
+        })
+}
+
+/// The primary a canary serves (from [`owner_of`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    pub name: String,
+    pub uid: String,
+}
+
+/// Whether `candidate` is tagwatch's canary of the primary `primary_name` with `primary_uid`:
+/// tagwatch's marker and an owner reference to exactly that Deployment. Anything else under the
+/// canary's name is someone else's: never adopted, never deleted.
+pub fn is_ours(candidate: &Deployment, primary_name: &str, primary_uid: &str) -> bool {
+    owner_of(candidate).is_some_and(|o| o.name == primary_name)
+        && candidate
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|r| r.kind == "Deployment" && r.name == primary_name && r.uid == primary_uid)
+}
+
+/// Whether the canary's pod template runs `images` (container → image): a canary of ours that
+/// runs something else is left from an earlier canary and is not resumed.
+pub fn runs(canary: &Deployment, images: &BTreeMap<String, String>) -> bool {
+    let Some(pod) = canary.spec.as_ref().and_then(|s| s.template.spec.as_ref()) else {
+        return false;
+    };
+    images.iter().all(|(container, image)| {
+        pod.containers
+            .iter()
+            .chain(pod.init_containers.iter().flatten())
+            .any(|c| &c.name == container && c.image.as_deref() == Some(image.as_str()))
+    })
+}
+
+/// Why a canary of tagwatch's no longer has a reason to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Orphaned {
+    /// Its primary is gone.
+    PrimaryDeleted,
+    /// A Deployment of the primary's name exists, but it is another object (another uid).
+    PrimaryReplaced,
+    /// The primary no longer opts in (`tagwatch.dev/policy` off or absent).
+    OptedOut,
+    /// The primary's tagwatch annotations cannot be read, so no canary can be judged.
+    InvalidAnnotation,
+    /// The primary is opted in but records no canary (`tagwatch.dev/canary-state` removed).
+    StateRemoved,
+}
+
+impl Orphaned {
+    /// The metric's `reason` label.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Orphaned::PrimaryDeleted => "primary_deleted",
+            Orphaned::PrimaryReplaced => "primary_replaced",
+            Orphaned::OptedOut => "opted_out",
+            Orphaned::InvalidAnnotation => "invalid_annotation",
+            Orphaned::StateRemoved => "state_removed",
+        }
+    }
+}
+
+impl std::fmt::Display for Orphaned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Orphaned::PrimaryDeleted => "its primary was deleted",
+            Orphaned::PrimaryReplaced => {
+                "its primary was deleted and replaced by another Deployment"
+            }
+            Orphaned::OptedOut => {
+                "the primary no longer opts in (tagwatch.dev/policy off or absent)"
+            }
+            Orphaned::InvalidAnnotation => "the primary has an invalid tagwatch annotation",
+            Orphaned::StateRemoved => "tagwatch.dev/canary-state was removed from the primary",
+        })
+    }
+}
+
+/// One canary of tagwatch's to delete, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Removal {
+    pub namespace: String,
+    pub canary: String,
+    /// The delete's precondition: the canary judged here, not whatever holds its name later.
+    pub canary_uid: String,
+    pub primary: Owner,
+    pub why: Orphaned,
+    /// The primary still carries `tagwatch.dev/canary-state` that nothing will act on: removed
+    /// too, so that opting in again does not bring the canary back.
+    pub clear_state: bool,
+}
+
+/// Whether `canary` is a canary of tagwatch's that must go, given its primary as read
+/// (`None`: no Deployment of that name) and the primary's workload (`None`: not opted in). A
+/// canary stays while its primary records a canary in progress (running or promoting).
+pub fn orphaned(
+    canary: &Deployment,
+    primary: Option<&Deployment>,
+    workload: Option<&Workload>,
+) -> Option<Removal> {
+    let owner = owner_of(canary)?;
+    let meta = &canary.metadata;
+    // Already being deleted: nothing to add.
+    if meta.deletion_timestamp.is_some() {
+        return None;
+    }
+    let removal = |why: Orphaned, clear_state: bool| {
+        Some(Removal {
+            namespace: meta.namespace.clone().unwrap_or_default(),
+            canary: meta.name.clone().unwrap_or_default(),
+            canary_uid: meta.uid.clone()?,
+            primary: owner.clone(),
+            why,
+            clear_state,
+        })
+    };
+    let Some(primary) = primary else {
+        return removal(Orphaned::PrimaryDeleted, false);
+    };
+    if primary.metadata.uid.as_deref() != Some(owner.uid.as_str()) {
+        return removal(Orphaned::PrimaryReplaced, false);
+    }
+    let stale_state = primary
+        .metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(keys::CANARY_STATE));
+    match workload {
+        None => removal(Orphaned::OptedOut, stale_state),
+        Some(w) if w.rollout.canary_state.is_some() => None,
+        // The annotation is there but was not read: the workload's annotations are invalid.
+        Some(_) if stale_state => removal(Orphaned::InvalidAnnotation, true),
+        Some(_) => removal(Orphaned::StateRemoved, false),
+    }
+}
+
+/// Every canary of tagwatch's in `deployments` that must go: each Deployment carrying the
+/// marker is looked up with its primary (same namespace) and the primary's workload.
+pub fn orphans(deployments: &[Arc<Deployment>], workloads: &[Arc<Workload>]) -> Vec<Removal> {
+    deployments
+        .iter()
+        .filter_map(|candidate| {
+            let owner = owner_of(candidate)?;
+            let namespace = candidate.metadata.namespace.as_deref();
+            let primary = deployments.iter().find(|d| {
+                d.metadata.namespace.as_deref() == namespace
+                    && d.metadata.name.as_deref() == Some(owner.name.as_str())
+            });
+            let workload = workloads
+                .iter()
+                .find(|w| Some(w.id.namespace.as_str()) == namespace && w.id.name == owner.name);
+            orphaned(candidate, primary.map(|p| &**p), workload.map(|w| &**w))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -441,6 +624,271 @@ mod tests {
         );
         assert!(
             canary_deployment(&primary, &BTreeMap::from([("nope".into(), "x".into())]), 1).is_err()
+        );
+    }
+
+    fn primary(uid: &str, annotations: serde_json::Value) -> Deployment {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web", "namespace": "shop", "uid": uid,
+                "labels": {"app": "web"}, "annotations": annotations},
+            "spec": {
+                "replicas": 3,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "web", "image": "app:1"}]}}
+            }
+        }))
+        .unwrap()
+    }
+
+    /// tagwatch's canary of `primary("u-1", ..)`, as `canary_deployment` builds it and the API
+    /// server stores it.
+    fn ours() -> Deployment {
+        let mut canary = canary_deployment(
+            &primary("u-1", serde_json::json!({})),
+            &BTreeMap::from([("web".into(), "app:2".into())]),
+            1,
+        )
+        .unwrap();
+        canary.metadata.uid = Some("c-1".into());
+        canary
+    }
+
+    fn edited(edit: impl FnOnce(&mut serde_json::Value)) -> Deployment {
+        let mut value = serde_json::to_value(ours()).unwrap();
+        edit(&mut value);
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn a_canary_is_ours_only_with_the_marker_and_an_owner_reference_to_the_primary() {
+        let cases: Vec<(&str, Deployment, bool)> = vec![
+            ("as built", ours(), true),
+            (
+                "no owner reference",
+                edited(|v| v["metadata"]["ownerReferences"] = serde_json::json!([])),
+                false,
+            ),
+            (
+                "owned by another uid",
+                edited(|v| v["metadata"]["ownerReferences"][0]["uid"] = "u-2".into()),
+                false,
+            ),
+            (
+                "owned by another kind",
+                edited(|v| v["metadata"]["ownerReferences"][0]["kind"] = "StatefulSet".into()),
+                false,
+            ),
+            (
+                "no canary-of annotation",
+                edited(|v| v["metadata"]["annotations"] = serde_json::json!({})),
+                false,
+            ),
+            (
+                "canary of another primary",
+                edited(|v| v["metadata"]["annotations"]["tagwatch.dev/canary-of"] = "api".into()),
+                false,
+            ),
+            (
+                "no track label",
+                edited(|v| v["metadata"]["labels"] = serde_json::json!({"app": "web"})),
+                false,
+            ),
+            (
+                "another name",
+                edited(|v| v["metadata"]["name"] = "web-canary-2".into()),
+                false,
+            ),
+            (
+                "a second owner besides the primary",
+                edited(|v| {
+                    v["metadata"]["ownerReferences"]
+                        .as_array_mut()
+                        .unwrap()
+                        .insert(0, serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "name": "x", "uid": "x-1"}))
+                }),
+                true,
+            ),
+        ];
+        for (case, candidate, want) in cases {
+            assert_eq!(is_ours(&candidate, "web", "u-1"), want, "{case}");
+            assert_eq!(
+                owner_of(&candidate).is_some(),
+                want || case.starts_with("owned by another uid"),
+                "{case}"
+            );
+        }
+        assert!(!is_ours(&ours(), "web", "u-2"), "the primary replaced");
+        assert!(!is_ours(&ours(), "api", "u-1"));
+        assert_eq!(
+            owner_of(&ours()),
+            Some(Owner {
+                name: "web".into(),
+                uid: "u-1".into()
+            })
+        );
+    }
+
+    #[test]
+    fn a_canary_runs_the_images_under_test_or_is_stale() {
+        let images = |image: &str| BTreeMap::from([("web".to_string(), image.to_string())]);
+        assert!(runs(&ours(), &images("app:2")));
+        assert!(!runs(&ours(), &images("app:3")));
+        assert!(!runs(
+            &ours(),
+            &BTreeMap::from([("side".to_string(), "s:1".to_string())])
+        ));
+    }
+
+    fn workload_of(deployment: &Deployment) -> Option<Workload> {
+        crate::discover::workload(deployment)
+    }
+
+    #[test]
+    fn a_canary_goes_when_nothing_records_it() {
+        let running = serde_json::to_string(&state()).unwrap();
+        let opted = |extra: &[(&str, &str)]| {
+            let mut annotations = serde_json::json!({
+                "tagwatch.dev/policy": "minor",
+                "tagwatch.dev/canary": "true",
+            });
+            for (k, v) in extra {
+                annotations[*k] = serde_json::json!(v);
+            }
+            primary("u-1", annotations)
+        };
+        type Case = (&'static str, Option<Deployment>, Option<(Orphaned, bool)>);
+        let cases: Vec<Case> = vec![
+            (
+                "a canary in progress",
+                Some(opted(&[("tagwatch.dev/canary-state", &running)])),
+                None,
+            ),
+            (
+                "promoting",
+                Some(opted(&[(
+                    "tagwatch.dev/canary-state",
+                    &running.replace("running", "promoting"),
+                )])),
+                None,
+            ),
+            (
+                "canary turned off: fail_canary's to remove",
+                Some(primary(
+                    "u-1",
+                    serde_json::json!({"tagwatch.dev/policy": "minor", "tagwatch.dev/canary-state": running}),
+                )),
+                None,
+            ),
+            (
+                "primary gone",
+                None,
+                Some((Orphaned::PrimaryDeleted, false)),
+            ),
+            (
+                "primary replaced",
+                Some(primary(
+                    "u-2",
+                    serde_json::json!({"tagwatch.dev/policy": "minor", "tagwatch.dev/canary-state": running}),
+                )),
+                Some((Orphaned::PrimaryReplaced, false)),
+            ),
+            (
+                "policy off with a stale state",
+                Some(primary(
+                    "u-1",
+                    serde_json::json!({"tagwatch.dev/policy": "off", "tagwatch.dev/canary-state": running}),
+                )),
+                Some((Orphaned::OptedOut, true)),
+            ),
+            (
+                "no policy, no state",
+                Some(primary("u-1", serde_json::json!({}))),
+                Some((Orphaned::OptedOut, false)),
+            ),
+            (
+                "invalid annotation",
+                Some(opted(&[
+                    ("tagwatch.dev/canary-state", &running),
+                    ("tagwatch.dev/canary-bake", "soon"),
+                ])),
+                Some((Orphaned::InvalidAnnotation, true)),
+            ),
+            (
+                "unreadable state",
+                Some(opted(&[("tagwatch.dev/canary-state", "{")])),
+                Some((Orphaned::InvalidAnnotation, true)),
+            ),
+            (
+                "state removed",
+                Some(opted(&[])),
+                Some((Orphaned::StateRemoved, false)),
+            ),
+        ];
+        for (case, primary, want) in cases {
+            let workload = primary.as_ref().and_then(workload_of);
+            let got = orphaned(&ours(), primary.as_ref(), workload.as_ref());
+            assert_eq!(got.as_ref().map(|r| (r.why, r.clear_state)), want, "{case}");
+            if let Some(removal) = got {
+                assert_eq!(
+                    (
+                        removal.namespace.as_str(),
+                        removal.canary.as_str(),
+                        removal.canary_uid.as_str()
+                    ),
+                    ("shop", "web-canary", "c-1"),
+                    "{case}"
+                );
+                assert_eq!(removal.primary.uid, "u-1", "{case}");
+            }
+        }
+        // Someone else's Deployment is never a removal, whatever its primary says.
+        let foreign = edited(|v| v["metadata"]["ownerReferences"] = serde_json::json!([]));
+        assert_eq!(orphaned(&foreign, None, None), None);
+        // Already being deleted: nothing to do.
+        let going = edited(|v| v["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z".into());
+        assert_eq!(orphaned(&going, None, None), None);
+    }
+
+    #[test]
+    fn orphans_are_found_in_a_snapshot_by_namespace_and_name() {
+        let running = serde_json::to_string(&state()).unwrap();
+        let kept = primary(
+            "u-1",
+            serde_json::json!({"tagwatch.dev/policy": "minor", "tagwatch.dev/canary": "true",
+                "tagwatch.dev/canary-state": running}),
+        );
+        let mut elsewhere = kept.clone();
+        elsewhere.metadata.namespace = Some("other".into());
+        let snapshot = |primaries: Vec<Deployment>| -> (Vec<Arc<Deployment>>, Vec<Arc<Workload>>) {
+            let workloads = primaries
+                .iter()
+                .filter_map(workload_of)
+                .map(Arc::new)
+                .collect();
+            let mut all: Vec<Arc<Deployment>> = primaries.into_iter().map(Arc::new).collect();
+            all.push(Arc::new(ours()));
+            (all, workloads)
+        };
+        let (deployments, workloads) = snapshot(vec![kept.clone()]);
+        assert_eq!(orphans(&deployments, &workloads), vec![]);
+        // The same primary in another namespace is not this canary's.
+        let (deployments, workloads) = snapshot(vec![elsewhere]);
+        let found = orphans(&deployments, &workloads);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].why, Orphaned::PrimaryDeleted);
+        let off = primary(
+            "u-1",
+            serde_json::json!({"tagwatch.dev/policy": "off", "tagwatch.dev/canary-state": "{}"}),
+        );
+        let (deployments, workloads) = snapshot(vec![off]);
+        let found = orphans(&deployments, &workloads);
+        assert_eq!(
+            found
+                .iter()
+                .map(|r| (r.why, r.clear_state))
+                .collect::<Vec<_>>(),
+            vec![(Orphaned::OptedOut, true)]
         );
     }
 }

@@ -154,6 +154,17 @@ pub fn build_guarded(
     serde_json::from_value(Value::Array(ops)).unwrap_or_else(|_| json_patch::Patch(Vec::new()))
 }
 
+/// Removes one annotation, and nothing else, from the object exactly as read: the `test` on
+/// `resource_version` makes any change in between refuse it (for a Deployment tagwatch no longer
+/// manages, whose other annotations are not tagwatch's to rewrite).
+pub fn remove_annotation(key: &str, resource_version: &str) -> json_patch::Patch {
+    let ops = json!([
+        {"op": "test", "path": "/metadata/resourceVersion", "value": resource_version},
+        {"op": "remove", "path": format!("/metadata/annotations/{}", escape(key))},
+    ]);
+    serde_json::from_value(ops).unwrap_or_else(|_| json_patch::Patch(Vec::new()))
+}
+
 /// RFC 6901: `~` → `~0`, `/` → `~1`.
 pub fn escape(segment: &str) -> String {
     segment.replace('~', "~0").replace('/', "~1")
@@ -232,6 +243,19 @@ mod tests {
             &json!({"op": "remove", "path": "/metadata/annotations/tagwatch.dev~1canary-state"})
         ));
         assert!(ops.contains(&json!({"op": "add", "path": "/metadata/annotations/tagwatch.dev~1history", "value": "[]"})));
+    }
+
+    #[test]
+    fn removing_one_annotation_is_guarded_by_the_resource_version() {
+        let patch =
+            serde_json::to_value(remove_annotation("tagwatch.dev/canary-state", "7")).unwrap();
+        assert_eq!(
+            patch,
+            json!([
+                {"op": "test", "path": "/metadata/resourceVersion", "value": "7"},
+                {"op": "remove", "path": "/metadata/annotations/tagwatch.dev~1canary-state"},
+            ])
+        );
     }
 
     #[test]

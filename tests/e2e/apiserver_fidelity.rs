@@ -7,6 +7,7 @@
 #![allow(clippy::expect_used)]
 
 mod custom_kinds;
+mod garbage_collection;
 mod harness;
 mod kinds;
 mod patches;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use axum::routing;
 use axum::Router;
 use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::Api;
 use tagwatch_testbed::apiserver::{ApiServer, ImageHealth};
 use tagwatch_testbed::cluster::TestCluster;
@@ -15,7 +16,10 @@ use tagwatch_testbed::registry::Registry;
 use tagwatch_testbed::wait;
 use tagwatch_testbed::{require_running_images, test_server_or_skip};
 
-use crate::support::{annotation, deployment, events, get, image, push, Prometheus, Tagwatch};
+use crate::support::{
+    annotation, assert_unchanged, deployment, events, get, image, images, push, Prometheus,
+    Tagwatch,
+};
 
 const CANARY: &str = "tagwatch.dev/canary";
 const BAKE: &str = "tagwatch.dev/canary-bake";
@@ -488,5 +492,278 @@ async fn a_rollout_stuck_past_its_deadline_is_rolled_back_and_the_version_reject
     assert_eq!(
         image(&cluster, &ns, "web").await,
         format!("{host}/app:1.0.0")
+    );
+}
+
+/// A merge patch on one annotation of `name`: `Some` sets it, `None` removes it (a person's edit).
+async fn set_annotation(
+    cluster: &TestCluster,
+    ns: &str,
+    name: &str,
+    key: &str,
+    value: Option<&str>,
+) {
+    let api: Api<Deployment> = Api::namespaced(cluster.client.clone(), ns);
+    let patch = serde_json::json!({"metadata": {"annotations": {key: value}}});
+    api.patch(name, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .expect("annotate");
+}
+
+/// The canary Deployment with `uid` no longer exists (gone, or replaced by another object).
+async fn wait_deleted(cluster: &TestCluster, ns: &str, uid: Option<&str>, tagwatch: &Tagwatch) {
+    wait::until("that canary deleted", Duration::from_secs(30), || async {
+        let now = canary(cluster, ns, "web").await;
+        (now.and_then(|c| c.metadata.uid).as_deref() != uid).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", tagwatch.logs()));
+}
+
+/// The Events with `reason`, as listed now.
+async fn events_named(
+    cluster: &TestCluster,
+    ns: &str,
+    reason: &str,
+) -> Vec<k8s_openapi::api::events::v1::Event> {
+    events(cluster, ns)
+        .await
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some(reason))
+        .collect()
+}
+
+/// A canary running a long bake (it cannot pass during the test): `web` at 1.0.0, 1.1.0 pushed.
+async fn mid_canary(cluster: &TestCluster, registry: &Registry) -> (Tagwatch, Deployment) {
+    canary_web(cluster, registry, &[(BAKE, "60s")]).await;
+    let tagwatch = Tagwatch::watching(cluster, registry, &[]);
+    tagwatch.wait_polling().await;
+    push(registry, "app", &["1.1.0"]).await;
+    let running = wait_canary(cluster, &tagwatch).await;
+    (tagwatch, running)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_off_mid_canary_removes_the_canary_and_its_state() {
+    let cluster = TestCluster::start().await.expect("cluster");
+    require_running_images!(cluster => ());
+    let registry = Registry::anonymous().await.expect("registry");
+    let ns = cluster.namespace.clone();
+    let host = registry.host();
+    let (tagwatch, running) = mid_canary(&cluster, &registry).await;
+
+    set_annotation(&cluster, &ns, "web", "tagwatch.dev/policy", Some("off")).await;
+    wait_canary_gone(&cluster, &ns, "web", &tagwatch).await;
+    assert_ne!(running.metadata.uid, None);
+    assert_eq!(
+        image(&cluster, &ns, "web").await,
+        format!("{host}/app:1.0.0")
+    );
+    let after = get(&cluster, &ns, "web").await;
+    assert_eq!(annotation(&after, "tagwatch.dev/canary-state"), None);
+    assert_eq!(
+        annotation(&after, "tagwatch.dev/rejected"),
+        None,
+        "an opt-out judges nothing"
+    );
+    let removed = event(&cluster, &ns, "CanaryRemoved").await;
+    assert_eq!(removed.type_.as_deref(), Some("Normal"));
+    let note = removed.note.unwrap_or_default();
+    assert!(
+        note.contains("web-canary") && note.contains("tagwatch.dev/policy"),
+        "{note}"
+    );
+    tagwatch
+        .wait_metric(
+            r#"tagwatch_canaries_total{reason="opted_out",result="removed"}"#,
+            1.0,
+        )
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_the_canary_state_removes_that_canary() {
+    let cluster = TestCluster::start().await.expect("cluster");
+    require_running_images!(cluster => ());
+    let registry = Registry::anonymous().await.expect("registry");
+    let ns = cluster.namespace.clone();
+    let host = registry.host();
+    let (tagwatch, running) = mid_canary(&cluster, &registry).await;
+
+    set_annotation(&cluster, &ns, "web", "tagwatch.dev/canary-state", None).await;
+    wait_deleted(&cluster, &ns, running.metadata.uid.as_deref(), &tagwatch).await;
+    assert_eq!(
+        image(&cluster, &ns, "web").await,
+        format!("{host}/app:1.0.0")
+    );
+    let removed = event(&cluster, &ns, "CanaryRemoved").await;
+    let note = removed.note.unwrap_or_default();
+    assert!(note.contains("tagwatch.dev/canary-state"), "{note}");
+    tagwatch
+        .wait_metric(
+            r#"tagwatch_canaries_total{reason="state_removed",result="removed"}"#,
+            1.0,
+        )
+        .await;
+    // Nothing remembered the canary, so 1.1.0 is planned afresh: a new canary, a new state.
+    let fresh = wait_canary(&cluster, &tagwatch).await;
+    assert_ne!(fresh.metadata.uid, running.metadata.uid);
+    let restarted = wait::until("a fresh canary state", Duration::from_secs(20), || async {
+        annotation(
+            &get(&cluster, &ns, "web").await,
+            "tagwatch.dev/canary-state",
+        )
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", tagwatch.logs()));
+    assert!(restarted.contains("1.1.0"), "{restarted}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_the_primary_mid_canary_removes_the_canary() {
+    let cluster = TestCluster::start().await.expect("cluster");
+    require_running_images!(cluster => ());
+    let registry = Registry::anonymous().await.expect("registry");
+    let ns = cluster.namespace.clone();
+    let (tagwatch, running) = mid_canary(&cluster, &registry).await;
+
+    let api: Api<Deployment> = Api::namespaced(cluster.client.clone(), &ns);
+    api.delete("web", &DeleteParams::background())
+        .await
+        .expect("delete the primary");
+    // The garbage collector or tagwatch, whichever comes first.
+    wait_deleted(&cluster, &ns, running.metadata.uid.as_deref(), &tagwatch).await;
+    assert!(canary(&cluster, &ns, "web").await.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_deleted_while_the_garbage_collector_lags_loses_its_canary_all_the_same() {
+    let cluster = TestCluster::start().await.expect("cluster");
+    let server = test_server_or_skip!(cluster => (),
+        "a real cluster's garbage collector cannot be held back");
+    require_running_images!(cluster => ());
+    let registry = Registry::anonymous().await.expect("registry");
+    let ns = cluster.namespace.clone();
+    let (tagwatch, running) = mid_canary(&cluster, &registry).await;
+
+    server.pause_garbage_collector(true);
+    let api: Api<Deployment> = Api::namespaced(cluster.client.clone(), &ns);
+    api.delete("web", &DeleteParams::background())
+        .await
+        .expect("delete the primary");
+    wait_deleted(&cluster, &ns, running.metadata.uid.as_deref(), &tagwatch).await;
+    tagwatch
+        .wait_metric(
+            r#"tagwatch_canaries_total{reason="primary_deleted",result="removed"}"#,
+            1.0,
+        )
+        .await;
+    let deletes: Vec<_> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "DELETE" && r.path.ends_with("/deployments/web-canary"))
+        .collect();
+    assert_eq!(deletes.len(), 1, "deleted once");
+    let body: serde_json::Value = serde_json::from_str(&deletes[0].body).expect("delete options");
+    assert_eq!(
+        body["preconditions"]["uid"].as_str(),
+        running.metadata.uid.as_deref(),
+        "guarded by the canary's uid"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_deployment_named_like_the_canary_is_never_adopted_nor_deleted() {
+    let cluster = TestCluster::start().await.expect("cluster");
+    let registry = Registry::anonymous().await.expect("registry");
+    let ns = cluster.namespace.clone();
+    let host = registry.host();
+    canary_web(&cluster, &registry, &[(BAKE, "60s")]).await;
+    // Someone else's Deployment, even with tagwatch's annotation copied, but not owned by `web`.
+    let foreign = deployment("web-canary")
+        .image("registry.example/other:3.0.0")
+        .annotate("tagwatch.dev/canary-of", "web")
+        .replicas(0)
+        .create(&cluster, &ns)
+        .await;
+    let tagwatch = Tagwatch::watching(&cluster, &registry, &[]);
+    tagwatch.wait_polling().await;
+    if let Some(server) = cluster.server() {
+        server.clear_requests();
+    }
+    push(&registry, "app", &["1.1.0"]).await;
+
+    let warning = event(&cluster, &ns, "CanaryNameTaken").await;
+    assert_eq!(warning.type_.as_deref(), Some("Warning"));
+    let note = warning.note.clone().unwrap_or_default();
+    assert!(
+        note.contains("web-canary") && note.contains("1.1.0"),
+        "{note}"
+    );
+    tagwatch
+        .wait_metric(
+            r#"tagwatch_canaries_total{reason="name_taken",result="not_started"}"#,
+            1.0,
+        )
+        .await;
+    // A few more polls see the same version: reported once, not at every poll.
+    let polls = tagwatch
+        .metric("tagwatch_poll_cycles_total")
+        .await
+        .unwrap_or(0.0);
+    wait::until("three more polls", Duration::from_secs(20), || async {
+        let now = tagwatch.metric("tagwatch_poll_cycles_total").await?;
+        (now >= polls + 3.0).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", tagwatch.logs()));
+    let reported = events_named(&cluster, &ns, "CanaryNameTaken").await;
+    assert_eq!(reported.len(), 1);
+    assert!(reported[0].series.is_none(), "published once");
+    assert_eq!(
+        tagwatch
+            .metric(r#"tagwatch_canaries_total{reason="name_taken",result="not_started"}"#)
+            .await,
+        Some(1.0)
+    );
+
+    // The foreign Deployment is untouched, the primary waits, no canary state was written.
+    let still = canary(&cluster, &ns, "web").await.expect("still there");
+    assert_eq!(still.metadata.uid, foreign.metadata.uid);
+    assert_unchanged(&foreign, &still);
+    let web = get(&cluster, &ns, "web").await;
+    assert_eq!(images(&web), vec![format!("{host}/app:1.0.0")]);
+    assert_eq!(annotation(&web, "tagwatch.dev/canary-state"), None);
+    if let Some(server) = cluster.server() {
+        let requests = server.requests();
+        assert!(
+            !requests
+                .iter()
+                .any(|r| r.method == "DELETE" && r.path.contains("/deployments/")),
+            "nothing deleted"
+        );
+        assert!(
+            !requests.iter().any(|r| r.method == "PATCH"
+                && (r.path.ends_with("/deployments/web")
+                    || r.path.ends_with("/deployments/web-canary"))),
+            "neither Deployment written"
+        );
+    }
+
+    // Once the name is free, the version gets its canary, owned by `web`.
+    let api: Api<Deployment> = Api::namespaced(cluster.client.clone(), &ns);
+    api.delete("web-canary", &DeleteParams::background())
+        .await
+        .expect("the owner removes it");
+    let ours = wait::until("tagwatch's canary", Duration::from_secs(30), || async {
+        canary(&cluster, &ns, "web")
+            .await
+            .filter(|c| c.metadata.uid != foreign.metadata.uid)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", tagwatch.logs()));
+    assert_eq!(
+        ours.metadata.owner_references.expect("owned")[0].uid,
+        web.metadata.uid.expect("uid")
     );
 }

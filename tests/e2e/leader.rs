@@ -429,6 +429,7 @@ fn context(
         aliases: Vec::new(),
         prometheus: None,
         allowed_registries: None,
+        taken_names: Default::default(),
     }
 }
 
@@ -478,11 +479,17 @@ async fn a_replica_that_does_not_lead_neither_creates_nor_deletes_a_canary() {
     canary_primary(&cluster, "starting", true).await;
     // Its canary annotation was removed while the canary ran: the canary is to go.
     canary_primary(&cluster, "stopping", false).await;
-    deployment("stopping-canary")
-        .replicas(0)
-        .image("registry.test/app:1.1.0")
-        .create(&cluster, &cluster.namespace)
-        .await;
+    // tagwatch's own canary of it (marker and owner reference), as tagwatch built it.
+    let stopping = get(&cluster, &cluster.namespace, "stopping").await;
+    let images = BTreeMap::from([(
+        "stopping".to_string(),
+        "registry.test/app:1.1.0".to_string(),
+    )]);
+    let canary = tagwatch::plan::canary::canary_deployment(&stopping, &images, 0).expect("canary");
+    let api: Api<Deployment> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    api.create(&Default::default(), &canary)
+        .await
+        .expect("create the canary");
     if let Some(server) = cluster.server() {
         server.clear_requests();
     }

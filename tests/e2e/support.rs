@@ -238,6 +238,7 @@ pub fn poller(cluster: &TestCluster, insecure: &[String], fallback: DockerConfig
         aliases: Vec::new(),
         prometheus: None,
         allowed_registries: None,
+        taken_names: Default::default(),
     };
     Harness {
         poller: Poller::new(Arc::new(ctx)),

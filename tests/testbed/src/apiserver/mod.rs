@@ -77,6 +77,8 @@ pub(crate) struct Cluster {
     catalog: resources::Catalog,
     controller: controller::Controller,
     statefulsets: statefulset::Revisions,
+    /// `pause_garbage_collector(true)`: deletions leave what they owned, like a collector behind.
+    gc_paused: bool,
 }
 
 impl Cluster {
@@ -113,6 +115,7 @@ impl ApiServer {
                 catalog: resources::Catalog::default(),
                 controller: controller::Controller::default(),
                 statefulsets: statefulset::Revisions::default(),
+                gc_paused: false,
             }),
             log: Mutex::new(Vec::new()),
             faults: Mutex::new(Vec::new()),
@@ -181,6 +184,13 @@ impl ApiServer {
         if cluster.controller.mode == ControllerMode::Instant {
             workloads::reconcile_all(cluster, true);
         }
+    }
+
+    /// A garbage collector that is behind: while paused, deleting an object leaves the objects
+    /// it owned in place (a real collector works in the background and may lag). Deletions made
+    /// while paused are not caught up on resuming.
+    pub fn pause_garbage_collector(&self, paused: bool) {
+        lock(&self.shared.cluster).gc_paused = paused;
     }
 
     /// Switching to `Instant` rolls out every Deployment, StatefulSet and DaemonSet at once.

@@ -187,7 +187,10 @@ fn object(
                 verbs::patch(&mut cluster, target, name, &patch, request.body)?;
             return Ok(json_response(if created { 201 } else { 200 }, &patched));
         }
-        Method::DELETE if scope == Scope::Main => verbs::delete(&mut cluster, target, name)?,
+        Method::DELETE if scope == Scope::Main => {
+            let options = verbs::delete_options(request.body)?;
+            verbs::delete(&mut cluster, target, name, &options)?
+        }
         _ => return Err(ApiError::method_not_allowed()),
     };
     Ok(json_response(200, &answer))

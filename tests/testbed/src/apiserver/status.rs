@@ -62,6 +62,22 @@ impl ApiError {
         ApiError::new(409, "Conflict", &message, plural_details(resource, name))
     }
 
+    /// A write whose preconditions do not hold: the storage layer's "invalid object" error, as
+    /// the registry wraps it in a Conflict (`key`: the object's etcd key).
+    pub fn precondition_failed(
+        resource: &Resource,
+        name: &str,
+        key: &str,
+        failed: &str,
+    ) -> ApiError {
+        let message = format!(
+            "Operation cannot be fulfilled on {} \"{name}\": StorageError: invalid object, \
+             Code: 4, Key: {key}, ResourceVersion: 0, AdditionalErrorMsg: {failed}",
+            resource.qualified_plural()
+        );
+        ApiError::new(409, "Conflict", &message, plural_details(resource, name))
+    }
+
     pub fn invalid(resource: &Resource, name: &str, causes: Vec<Cause>) -> ApiError {
         let described: Vec<String> = causes
             .iter()

@@ -131,6 +131,29 @@ impl Store {
             .map(|(_, stored)| &stored.object)
     }
 
+    /// The objects of any resource in `namespace` with an owner reference to `uid`.
+    pub fn owned_by(&self, namespace: &str, uid: &str) -> Vec<(&'static Resource, String)> {
+        self.objects
+            .iter()
+            .filter(|(key, _)| key.namespace == namespace)
+            .filter(|(_, stored)| {
+                stored.object["metadata"]["ownerReferences"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|r| r["uid"] == uid)
+            })
+            .map(|(key, stored)| (stored.resource, key.name.clone()))
+            .collect()
+    }
+
+    /// Whether any stored object has this uid.
+    pub fn exists_uid(&self, uid: &str) -> bool {
+        self.objects
+            .values()
+            .any(|stored| stored.object["metadata"]["uid"] == uid)
+    }
+
     /// Stores a new object, stamping uid, creationTimestamp and a resourceVersion.
     pub fn insert(&mut self, resource: &'static Resource, mut object: Value) -> Value {
         let meta = &mut object["metadata"];

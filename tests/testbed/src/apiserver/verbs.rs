@@ -490,16 +490,31 @@ fn server_side_apply(
     }
 }
 
+/// DELETE of one object. `options` is the request's `DeleteOptions` (`Null` without a body):
+/// `preconditions` (uid, resourceVersion) must hold or nothing is deleted (409, as the real
+/// registry answers); `propagationPolicy: Orphan` keeps what the object owned.
 pub(crate) fn delete(
     cluster: &mut Cluster,
     target: &Target,
     name: &str,
+    options: &Value,
 ) -> Result<Value, ApiError> {
     let resource = target.resource;
     let namespace = namespace_of(target).to_string();
     if resource.same(&NAMESPACES) {
         return delete_namespace(cluster, name);
     }
+    let current = cluster
+        .store
+        .get(resource, &namespace, name)
+        .ok_or_else(|| ApiError::not_found(resource, name))?;
+    check_preconditions(
+        resource,
+        &namespace,
+        name,
+        current,
+        &options["preconditions"],
+    )?;
     let mut removed = cluster
         .store
         .remove(resource, &namespace, name)
@@ -507,7 +522,8 @@ pub(crate) fn delete(
     if resource.same(&CUSTOM_RESOURCE_DEFINITIONS) {
         crd::removed(cluster, &removed);
     }
-    workloads::deleted(cluster, resource, &removed);
+    let orphan = options["propagationPolicy"] == "Orphan";
+    workloads::deleted(cluster, resource, &removed, orphan);
     if resource.same(&PODS) {
         return Ok(removed);
     }
@@ -518,6 +534,51 @@ pub(crate) fn delete(
     }
     let uid = removed["metadata"]["uid"].as_str().unwrap_or_default();
     Ok(status::deleted(resource, name, uid))
+}
+
+/// A DELETE body: `DeleteOptions`, or `Null` when there is none.
+pub(crate) fn delete_options(body: &[u8]) -> Result<Value, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Value::Null);
+    }
+    parse_body(body)
+}
+
+/// The registry's precondition check: a mismatch is a storage "invalid object" error that the
+/// delete handler turns into 409 Conflict, its text kept in the message.
+fn check_preconditions(
+    resource: &Resource,
+    namespace: &str,
+    name: &str,
+    current: &Value,
+    preconditions: &Value,
+) -> Result<(), ApiError> {
+    let meta = &current["metadata"];
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    let failed = [("UID", "uid"), ("ResourceVersion", "resourceVersion")]
+        .into_iter()
+        .find_map(|(label, field)| {
+            let wanted = preconditions[field].as_str()?;
+            let actual = text(&meta[field]);
+            (wanted != actual).then(|| {
+                format!(
+                    "Precondition failed: {label} in precondition: {wanted}, {label} in object meta: {actual}"
+                )
+            })
+        });
+    let Some(failed) = failed else {
+        return Ok(());
+    };
+    let key = match (resource.custom, namespace) {
+        (true, "") => format!("/registry/{}/{}/{name}", resource.group, resource.plural),
+        (true, ns) => format!(
+            "/registry/{}/{}/{ns}/{name}",
+            resource.group, resource.plural
+        ),
+        (false, "") => format!("/registry/{}/{name}", resource.plural),
+        (false, ns) => format!("/registry/{}/{ns}/{name}", resource.plural),
+    };
+    Err(ApiError::precondition_failed(resource, name, &key, &failed))
 }
 
 /// DELETE on a collection: every object the selectors match goes, and the answer lists them.
@@ -540,7 +601,7 @@ pub(crate) fn delete_collection(
             name: Some(name.clone()),
             subresource: None,
         };
-        match delete(cluster, &each, &name) {
+        match delete(cluster, &each, &name, &Value::Null) {
             Ok(_) => deleted.push(item.clone()),
             // Collected with an owner deleted just before.
             Err(e) if e.code == 404 => {}

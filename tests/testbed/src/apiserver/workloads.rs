@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 
 use super::controller::{self, ControllerMode, ImageHealth};
-use super::resources::{Resource, DAEMONSETS, DEPLOYMENTS, JOBS, NODES, PODS, STATEFULSETS};
+use super::resources::{Resource, DAEMONSETS, DEPLOYMENTS, NODES, PODS, STATEFULSETS};
 use super::{daemonset, kubelet, statefulset, Cluster};
 
 /// After a create or an update through the API. `desired_changed`: the part that bumps
@@ -35,22 +35,36 @@ pub(crate) fn written(
     }
 }
 
-/// After a delete through the API.
-pub(crate) fn deleted(cluster: &mut Cluster, resource: &Resource, removed: &Value) {
+/// After a delete through the API. `orphan`: the delete asked `propagationPolicy: Orphan`, so
+/// what the object owned stays, without the reference to it.
+pub(crate) fn deleted(cluster: &mut Cluster, resource: &Resource, removed: &Value, orphan: bool) {
     let (namespace, name) = namespace_and_name(removed);
-    if resource.same(&DEPLOYMENTS) {
-        controller::deployment_deleted(cluster, &namespace, &name);
-    } else if resource.same(&NODES) {
+    if resource.same(&NODES) {
         if instant(cluster) {
             daemonset::reconcile_all(cluster);
         }
-    } else if resource.same(&PODS) {
+        return;
+    }
+    if resource.same(&PODS) {
         pod_changed(cluster, removed);
+        return;
+    }
+    forget(cluster, resource, &namespace, &name);
+    let uid = removed["metadata"]["uid"].as_str();
+    if orphan {
+        orphan_dependents(cluster, &namespace, uid);
     } else {
-        if resource.same(&STATEFULSETS) {
-            cluster.statefulsets.forget(&namespace, &name);
-        }
-        collect_garbage(cluster, &namespace, removed["metadata"]["uid"].as_str());
+        collect_garbage(cluster, &namespace, uid);
+    }
+}
+
+/// The controllers' own bookkeeping for a workload that is gone (its ReplicaSets' pods, its
+/// revisions).
+fn forget(cluster: &mut Cluster, resource: &Resource, namespace: &str, name: &str) {
+    if resource.same(&DEPLOYMENTS) {
+        controller::deployment_deleted(cluster, namespace, name);
+    } else if resource.same(&STATEFULSETS) {
+        cluster.statefulsets.forget(namespace, name);
     }
 }
 
@@ -109,34 +123,77 @@ fn instant(cluster: &Cluster) -> bool {
     cluster.controller.mode == ControllerMode::Instant
 }
 
-/// The garbage collector: pods and Jobs whose owner references name a deleted object go with it,
-/// whatever the controller mode (as for Deployments).
+/// The garbage collector, after `owner_uid` was deleted: every object of any kind in the
+/// namespace whose owner references name it goes too (recursively), unless another of its owners
+/// still exists: then only the dangling reference is dropped, as the real collector does.
 fn collect_garbage(cluster: &mut Cluster, namespace: &str, owner_uid: Option<&str>) {
     let Some(uid) = owner_uid.filter(|u| !u.is_empty()) else {
         return;
     };
-    for resource in [&JOBS, &PODS] {
-        let owned: Vec<(String, String)> = cluster
-            .store
-            .list(resource, Some(namespace))
-            .filter(|o| {
-                o["metadata"]["ownerReferences"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .any(|r| r["uid"] == uid)
-            })
-            .map(|o| {
-                let meta = &o["metadata"];
-                let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
-                (text(&meta["name"]), text(&meta["uid"]))
-            })
-            .collect();
-        for (name, child_uid) in owned {
-            cluster.store.remove(resource, namespace, &name);
-            collect_garbage(cluster, namespace, Some(&child_uid));
+    if cluster.gc_paused {
+        return;
+    }
+    for (resource, name) in cluster.store.owned_by(namespace, uid) {
+        let Some(object) = cluster.store.get(resource, namespace, &name).cloned() else {
+            // Collected a moment ago, with another of its owners.
+            continue;
+        };
+        let other_owner_lives = references_of(&object["metadata"])
+            .filter(|r| r["uid"] != uid)
+            .filter_map(|r| r["uid"].as_str())
+            .any(|other| cluster.store.exists_uid(other));
+        if other_owner_lives {
+            drop_reference(cluster, resource, object, uid);
+            continue;
+        }
+        if let Some(removed) = cluster.store.remove(resource, namespace, &name) {
+            if !resource.same(&PODS) {
+                forget(cluster, resource, namespace, &name);
+                collect_garbage(cluster, namespace, removed["metadata"]["uid"].as_str());
+            }
         }
     }
+}
+
+/// `propagationPolicy: Orphan`: the dependents stay, without their reference to `owner_uid`.
+fn orphan_dependents(cluster: &mut Cluster, namespace: &str, owner_uid: Option<&str>) {
+    let Some(uid) = owner_uid.filter(|u| !u.is_empty()) else {
+        return;
+    };
+    for (resource, name) in cluster.store.owned_by(namespace, uid) {
+        if let Some(object) = cluster.store.get(resource, namespace, &name).cloned() {
+            drop_reference(cluster, resource, object, uid);
+        }
+    }
+}
+
+/// Writes `object` without its owner reference to `uid` (the field goes when it empties).
+fn drop_reference(
+    cluster: &mut Cluster,
+    resource: &'static Resource,
+    mut object: Value,
+    uid: &str,
+) {
+    let meta = &mut object["metadata"];
+    let kept: Vec<Value> = references_of(meta)
+        .filter(|r| r["uid"] != uid)
+        .cloned()
+        .collect();
+    match meta.as_object_mut() {
+        Some(map) if kept.is_empty() => {
+            map.remove("ownerReferences");
+        }
+        Some(map) => {
+            map.insert("ownerReferences".into(), Value::Array(kept));
+        }
+        None => return,
+    }
+    cluster.store.update(resource, object);
+}
+
+/// The owner references in `meta`.
+fn references_of(meta: &Value) -> impl Iterator<Item = &Value> {
+    meta["ownerReferences"].as_array().into_iter().flatten()
 }
 
 pub(crate) fn namespace_and_name(object: &Value) -> (String, String) {
