@@ -407,41 +407,57 @@ impl Poller {
     }
 
     /// The login each workload pulls each of its registries with, read again when the workload
-    /// changed, when a registry refused it, or after [`LOGINS_TTL`].
+    /// changed, when a registry refused it, or after [`LOGINS_TTL`]. Reads run side by side, each
+    /// cut at [`CREDENTIALS_TIMEOUT`]: a slow API server costs a turn that long at most.
     async fn resolve_logins(&mut self, workloads: &[Arc<Workload>]) {
-        for workload in workloads {
-            let fresh = self.logins.get(&workload.id).is_some_and(|l| {
-                l.resource_version == workload.resource_version && l.resolved.elapsed() < LOGINS_TTL
-            });
-            if fresh {
-                continue;
-            }
+        let stale: Vec<&Arc<Workload>> = workloads
+            .iter()
+            .filter(|w| {
+                !self.logins.get(&w.id).is_some_and(|l| {
+                    l.resource_version == w.resource_version && l.resolved.elapsed() < LOGINS_TTL
+                })
+            })
+            .collect();
+        if stale.is_empty() {
+            return;
+        }
+        let secrets = &self.ctx.secrets;
+        let reads = stale.into_iter().map(|workload| async move {
             let registries: BTreeSet<&str> = workload
                 .containers
                 .iter()
                 .map(|c| c.image.repository.registry.as_str())
                 .collect();
-            let mut by_registry = BTreeMap::new();
-            for registry in registries {
-                let lookup = self.ctx.secrets.credentials(workload, registry);
-                let credentials = match tokio::time::timeout(CREDENTIALS_TIMEOUT, lookup).await {
-                    Ok(credentials) => credentials,
-                    Err(_) => {
-                        tracing::warn!(workload = %workload.id, registry,
-                            "reading pull secrets timed out; trying again next turn");
-                        continue;
-                    }
-                };
-                by_registry.insert(registry.to_string(), Login::new(credentials));
+            let read = async {
+                let mut by_registry = BTreeMap::new();
+                for registry in registries {
+                    let credentials = secrets.credentials(workload, registry).await;
+                    by_registry.insert(registry.to_string(), Login::new(credentials));
+                }
+                by_registry
+            };
+            let resolved = tokio::time::timeout(CREDENTIALS_TIMEOUT, read).await;
+            (workload, resolved)
+        });
+        for (workload, resolved) in futures::future::join_all(reads).await {
+            match resolved {
+                Ok(by_registry) => {
+                    self.logins.insert(
+                        workload.id.clone(),
+                        Logins {
+                            resource_version: workload.resource_version.clone(),
+                            resolved: Instant::now(),
+                            by_registry,
+                        },
+                    );
+                }
+                Err(_) => {
+                    // Not listed for, not decided this turn; never decided with another login.
+                    tracing::warn!(workload = %workload.id,
+                        "reading pull secrets timed out; trying again next turn");
+                    self.logins.remove(&workload.id);
+                }
             }
-            self.logins.insert(
-                workload.id.clone(),
-                Logins {
-                    resource_version: workload.resource_version.clone(),
-                    resolved: Instant::now(),
-                    by_registry,
-                },
-            );
         }
     }
 

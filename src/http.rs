@@ -12,7 +12,9 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use futures::StreamExt;
+use std::panic::AssertUnwindSafe;
+
+use futures::{FutureExt, StreamExt};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Semaphore};
 
@@ -179,6 +181,30 @@ async fn webhook(
     State(state): State<HttpState>,
     Path(source): Path<String>,
     RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let metrics = state.webhooks.as_ref().map(|h| h.metrics.clone());
+    let handled = AssertUnwindSafe(serve_webhook(state, source, query, headers, body))
+        .catch_unwind()
+        .await;
+    match handled {
+        Ok(response) => response,
+        Err(panic) => {
+            if let Some(metrics) = metrics {
+                metrics.panics.with_label_values(&["webhook"]).inc();
+            }
+            tracing::error!(panic = %crate::tasks::panic_message(panic.as_ref()),
+                "webhook handler panicked: counted, answered 500");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response()
+        }
+    }
+}
+
+async fn serve_webhook(
+    state: HttpState,
+    source: String,
+    query: Option<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {

@@ -513,3 +513,57 @@ fn manual_entries<'a>(plan: &'a WorkloadPlan, now: &'a str) -> impl Iterator<Ite
         .iter()
         .map(move |m| Entry::new(now, &m.container, &m.applied, &m.current, How::Manual))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn named(why: &str) -> Finished {
+        Finished::Aliased(Repository {
+            registry: "r.test".into(),
+            path: why.into(),
+        })
+    }
+
+    fn reported(done: Option<Finished>) -> String {
+        match done {
+            Some(Finished::Aliased(repo)) => repo.path,
+            _ => String::from("(something else)"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_task_is_reported_failed_and_counted() {
+        let metrics = Metrics::unregistered().unwrap_or_else(|e| panic!("{e}"));
+        let (tx, mut rx) = mpsc::channel(1);
+        let work = async {
+            if rand::random::<u8>() < 255 {
+                panic!("boom");
+            }
+            named("done")
+        };
+        spawn(&tx, &metrics, "listing", None, work, named);
+        assert_eq!(reported(rx.recv().await), "panicked: boom");
+        assert_eq!(metrics.panics.with_label_values(&["listing"]).get(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_task_past_its_time_is_reported_failed() {
+        let metrics = Metrics::unregistered().unwrap_or_else(|e| panic!("{e}"));
+        let (tx, mut rx) = mpsc::channel(1);
+        let work = async {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            named("done")
+        };
+        spawn(
+            &tx,
+            &metrics,
+            "write",
+            Some(Duration::from_millis(50)),
+            work,
+            named,
+        );
+        assert_eq!(reported(rx.recv().await), "timed out");
+        assert_eq!(metrics.panics.with_label_values(&["write"]).get(), 0);
+    }
+}

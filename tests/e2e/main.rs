@@ -16,6 +16,8 @@ mod observability;
 mod registry_client;
 mod registry_harness;
 mod registry_hostile;
+mod stalls;
 mod support;
+mod tenancy;
 mod watcher;
 mod webhooks;

@@ -210,6 +210,16 @@ impl Harness {
 
 /// A poller as `tagwatch run` builds it, with the given registries reached over plain HTTP.
 pub fn poller(cluster: &TestCluster, insecure: &[String], fallback: DockerConfig) -> Harness {
+    poller_with(cluster, insecure, fallback, |_| {})
+}
+
+/// As [`poller`], with the context adjusted first (an allow-list, aliases, ...).
+pub fn poller_with(
+    cluster: &TestCluster,
+    insecure: &[String],
+    fallback: DockerConfig,
+    adjust: impl FnOnce(&mut Context),
+) -> Harness {
     let registry = prometheus::Registry::new();
     let metrics = Metrics::new(&registry).expect("metrics");
     let client = RegistryClient::new(
@@ -221,7 +231,7 @@ pub fn poller(cluster: &TestCluster, insecure: &[String], fallback: DockerConfig
         metrics.clone(),
     )
     .expect("registry client");
-    let ctx = Context {
+    let mut ctx = Context {
         client: cluster.client.clone(),
         fanout: Fanout::new(client, 4, Default::default()),
         secrets: PullSecrets::new(cluster.client.clone(), fallback),
@@ -240,6 +250,7 @@ pub fn poller(cluster: &TestCluster, insecure: &[String], fallback: DockerConfig
         allowed_registries: None,
         taken_names: Default::default(),
     };
+    adjust(&mut ctx);
     Harness {
         poller: Poller::new(Arc::new(ctx)),
         registry,

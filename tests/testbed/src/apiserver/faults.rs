@@ -11,6 +11,9 @@ pub enum Fault {
     Drop,
     /// Hold the request this long, then serve it normally: a slow or congested API server.
     Delay(Duration),
+    /// Refuse a write as a ValidatingAdmissionPolicy in Deny mode does (15): 422 `Invalid` with
+    /// `details.causes` carrying this message; nothing is written.
+    AdmissionDenied(String),
 }
 
 pub(crate) struct FaultRule {

@@ -346,6 +346,11 @@ impl ApiServer {
         lock(&self.shared.cluster).store.expire();
     }
 
+    /// Forgets every injected fault not yet used up.
+    pub fn clear_faults(&self) {
+        lock(&self.shared.faults).clear();
+    }
+
     /// Fails the next `times` requests whose method (or `*`) and path prefix match.
     pub fn inject_fault(&self, method: &str, path_prefix: &str, fault: Fault, times: usize) {
         let rule = faults::FaultRule::new(method, path_prefix, fault, times);

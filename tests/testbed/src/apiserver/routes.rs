@@ -53,9 +53,12 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
     if let Some(Fault::Delay(wait)) = fault {
         tokio::time::sleep(wait).await;
     }
-    let response = match fault {
-        Some(Fault::Status(code)) => error_response(ApiError::injected(code)),
+    let response = match &fault {
+        Some(Fault::Status(code)) => error_response(ApiError::injected(*code)),
         Some(Fault::Drop) => dropped_connection(),
+        Some(Fault::AdmissionDenied(message)) => {
+            error_response(ApiError::admission_denied(&path, message))
+        }
         Some(Fault::Delay(_)) | None => dispatch(
             &shared,
             &Incoming {
@@ -69,7 +72,7 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         )
         .unwrap_or_else(error_response),
     };
-    let status = match fault {
+    let status = match &fault {
         Some(Fault::Drop) => 0,
         _ => response.status().as_u16(),
     };

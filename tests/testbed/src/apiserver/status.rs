@@ -138,6 +138,31 @@ impl ApiError {
         )
     }
 
+    /// A write denied by a ValidatingAdmissionPolicy (15): 422 `Invalid`, like a failed `test`
+    /// op, but with `details.causes`. `path` is the object's; the message names the policy.
+    pub fn admission_denied(path: &str, reason: &str) -> ApiError {
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let (group, plural, name) = match segments.as_slice() {
+            ["apis", group, _, "namespaces", _, plural, name, ..] => (*group, *plural, *name),
+            ["api", _, "namespaces", _, plural, name, ..] => ("", *plural, *name),
+            _ => ("", "", ""),
+        };
+        let resource = if group.is_empty() {
+            plural.to_string()
+        } else {
+            format!("{plural}.{group}")
+        };
+        let denial = format!(
+            "ValidatingAdmissionPolicy 'testbed-deny' with binding 'testbed-deny' denied request: {reason}"
+        );
+        let message = format!("{resource} \"{name}\" is forbidden: {denial}");
+        let mut details = json!({"name": name, "kind": plural, "causes": [{"message": denial}]});
+        if !group.is_empty() {
+            details["group"] = json!(group);
+        }
+        ApiError::new(422, "Invalid", &message, details)
+    }
+
     /// What an injected fault answers: the reason the real server pairs with that code.
     pub fn injected(code: u16) -> ApiError {
         let (reason, message) = match code {
