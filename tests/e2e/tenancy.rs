@@ -61,7 +61,11 @@ async fn a_workload_is_decided_only_from_a_listing_made_with_its_own_credentials
         .await
         .expect("registry");
     let host = registry.host();
-    let mut h = poller(&cluster, std::slice::from_ref(&host), DockerConfig::default());
+    let mut h = poller(
+        &cluster,
+        std::slice::from_ref(&host),
+        DockerConfig::default(),
+    );
     push(&registry, "private/app", &["1.0.0", "1.1.0"]).await;
     let owner = cluster.namespace.clone();
     let nosy = cluster.extra_namespace("nosy").await.expect("namespace");
