@@ -13,8 +13,8 @@ use kube::Api;
 use crate::cli::LogFormat;
 use crate::config::{CredentialSource, RegistrySettings, SecretRef};
 use crate::metrics::Metrics;
-use crate::pull_secrets;
 use crate::registry::fanout::Fanout;
+use crate::registry::pull_secrets;
 use crate::registry::{DockerConfig, RegistryClient};
 
 pub fn init_tracing(format: LogFormat, level: &str) -> anyhow::Result<()> {

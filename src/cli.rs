@@ -6,6 +6,10 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::config::{self, ConfigError, FileConfig, LeaderSection, LeaderSettings, Settings};
+use crate::model::image::Repository;
+use crate::plan::alias_tags::Levels;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "tagwatch",
@@ -26,12 +30,7 @@ pub struct Cli {
     pub log_level: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    Text,
-    Json,
-}
+pub use crate::config::LogFormat;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Output {
@@ -42,7 +41,7 @@ pub enum Output {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// The service: watch Deployments, poll registries, apply updates.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// One read-only pass: print each opted-in container's decision and exit. Writes nothing.
     Plan(PlanArgs),
     /// Resolve the next tag for one image reference against its registry (or a tag list).
@@ -94,8 +93,8 @@ pub struct AliasArgs {
     /// `REGISTRY/REPO` (`ghcr.io/org/app`).
     pub repository: crate::model::image::Repository,
     /// Alias levels: any of major, minor, latest.
-    #[arg(long, default_value = "major,minor", value_parser = crate::plan::aliases::Levels::parse)]
-    pub levels: crate::plan::aliases::Levels,
+    #[arg(long, default_value = "major,minor", value_parser = crate::plan::alias_tags::Levels::parse)]
+    pub levels: crate::plan::alias_tags::Levels,
     /// Show what would move; write nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -171,6 +170,12 @@ pub struct RunArgs {
     /// at least every 5s) [default: 60s, 2s to 1h].
     #[arg(long, env = "TAGWATCH_LIVENESS_TIMEOUT", value_parser = parse_liveness)]
     pub liveness_timeout: Option<Duration>,
+    /// The pod's name (the downward API's `POD_NAME`): names this replica in the Lease and Events.
+    #[arg(long, env = "POD_NAME", hide = true)]
+    pub pod_name: Option<String>,
+    /// The pod's namespace (`POD_NAMESPACE`): where the Lease lives unless configured.
+    #[arg(long, env = "POD_NAMESPACE", hide = true)]
+    pub pod_namespace: Option<String>,
 }
 
 fn parse_liveness(text: &str) -> Result<Duration, String> {
@@ -279,10 +284,237 @@ fn parse_interval(text: &str) -> Result<Duration, String> {
     Ok(interval)
 }
 
+impl ClusterArgs {
+    /// These flags over `file` over the defaults.
+    pub fn resolve(&self, file: &FileConfig) -> Settings {
+        // The file was validated on load; an entry that fails here cannot come from a file.
+        let mut aliases: Vec<(Repository, Levels)> = file
+            .aliases
+            .iter()
+            .filter_map(|e| config::alias_entry(e).ok())
+            .collect();
+        for repo in &self.maintain_aliases {
+            match aliases.iter_mut().find(|(r, _)| r == repo) {
+                Some(entry) => entry.1 = Levels::MAJOR_MINOR,
+                None => aliases.push((repo.clone(), Levels::MAJOR_MINOR)),
+            }
+        }
+        Settings {
+            kubeconfig: self.kubeconfig.clone(),
+            namespaces: if self.namespaces.is_empty() {
+                file.namespaces.clone().unwrap_or_default()
+            } else {
+                self.namespaces.clone()
+            },
+            selector: self.selector.clone().or_else(|| file.selector.clone()),
+            interval: self
+                .interval
+                .or(file.interval)
+                .unwrap_or(config::DEFAULT_INTERVAL),
+            registries: config::RegistrySettings::resolve(
+                file,
+                &self.insecure_registries,
+                self.registry_concurrency,
+                self.registry_credentials.clone(),
+            ),
+            aliases,
+            prometheus_url: self
+                .prometheus_url
+                .clone()
+                .or_else(|| file.prometheus_url.clone()),
+        }
+    }
+}
+
+impl LeaderArgs {
+    /// These flags over the file's `leaderElection` over the defaults, checked together.
+    pub fn resolve(&self, file: &LeaderSection) -> Result<LeaderSettings, ConfigError> {
+        let settings = LeaderSettings {
+            enabled: self.leader_election.or(file.enabled).unwrap_or(true),
+            lease_name: self
+                .lease_name
+                .clone()
+                .or_else(|| file.lease_name.clone())
+                .unwrap_or_else(|| config::DEFAULT_LEASE_NAME.into()),
+            lease_namespace: self
+                .lease_namespace
+                .clone()
+                .or_else(|| file.lease_namespace.clone()),
+            lease_duration: self
+                .lease_duration
+                .or(file.lease_duration)
+                .unwrap_or(config::DEFAULT_LEASE_DURATION),
+            renew_deadline: self
+                .renew_deadline
+                .or(file.renew_deadline)
+                .unwrap_or(config::DEFAULT_RENEW_DEADLINE),
+            retry_period: self
+                .retry_period
+                .or(file.retry_period)
+                .unwrap_or(config::DEFAULT_RETRY_PERIOD),
+        };
+        // Flags can break what the file's validation allowed: check the merged result too.
+        config::check_leader_durations(
+            settings.lease_duration,
+            settings.renew_deadline,
+            settings.retry_period,
+        )
+        .map_err(|(field, problem)| ConfigError {
+            file: None,
+            field: format!("leader election {field}"),
+            problem,
+        })?;
+        Ok(settings)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::config::{DEFAULT_CONCURRENCY, DEFAULT_INTERVAL};
+    use crate::registry::ListLimits;
+
+    fn cluster_args(argv: &[&str]) -> ClusterArgs {
+        use clap::Parser;
+        let mut full = vec!["tagwatch", "plan"];
+        full.extend_from_slice(argv);
+        match Cli::try_parse_from(full).unwrap().command {
+            Command::Plan(plan) => plan.cluster,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_the_file_over_defaults() {
+        let file = FileConfig::parse(
+            "namespaces: [a]\ninterval: 5m\nregistryConcurrency: 2\nregistries:\n  - host: r.io:5000\n    insecure: true\n    concurrency: 9\n",
+        )
+        .unwrap();
+        let from_file = cluster_args(&[]).resolve(&file);
+        assert_eq!(from_file.namespaces, ["a"]);
+        assert_eq!(from_file.interval, Duration::from_secs(300));
+        assert_eq!(from_file.registries.concurrency, 2);
+        assert_eq!(from_file.registries.insecure, ["r.io:5000"]);
+        assert_eq!(from_file.registries.limits, [("r.io:5000".into(), 9)]);
+
+        let flags = cluster_args(&[
+            "-n",
+            "b",
+            "--interval",
+            "10s",
+            "--registry-concurrency",
+            "7",
+            "--insecure-registry",
+            "s.io",
+        ]);
+        let from_flags = flags.resolve(&file);
+        assert_eq!(from_flags.namespaces, ["b"]);
+        assert_eq!(from_flags.interval, Duration::from_secs(10));
+        assert_eq!(from_flags.registries.concurrency, 7);
+        assert_eq!(from_flags.registries.insecure, ["r.io:5000", "s.io"]);
+
+        let defaults = cluster_args(&[]).resolve(&FileConfig::default());
+        assert!(defaults.namespaces.is_empty());
+        assert_eq!(defaults.interval, DEFAULT_INTERVAL);
+        assert_eq!(defaults.registries.concurrency, DEFAULT_CONCURRENCY);
+    }
+
+    #[test]
+    fn registry_hardening_settings_resolve_into_client_options() {
+        let file = FileConfig::parse(
+            "allowLinkLocal: true\nallowedRegistries: [\"*.example.com\", ghcr.io, \"r.io:5000\"]\nregistries:\n  - host: R.io:5000\n    listTimeout: 2m\n    maxTags: 500\n  - host: ghcr.io\n    maxTags: 20\n  - host: plain.io\n",
+        )
+        .unwrap();
+        let settings = cluster_args(&[]).resolve(&file).registries;
+        assert!(settings.allow_link_local);
+        assert_eq!(
+            settings.list_limits,
+            [
+                (
+                    "R.io:5000".to_string(),
+                    ListLimits {
+                        list_timeout: Some(Duration::from_secs(120)),
+                        max_tags: Some(500)
+                    }
+                ),
+                (
+                    "ghcr.io".to_string(),
+                    ListLimits {
+                        list_timeout: None,
+                        max_tags: Some(20)
+                    }
+                ),
+            ]
+        );
+        assert_eq!(settings.hosts, ["R.io:5000", "ghcr.io", "plain.io"]);
+        let options = settings.client_options();
+        assert!(options.allow_link_local);
+        assert_eq!(
+            options
+                .host_limits
+                .get("r.io:5000")
+                .and_then(|l| l.max_tags),
+            Some(500)
+        );
+        assert_eq!(
+            options.list_timeout,
+            crate::registry::client::DEFAULT_LIST_TIMEOUT
+        );
+        assert_eq!(options.max_tags, crate::registry::client::DEFAULT_MAX_TAGS);
+        assert!(options.allowed_registries.is_some());
+
+        let defaults = cluster_args(&[]).resolve(&FileConfig::default()).registries;
+        assert!(!defaults.allow_link_local);
+        assert!(defaults.allowed_registries.is_none());
+        assert!(!defaults.client_options().allow_link_local);
+    }
+
+    #[test]
+    fn allowed_matches_the_allow_list_globs() {
+        let with = |patterns: &str| {
+            let file = FileConfig::parse(&format!("allowedRegistries: {patterns}\n")).unwrap();
+            cluster_args(&[]).resolve(&file).registries
+        };
+        let settings = with(r#"["*.example.com", ghcr.io, "registry.internal:5000"]"#);
+        let cases = [
+            ("ghcr.io", true),
+            ("GHCR.IO", true),
+            ("ghcr.io:443", true),
+            ("a.example.com", true),
+            ("deep.a.example.com:5000", true),
+            ("example.com", false),
+            ("example.com.evil.io", false),
+            ("registry.internal:5000", true),
+            ("registry.internal:5001", false),
+            ("registry.internal", false),
+            ("docker.io", false),
+            ("169.254.169.254", false),
+        ];
+        for (host, allowed) in cases {
+            assert_eq!(settings.allowed(host), allowed, "{host}");
+        }
+        let everything = cluster_args(&[]).resolve(&FileConfig::default()).registries;
+        assert!(everything.allowed("anything.io:1"));
+    }
+
+    #[test]
+    fn leader_flags_are_checked_after_merging() {
+        let file = LeaderSection {
+            lease_duration: Some(Duration::from_secs(15)),
+            ..LeaderSection::default()
+        };
+        let args = LeaderArgs {
+            renew_deadline: Some(Duration::from_secs(20)),
+            ..LeaderArgs::default()
+        };
+        let err = args.resolve(&file).unwrap_err();
+        assert!(err.to_string().contains("renewDeadline"), "{err}");
+        let ok = LeaderArgs::default().resolve(&file).unwrap();
+        assert!(ok.enabled);
+        assert_eq!(ok.lease_name, "tagwatch");
+        assert_eq!(ok.lease_duration, Duration::from_secs(15));
+    }
 
     #[test]
     fn run_flags_parse() {

@@ -13,9 +13,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-use crate::cli::{ClusterArgs, LeaderArgs, LogFormat};
 use crate::model::image::Repository;
-use crate::plan::aliases::Levels;
+use crate::plan::alias_tags::Levels;
 use crate::registry::client::{LIST_TIMEOUT_RANGE, MAX_TAGS_RANGE};
 use crate::registry::{AllowList, ClientOptions, ListLimits};
 
@@ -26,6 +25,14 @@ pub const DEFAULT_LEASE_NAME: &str = "tagwatch";
 pub const DEFAULT_LEASE_DURATION: Duration = Duration::from_secs(15);
 pub const DEFAULT_RENEW_DEADLINE: Duration = Duration::from_secs(10);
 pub const DEFAULT_RETRY_PERIOD: Duration = Duration::from_secs(2);
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
 
 /// The file as written. Every key is optional; unknown keys are an error (a typo must not be
 /// silently ignored).
@@ -350,7 +357,9 @@ impl FileConfig {
     }
 }
 
-fn alias_entry(entry: &AliasEntry) -> Result<(Repository, Levels), (&'static str, String)> {
+pub(crate) fn alias_entry(
+    entry: &AliasEntry,
+) -> Result<(Repository, Levels), (&'static str, String)> {
     let repo: Repository = entry
         .repository
         .parse()
@@ -376,7 +385,7 @@ pub fn check_interval(interval: Duration) -> Result<(), String> {
     if interval < Duration::from_secs(1) {
         return Err("the interval must be at least 1s".into());
     }
-    if interval > crate::schedule::MAX_INTERVAL {
+    if interval > crate::plan::schedule::MAX_INTERVAL {
         return Err("the interval must be at most 24h".into());
     }
     Ok(())
@@ -390,7 +399,7 @@ fn check_log_level(level: &str) -> Result<(), String> {
 
 /// Losing the lease must stop writes before another replica can take over: a leader gives up
 /// after `renewDeadline` without a renewal, while the others wait a full `leaseDuration`.
-fn check_leader_durations(
+pub(crate) fn check_leader_durations(
     lease: Duration,
     renew: Duration,
     retry: Duration,
@@ -464,44 +473,6 @@ pub struct LeaderSettings {
     pub lease_duration: Duration,
     pub renew_deadline: Duration,
     pub retry_period: Duration,
-}
-
-impl Settings {
-    pub fn resolve(args: &ClusterArgs, file: &FileConfig) -> Settings {
-        // The file was validated on load; an entry that fails here cannot come from a file.
-        let mut aliases: Vec<(Repository, Levels)> = file
-            .aliases
-            .iter()
-            .filter_map(|e| alias_entry(e).ok())
-            .collect();
-        for repo in &args.maintain_aliases {
-            match aliases.iter_mut().find(|(r, _)| r == repo) {
-                Some(entry) => entry.1 = Levels::MAJOR_MINOR,
-                None => aliases.push((repo.clone(), Levels::MAJOR_MINOR)),
-            }
-        }
-        Settings {
-            kubeconfig: args.kubeconfig.clone(),
-            namespaces: if args.namespaces.is_empty() {
-                file.namespaces.clone().unwrap_or_default()
-            } else {
-                args.namespaces.clone()
-            },
-            selector: args.selector.clone().or_else(|| file.selector.clone()),
-            interval: args.interval.or(file.interval).unwrap_or(DEFAULT_INTERVAL),
-            registries: RegistrySettings::resolve(
-                file,
-                &args.insecure_registries,
-                args.registry_concurrency,
-                args.registry_credentials.clone(),
-            ),
-            aliases,
-            prometheus_url: args
-                .prometheus_url
-                .clone()
-                .or_else(|| file.prometheus_url.clone()),
-        }
-    }
 }
 
 impl RegistrySettings {
@@ -594,47 +565,6 @@ impl RegistrySettings {
             allowed_registries: self.allowed_registries.clone(),
             ..ClientOptions::default()
         }
-    }
-}
-
-impl LeaderSettings {
-    pub fn resolve(args: &LeaderArgs, file: &LeaderSection) -> Result<LeaderSettings, ConfigError> {
-        let settings = LeaderSettings {
-            enabled: args.leader_election.or(file.enabled).unwrap_or(true),
-            lease_name: args
-                .lease_name
-                .clone()
-                .or_else(|| file.lease_name.clone())
-                .unwrap_or_else(|| DEFAULT_LEASE_NAME.into()),
-            lease_namespace: args
-                .lease_namespace
-                .clone()
-                .or_else(|| file.lease_namespace.clone()),
-            lease_duration: args
-                .lease_duration
-                .or(file.lease_duration)
-                .unwrap_or(DEFAULT_LEASE_DURATION),
-            renew_deadline: args
-                .renew_deadline
-                .or(file.renew_deadline)
-                .unwrap_or(DEFAULT_RENEW_DEADLINE),
-            retry_period: args
-                .retry_period
-                .or(file.retry_period)
-                .unwrap_or(DEFAULT_RETRY_PERIOD),
-        };
-        // Flags can break what the file's validation allowed: check the merged result too.
-        check_leader_durations(
-            settings.lease_duration,
-            settings.renew_deadline,
-            settings.retry_period,
-        )
-        .map_err(|(field, problem)| ConfigError {
-            file: None,
-            field: format!("leader election {field}"),
-            problem,
-        })?;
-        Ok(settings)
     }
 }
 
@@ -881,147 +811,6 @@ leaderElection:
         );
         let missing = FileConfig::load(&dir.path().join("nope.yaml")).unwrap_err();
         assert!(missing.to_string().contains("cannot read it"), "{missing}");
-    }
-
-    fn cluster_args(argv: &[&str]) -> ClusterArgs {
-        use clap::Parser;
-        let mut full = vec!["tagwatch", "plan"];
-        full.extend_from_slice(argv);
-        match crate::cli::Cli::try_parse_from(full).unwrap().command {
-            crate::cli::Command::Plan(plan) => plan.cluster,
-            _ => unreachable!(),
-        }
-    }
-
-    #[test]
-    fn flags_win_over_the_file_and_the_file_over_defaults() {
-        let file = FileConfig::parse(
-            "namespaces: [a]\ninterval: 5m\nregistryConcurrency: 2\nregistries:\n  - host: r.io:5000\n    insecure: true\n    concurrency: 9\n",
-        )
-        .unwrap();
-        let from_file = Settings::resolve(&cluster_args(&[]), &file);
-        assert_eq!(from_file.namespaces, ["a"]);
-        assert_eq!(from_file.interval, Duration::from_secs(300));
-        assert_eq!(from_file.registries.concurrency, 2);
-        assert_eq!(from_file.registries.insecure, ["r.io:5000"]);
-        assert_eq!(from_file.registries.limits, [("r.io:5000".into(), 9)]);
-
-        let flags = cluster_args(&[
-            "-n",
-            "b",
-            "--interval",
-            "10s",
-            "--registry-concurrency",
-            "7",
-            "--insecure-registry",
-            "s.io",
-        ]);
-        let from_flags = Settings::resolve(&flags, &file);
-        assert_eq!(from_flags.namespaces, ["b"]);
-        assert_eq!(from_flags.interval, Duration::from_secs(10));
-        assert_eq!(from_flags.registries.concurrency, 7);
-        assert_eq!(from_flags.registries.insecure, ["r.io:5000", "s.io"]);
-
-        let defaults = Settings::resolve(&cluster_args(&[]), &FileConfig::default());
-        assert!(defaults.namespaces.is_empty());
-        assert_eq!(defaults.interval, DEFAULT_INTERVAL);
-        assert_eq!(defaults.registries.concurrency, DEFAULT_CONCURRENCY);
-    }
-
-    #[test]
-    fn registry_hardening_settings_resolve_into_client_options() {
-        let file = FileConfig::parse(
-            "allowLinkLocal: true\nallowedRegistries: [\"*.example.com\", ghcr.io, \"r.io:5000\"]\nregistries:\n  - host: R.io:5000\n    listTimeout: 2m\n    maxTags: 500\n  - host: ghcr.io\n    maxTags: 20\n  - host: plain.io\n",
-        )
-        .unwrap();
-        let settings = Settings::resolve(&cluster_args(&[]), &file).registries;
-        assert!(settings.allow_link_local);
-        assert_eq!(
-            settings.list_limits,
-            [
-                (
-                    "R.io:5000".to_string(),
-                    ListLimits {
-                        list_timeout: Some(Duration::from_secs(120)),
-                        max_tags: Some(500)
-                    }
-                ),
-                (
-                    "ghcr.io".to_string(),
-                    ListLimits {
-                        list_timeout: None,
-                        max_tags: Some(20)
-                    }
-                ),
-            ]
-        );
-        assert_eq!(settings.hosts, ["R.io:5000", "ghcr.io", "plain.io"]);
-        let options = settings.client_options();
-        assert!(options.allow_link_local);
-        assert_eq!(
-            options
-                .host_limits
-                .get("r.io:5000")
-                .and_then(|l| l.max_tags),
-            Some(500)
-        );
-        assert_eq!(
-            options.list_timeout,
-            crate::registry::client::DEFAULT_LIST_TIMEOUT
-        );
-        assert_eq!(options.max_tags, crate::registry::client::DEFAULT_MAX_TAGS);
-        assert!(options.allowed_registries.is_some());
-
-        let defaults = Settings::resolve(&cluster_args(&[]), &FileConfig::default()).registries;
-        assert!(!defaults.allow_link_local);
-        assert!(defaults.allowed_registries.is_none());
-        assert!(!defaults.client_options().allow_link_local);
-    }
-
-    #[test]
-    fn allowed_matches_the_allow_list_globs() {
-        let with = |patterns: &str| {
-            let file = FileConfig::parse(&format!("allowedRegistries: {patterns}\n")).unwrap();
-            Settings::resolve(&cluster_args(&[]), &file).registries
-        };
-        let settings = with(r#"["*.example.com", ghcr.io, "registry.internal:5000"]"#);
-        let cases = [
-            ("ghcr.io", true),
-            ("GHCR.IO", true),
-            ("ghcr.io:443", true),
-            ("a.example.com", true),
-            ("deep.a.example.com:5000", true),
-            ("example.com", false),
-            ("example.com.evil.io", false),
-            ("registry.internal:5000", true),
-            ("registry.internal:5001", false),
-            ("registry.internal", false),
-            ("docker.io", false),
-            ("169.254.169.254", false),
-        ];
-        for (host, allowed) in cases {
-            assert_eq!(settings.allowed(host), allowed, "{host}");
-        }
-        let everything = Settings::resolve(&cluster_args(&[]), &FileConfig::default()).registries;
-        assert!(everything.allowed("anything.io:1"));
-    }
-
-    #[test]
-    fn leader_flags_are_checked_after_merging() {
-        let file = LeaderSection {
-            lease_duration: Some(Duration::from_secs(15)),
-            ..LeaderSection::default()
-        };
-        let args = LeaderArgs {
-            renew_deadline: Some(Duration::from_secs(20)),
-            ..LeaderArgs::default()
-        };
-        let err = LeaderSettings::resolve(&args, &file).unwrap_err();
-        assert!(err.to_string().contains("renewDeadline"), "{err}");
-        let ok = LeaderSettings::resolve(&LeaderArgs::default(), &file).unwrap();
-        assert!(ok.enabled);
-        assert_eq!(ok.lease_name, "tagwatch");
-        assert_eq!(ok.lease_duration, Duration::from_secs(15));
     }
 
     #[test]

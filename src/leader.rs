@@ -108,9 +108,9 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// A unique identity: the pod name (stable, readable in the Lease) plus a random suffix so two
 /// processes on one host, or a restarted container, never share one.
-pub fn identity() -> String {
-    let base = std::env::var("POD_NAME")
-        .ok()
+pub fn identity(pod_name: Option<&str>) -> String {
+    let base = pod_name
+        .map(str::to_string)
         .filter(|n| !n.is_empty())
         .or_else(|| {
             std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -123,15 +123,15 @@ pub fn identity() -> String {
 }
 
 /// The Lease's namespace: configured, else the pod's own, else the kubeconfig's.
-pub fn lease_namespace(settings: &LeaderSettings, client: &Client) -> String {
+pub fn lease_namespace(
+    settings: &LeaderSettings,
+    pod_namespace: Option<&str>,
+    client: &Client,
+) -> String {
     settings
         .lease_namespace
         .clone()
-        .or_else(|| {
-            std::env::var("POD_NAMESPACE")
-                .ok()
-                .filter(|n| !n.is_empty())
-        })
+        .or_else(|| pod_namespace.map(str::to_string).filter(|n| !n.is_empty()))
         .or_else(|| {
             std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
                 .ok()

@@ -23,7 +23,7 @@ async fn main() -> ExitCode {
     }
     app::install_crypto_provider();
     let result = match cli.command {
-        Command::Run(args) => commands::run::run(args, file).await.map(|()| 0),
+        Command::Run(args) => commands::run::run(*args, file).await.map(|()| 0),
         Command::Plan(args) => commands::plan::plan(args, file).await.map(|()| 0),
         Command::Resolve(args) => commands::resolve::resolve(args).await,
         Command::Alias(args) => commands::alias::alias(args, file).await,

@@ -3,12 +3,12 @@
 
 use std::io::Write;
 
-use crate::aliases::{Action, AliasOutcome, Confirmed, Sync};
 use crate::app;
 use crate::cli::{AliasArgs, Output};
 use crate::config::{FileConfig, RegistrySettings};
 use crate::leader::Leadership;
 use crate::metrics::Metrics;
+use crate::registry::alias_tags::{Action, AliasOutcome, Confirmed, Sync};
 
 /// Exit code 0: nothing had to move; 1: aliases moved (or would); 2: an error.
 pub async fn alias(args: AliasArgs, file: FileConfig) -> anyhow::Result<u8> {

@@ -9,9 +9,10 @@ use kube::{Api, Client};
 
 use crate::app;
 use crate::cli::{HistoryArgs, Output};
+use crate::model::annotations as keys;
 use crate::model::history::{self, Entry};
 use crate::model::rollout_state::{CanaryState, Phase, RolloutState};
-use crate::model::workload::{keys, WorkloadId};
+use crate::model::workload::WorkloadId;
 
 pub async fn history(args: HistoryArgs) -> anyhow::Result<()> {
     let client = app::kube_client(args.kubeconfig.as_deref()).await?;

@@ -8,14 +8,15 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::Api;
 use serde::Serialize;
 
+use crate::act::Context;
 use crate::app;
 use crate::cli::{Output, PlanArgs};
 use crate::config::{FileConfig, Settings};
-use crate::cycle::{Context, Poller};
+use crate::control::Poller;
 use crate::leader::Leadership;
 use crate::metrics::Metrics;
 use crate::plan::update::Outcome;
-use crate::pull_secrets::PullSecrets;
+use crate::registry::pull_secrets::PullSecrets;
 
 #[derive(Debug, Serialize)]
 pub struct Row {
@@ -30,7 +31,7 @@ pub struct Row {
 }
 
 pub async fn plan(args: PlanArgs, file: FileConfig) -> anyhow::Result<()> {
-    let settings = Settings::resolve(&args.cluster, &file);
+    let settings = args.cluster.resolve(&file);
     let client = app::kube_client(settings.kubeconfig.as_deref()).await?;
     let metrics = Metrics::unregistered()?;
     let deployments = list_deployments(&client, &settings).await?;

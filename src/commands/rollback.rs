@@ -10,15 +10,16 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::runtime::events::{EventType, Recorder, Reporter};
 
+use crate::act::write::{deployment_reference, now, publish, write_guarded, ApplyError};
 use crate::app;
-use crate::apply::{deployment_reference, now, publish, write_guarded, ApplyError};
 use crate::cli::RollbackArgs;
 use crate::commands::history::read_deployment;
 use crate::discover;
+use crate::model::annotations as keys;
 use crate::model::history::{Entry, How};
 use crate::model::image::{tag_of, ImageRef};
 use crate::model::tag::Tag;
-use crate::model::workload::{keys, WatchedContainer, Workload};
+use crate::model::workload::{WatchedContainer, Workload};
 use crate::plan::patch::{ImageChange, State};
 
 /// The reason written into history entries and Events.

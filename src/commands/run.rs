@@ -6,23 +6,24 @@ use std::time::Duration;
 
 use kube::runtime::events::{Recorder, Reporter};
 
+use crate::act::prometheus::PrometheusClient;
+use crate::act::Context;
 use crate::app;
-use crate::canary_query::PrometheusClient;
 use crate::cli::RunArgs;
-use crate::config::{self, FileConfig, LeaderSettings, Settings};
-use crate::cycle::{Context, Poller};
-use crate::http::{self, HttpState, Liveness, Webhooks};
+use crate::config::{self, FileConfig};
+use crate::control::Poller;
+use crate::discover::watch::Deployments;
 use crate::leader::{self, Elector, Leadership};
 use crate::metrics::Metrics;
-use crate::pull_secrets::PullSecrets;
-use crate::watch::Deployments;
-use crate::webhooks::Hint;
+use crate::registry::pull_secrets::PullSecrets;
+use crate::server::webhooks::Hint;
+use crate::server::{self, HttpState, Liveness, Webhooks};
 use std::panic::AssertUnwindSafe;
 
 use futures::FutureExt;
 use tokio::sync::mpsc;
 
-use crate::tasks;
+use crate::act::tasks;
 
 /// Bursts of watch events (a rollout updates status several times) become one round.
 const DEBOUNCE: Duration = Duration::from_millis(100);
@@ -41,8 +42,8 @@ const LIVENESS_TIMEOUT: Duration = Duration::from_secs(60);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 pub async fn run(args: RunArgs, file: FileConfig) -> anyhow::Result<()> {
-    let settings = Settings::resolve(&args.cluster, &file);
-    let leader_settings = LeaderSettings::resolve(&args.leader, &file.leader_election)?;
+    let settings = args.cluster.resolve(&file);
+    let leader_settings = args.leader.resolve(&file.leader_election)?;
     let listen = config::listen(args.listen, &file);
     let secret = config::webhook_secret(args.webhook_secret.as_deref(), &file, None)?;
     let registry = prometheus::Registry::new();
@@ -54,11 +55,12 @@ pub async fn run(args: RunArgs, file: FileConfig) -> anyhow::Result<()> {
     let client = app::kube_client(settings.kubeconfig.as_deref()).await?;
     let credentials = app::registry_credentials(&settings.registries, Some(&client)).await?;
     let (mut leadership, elector) = if leader_settings.enabled {
-        let namespace = leader::lease_namespace(&leader_settings, &client);
+        let namespace =
+            leader::lease_namespace(&leader_settings, args.pod_namespace.as_deref(), &client);
         let (elector, leadership) = Elector::new(
             client.clone(),
             &namespace,
-            leader::identity(),
+            leader::identity(args.pod_name.as_deref()),
             leader_settings.clone(),
             metrics.clone(),
         );
@@ -74,7 +76,7 @@ pub async fn run(args: RunArgs, file: FileConfig) -> anyhow::Result<()> {
     }
     let (hints_tx, mut hints) = mpsc::channel::<Vec<Hint>>(64);
     let debounce = file.webhooks.debounce.unwrap_or(WEBHOOK_DEBOUNCE);
-    let (addr, http_task) = http::serve(
+    let (addr, http_task) = server::serve(
         listen,
         HttpState {
             registry: registry.clone(),
@@ -97,7 +99,7 @@ pub async fn run(args: RunArgs, file: FileConfig) -> anyhow::Result<()> {
 
     let reporter = Reporter {
         controller: "tagwatch".into(),
-        instance: std::env::var("POD_NAME").ok(),
+        instance: args.pod_name.clone(),
     };
     let ctx = Arc::new(Context {
         client: client.clone(),

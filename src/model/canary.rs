@@ -3,9 +3,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::canary_query::{check_template, Threshold};
+use crate::model::query::{check_template, Threshold};
 
-use super::workload::keys;
+use super::annotations as keys;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct CanarySpec {

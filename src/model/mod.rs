@@ -3,11 +3,13 @@
 pub mod image;
 
 pub mod alias;
+pub mod annotations;
 pub mod canary;
 pub mod channels;
 pub mod filter;
 pub mod history;
 pub mod policy;
+pub mod query;
 pub mod rollout_state;
 pub mod tag;
 pub mod workload;

@@ -12,9 +12,10 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::jiff::Timestamp;
 
+use crate::model::annotations as keys;
 use crate::model::canary::CanarySpec;
 use crate::model::rollout_state::CanaryState;
-use crate::model::workload::{keys, Workload};
+use crate::model::workload::Workload;
 
 pub const TRACK_CANARY: &str = "canary";
 pub const TRACK_PRIMARY: &str = "primary";
@@ -424,7 +425,7 @@ pub fn orphans(deployments: &[Arc<Deployment>], workloads: &[Arc<Workload>]) -> 
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::canary_query::Threshold;
+    use crate::model::query::Threshold;
     use crate::model::rollout_state::Phase;
 
     fn spec() -> CanarySpec {

@@ -1,6 +1,6 @@
 //! Pure planning: given workloads and tag lists, which updates?
 
-pub mod aliases;
+pub mod alias_tags;
 pub mod canary;
 pub mod digest;
 pub mod explain;
@@ -8,5 +8,6 @@ pub mod ordering;
 pub mod patch;
 pub mod resolve;
 pub mod rollout;
+pub mod schedule;
 pub mod skip;
 pub mod update;

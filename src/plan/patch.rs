@@ -7,8 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{json, Value};
 
 use crate::model::alias::Alias;
+use crate::model::annotations as keys;
 use crate::model::history;
-use crate::model::workload::{encode_applied, encode_rejected, encode_track, keys, Workload};
+use crate::model::workload::{encode_applied, encode_rejected, encode_track, Workload};
 
 /// One container image replaced.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

@@ -1,11 +1,13 @@
 //! Container registries: the only code that talks to them.
 
+pub mod alias_tags;
 pub mod challenge;
 pub mod client;
 pub mod credentials;
 pub mod egress;
 pub mod error;
 pub mod fanout;
+pub mod pull_secrets;
 pub mod tag_page;
 pub mod tokens;
 

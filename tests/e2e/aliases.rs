@@ -4,11 +4,11 @@
 use std::process::Command;
 use std::time::Duration;
 
-use tagwatch::aliases::{Action, AliasOutcome, Confirmed, Sync};
 use tagwatch::leader::Leadership;
 use tagwatch::metrics::Metrics;
 use tagwatch::model::image::Repository;
-use tagwatch::plan::aliases::Levels;
+use tagwatch::plan::alias_tags::Levels;
+use tagwatch::registry::alias_tags::{Action, AliasOutcome, Confirmed, Sync};
 use tagwatch::registry::{ClientOptions, Credentials, RegistryClient};
 use tagwatch_testbed::registry::{ImageKind, Registry};
 

@@ -7,7 +7,8 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::routing::get;
 use axum::Router;
 use base64::Engine as _;
-use tagwatch::canary_query::{check_template, render, PrometheusClient, QueryError, Threshold};
+use tagwatch::act::prometheus::{PrometheusClient, QueryError};
+use tagwatch::model::query::{check_template, render, Threshold};
 use tagwatch_testbed::wait;
 
 use crate::support::{free_port, Prometheus};

@@ -363,7 +363,7 @@ struct Endpoint {
     addr: std::net::SocketAddr,
     registry: prometheus::Registry,
     in_flight: std::sync::Arc<tokio::sync::Semaphore>,
-    _hints: tokio::sync::mpsc::Receiver<Vec<tagwatch::webhooks::Hint>>,
+    _hints: tokio::sync::mpsc::Receiver<Vec<tagwatch::server::webhooks::Hint>>,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -371,7 +371,7 @@ async fn endpoint(queue: usize, body_timeout: Duration) -> Endpoint {
     let registry = prometheus::Registry::new();
     let metrics = tagwatch::metrics::Metrics::new(&registry).expect("metrics");
     let (hints_tx, hints) = tokio::sync::mpsc::channel(queue);
-    let mut hooks = tagwatch::http::Webhooks::new(
+    let mut hooks = tagwatch::server::Webhooks::new(
         Some(SECRET.into()),
         hints_tx,
         tagwatch::leader::Leadership::always(),
@@ -380,9 +380,9 @@ async fn endpoint(queue: usize, body_timeout: Duration) -> Endpoint {
     hooks.body_timeout = body_timeout;
     let in_flight = hooks.in_flight.clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let (addr, _task) = tagwatch::http::serve(
+    let (addr, _task) = tagwatch::server::serve(
         "127.0.0.1:0".parse().expect("address"),
-        tagwatch::http::HttpState {
+        tagwatch::server::HttpState {
             liveness: None,
             registry: registry.clone(),
             ready: Default::default(),
@@ -599,7 +599,7 @@ async fn a_slow_body_is_cut_with_408_and_frees_its_slot() {
     );
     assert_eq!(hooks.metric("generic", "timeout"), 1.0);
     wait::until("the slot freed", Duration::from_secs(5), || async {
-        (hooks.in_flight.available_permits() == tagwatch::http::MAX_WEBHOOKS_IN_FLIGHT)
+        (hooks.in_flight.available_permits() == tagwatch::server::MAX_WEBHOOKS_IN_FLIGHT)
             .then_some(())
     })
     .await
@@ -621,7 +621,7 @@ async fn at_most_64_webhooks_are_served_at_once() {
     let bearer = format!("Bearer {SECRET}");
     let auth: &[(&str, &str)] = &[("Authorization", &bearer)];
     let mut held = Vec::new();
-    for _ in 0..tagwatch::http::MAX_WEBHOOKS_IN_FLIGHT {
+    for _ in 0..tagwatch::server::MAX_WEBHOOKS_IN_FLIGHT {
         // Authenticated, then silent: each holds a slot while its body is awaited.
         held.push(hooks.open("/webhooks/generic", auth, 64, b"{").await);
     }
@@ -640,7 +640,7 @@ async fn at_most_64_webhooks_are_served_at_once() {
     // The senders go away: their slots come back, and the next webhook is served.
     drop(held);
     wait::until("slots freed", Duration::from_secs(10), || async {
-        (hooks.in_flight.available_permits() == tagwatch::http::MAX_WEBHOOKS_IN_FLIGHT)
+        (hooks.in_flight.available_permits() == tagwatch::server::MAX_WEBHOOKS_IN_FLIGHT)
             .then_some(())
     })
     .await

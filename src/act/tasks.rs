@@ -18,22 +18,23 @@ use kube::runtime::events::EventType;
 use kube::Api;
 use tokio::sync::mpsc;
 
-use crate::aliases::{Confirmed, Sync};
-use crate::apply::{
+use crate::act::rollouts::{Rollouts, Step};
+use crate::act::write::{
     deployment_reference, now, patch_deployment, publish, write_guarded, ApplyError,
 };
-use crate::cycle::Context;
+use crate::act::Context;
 use crate::discover;
 use crate::metrics::Metrics;
+use crate::model::annotations as keys;
 use crate::model::history::{Entry, How};
 use crate::model::image::Repository;
-use crate::model::workload::{keys, Workload, WorkloadId};
-use crate::plan::aliases::Levels;
+use crate::model::workload::{Workload, WorkloadId};
+use crate::plan::alias_tags::Levels;
 use crate::plan::patch;
 use crate::plan::rollout;
 use crate::plan::update::{self, Digest, Inputs, WorkloadPlan};
+use crate::registry::alias_tags::{Confirmed, Sync};
 use crate::registry::{Login, RegistryError};
-use crate::rollouts::{Rollouts, Step};
 
 /// A write (its digest reads, re-reads and retries included) or a rollout check gives up after
 /// this; the loop then tries again. Listings have their own deadline (`listTimeout`).

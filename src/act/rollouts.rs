@@ -15,17 +15,19 @@ use kube::api::{DeleteParams, ListParams, PostParams, Preconditions, Propagation
 use kube::runtime::events::EventType;
 use kube::Api;
 
-use crate::apply::{
+use crate::act::prometheus::PrometheusClient;
+use crate::act::write::{
     deployment_reference, now, patch_deployment, publish, write_guarded, ApplyError,
 };
-use crate::canary_query::{render, PrometheusClient};
-use crate::cycle::Context;
+use crate::act::Context;
 use crate::discover;
+use crate::model::annotations as keys;
 use crate::model::canary::CanarySpec;
 use crate::model::history::{Entry, How};
 use crate::model::image::tag_of;
+use crate::model::query::render;
 use crate::model::rollout_state::{CanaryState, Phase, RolloutState};
-use crate::model::workload::{keys, Workload, WorkloadId};
+use crate::model::workload::{Workload, WorkloadId};
 use crate::plan::canary::{
     canary_deployment, canary_name, canary_selector, is_ours, judge, orphaned, orphans, runs,
     Check, PodView, Removal, Verdict, TRACK_CANARY,

@@ -3,6 +3,8 @@
 //! Pure: takes the object the reflector holds, returns a value. Bad annotations become
 //! [`Problem`]s on the workload (reported and skipped by the caller), never errors that stop others.
 
+pub mod watch;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
 
@@ -10,6 +12,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Container;
 
 use crate::model::alias::Alias;
+use crate::model::annotations as keys;
 use crate::model::canary;
 use crate::model::channels::Channels;
 use crate::model::filter::parse_filter;
@@ -18,8 +21,8 @@ use crate::model::image::ImageRef;
 use crate::model::policy::Policy;
 use crate::model::rollout_state::{CanaryState, RolloutState};
 use crate::model::workload::{
-    keys, Pin, Problem, RolloutSettings, WatchedContainer, Workload, WorkloadId,
-    MAX_WORKLOAD_INTERVAL, MIN_WORKLOAD_INTERVAL,
+    Pin, Problem, RolloutSettings, WatchedContainer, Workload, WorkloadId, MAX_WORKLOAD_INTERVAL,
+    MIN_WORKLOAD_INTERVAL,
 };
 
 /// Whether the Deployment opted in: `tagwatch.dev/policy` present and not `off`.

@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::leader::Leadership;
 use crate::metrics::Metrics;
 use crate::model::image::Repository;
-use crate::plan::aliases::{self, Desired, Levels};
+use crate::plan::alias_tags::{self, Desired, Levels};
 use crate::registry::{Credentials, RegistryClient};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -89,7 +89,7 @@ impl Sync<'_> {
         confirmed: &mut Confirmed,
     ) -> Vec<AliasOutcome> {
         let mut outcomes = Vec::new();
-        for desired in aliases::desired(tags, levels) {
+        for desired in alias_tags::desired(tags, levels) {
             if confirmed.is_current(repo, &desired) {
                 continue;
             }

@@ -1,7 +1,7 @@
 //! The poll loop's state and decisions: discover → list → decide → apply → record.
 //!
 //! The loop itself never waits on a registry or on a write: listings, writes and rollout checks
-//! run as tasks ([`crate::tasks`]) and report back through one channel. A slow or hostile
+//! run as tasks ([`crate::act::tasks`]) and report back through one channel. A slow or hostile
 //! registry then delays only the workloads that use it, a decision is made as soon as the
 //! listing it needs is complete, and canaries are judged every second whatever the registries do.
 //!
@@ -17,58 +17,24 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::runtime::events::{EventType, Recorder};
-use kube::Client;
+use kube::runtime::events::EventType;
 use tokio::sync::mpsc;
 
-use crate::aliases::Confirmed;
-use crate::apply::{deployment_reference, publish};
-use crate::canary_query::PrometheusClient;
-use crate::discover;
-use crate::leader::Leadership;
-use crate::metrics::Metrics;
-use crate::model::image::Repository;
-use crate::model::policy::Policy;
-use crate::model::workload::{Workload, WorkloadId};
-use crate::plan::aliases::Levels;
-use crate::plan::update::{self, Inputs, Outcome, WorkloadPlan};
-use crate::pull_secrets::PullSecrets;
-use crate::registry::egress::AllowList;
-use crate::registry::fanout::Fanout;
-use crate::registry::{Login, RegistryError};
-use crate::rollouts::{Rollouts, Step};
-use crate::schedule::Schedule;
-use crate::tasks::{
+use crate::act::rollouts::{Rollouts, Step};
+use crate::act::tasks::{
     self, Applied, ApplyJob, Checked, Fingerprint, Finished, Listed, ListingKey, WriteOutcome,
     TASK_TIMEOUT,
 };
-
-pub struct Context {
-    pub client: Client,
-    pub fanout: Fanout,
-    pub secrets: PullSecrets,
-    pub metrics: Metrics,
-    pub recorder: Recorder,
-    pub default_interval: Duration,
-    /// Writes happen only while this says leader.
-    pub leadership: Leadership,
-    /// Repositories whose alias tags are kept on the newest release.
-    pub aliases: Vec<(Repository, Levels)>,
-    /// Where canary queries are evaluated.
-    pub prometheus: Option<PrometheusClient>,
-    /// `allowedRegistries`: images on other hosts are skipped (None: every host).
-    pub allowed_registries: Option<AllowList>,
-    /// Versions already reported as waiting for a `<name>-canary` that is not tagwatch's.
-    pub taken_names: crate::rollouts::TakenNames,
-}
-
-impl Context {
-    fn allows(&self, registry: &str) -> bool {
-        self.allowed_registries
-            .as_ref()
-            .is_none_or(|list| list.allows(registry))
-    }
-}
+use crate::act::write::{deployment_reference, publish};
+use crate::act::Context;
+use crate::discover;
+use crate::model::image::Repository;
+use crate::model::policy::Policy;
+use crate::model::workload::{Workload, WorkloadId};
+use crate::plan::schedule::Schedule;
+use crate::plan::update::{self, Inputs, Outcome, WorkloadPlan};
+use crate::registry::alias_tags::Confirmed;
+use crate::registry::{Login, RegistryError};
 
 /// How often canaries and rollouts in progress are looked at.
 pub const ROLLOUT_CHECK: Duration = Duration::from_secs(1);
@@ -925,7 +891,7 @@ impl Poller {
             d.metadata
                 .annotations
                 .as_ref()
-                .is_some_and(|a| a.contains_key(crate::model::workload::keys::CANARY_OF))
+                .is_some_and(|a| a.contains_key(crate::model::annotations::CANARY_OF))
         });
         if !any_canary {
             return;

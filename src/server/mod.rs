@@ -1,6 +1,8 @@
 //! The HTTP surface: `/metrics`, `/healthz` (alive), `/readyz` (first discovery done and
 //! leadership known) and `POST /webhooks/{source}` (registry push hints).
 
+pub mod webhooks;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -20,7 +22,7 @@ use tokio::sync::{mpsc, Semaphore};
 
 use crate::leader::Leadership;
 use crate::metrics::Metrics;
-use crate::webhooks::{self, HeaderCheck, Hint, Source, MAX_BODY};
+use webhooks::{HeaderCheck, Hint, Source, MAX_BODY};
 
 #[derive(Clone)]
 pub struct HttpState {
@@ -194,7 +196,7 @@ async fn webhook(
             if let Some(metrics) = metrics {
                 metrics.panics.with_label_values(&["webhook"]).inc();
             }
-            tracing::error!(panic = %crate::tasks::panic_message(panic.as_ref()),
+            tracing::error!(panic = %crate::act::tasks::panic_message(panic.as_ref()),
                 "webhook handler panicked: counted, answered 500");
             (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response()
         }

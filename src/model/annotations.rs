@@ -1,0 +1,38 @@
+//! Every annotation and label key tagwatch reads or writes: the whole user-facing vocabulary in
+//! one place, so a key is spelled once.
+
+pub const POLICY: &str = "tagwatch.dev/policy";
+/// `tagwatch.dev/policy.<container>` overrides the policy for one container.
+pub const POLICY_PREFIX: &str = "tagwatch.dev/policy.";
+pub const PRERELEASE: &str = "tagwatch.dev/prerelease";
+pub const MATCH: &str = "tagwatch.dev/match";
+pub const PIN: &str = "tagwatch.dev/pin";
+pub const INTERVAL: &str = "tagwatch.dev/interval";
+pub const CONTAINERS: &str = "tagwatch.dev/containers";
+/// What tagwatch last wrote, per container (JSON map container → image).
+pub const APPLIED: &str = "tagwatch.dev/applied";
+/// The alias a container follows (`1`), or a JSON map container → alias.
+pub const TRACK: &str = "tagwatch.dev/track";
+/// Tags never to apply again, per container (JSON map container → [tags]) or a comma list for all.
+pub const REJECTED: &str = "tagwatch.dev/rejected";
+pub const CHANGE_CAUSE: &str = "kubernetes.io/change-cause";
+/// `true`: a new version runs in `<name>-canary` first.
+pub const CANARY: &str = "tagwatch.dev/canary";
+pub const CANARY_REPLICAS: &str = "tagwatch.dev/canary-replicas";
+pub const CANARY_TIMEOUT: &str = "tagwatch.dev/canary-timeout";
+pub const CANARY_BAKE: &str = "tagwatch.dev/canary-bake";
+pub const CANARY_QUERY: &str = "tagwatch.dev/canary-query";
+pub const CANARY_THRESHOLD: &str = "tagwatch.dev/canary-threshold";
+pub const CANARY_FAILURES: &str = "tagwatch.dev/canary-failures";
+/// A canary in progress (JSON, written by tagwatch on the primary).
+pub const CANARY_STATE: &str = "tagwatch.dev/canary-state";
+/// `off`: never roll back automatically.
+pub const ROLLBACK: &str = "tagwatch.dev/rollback";
+/// A rollout tagwatch started and is watching (JSON, written by tagwatch).
+pub const ROLLOUT: &str = "tagwatch.dev/rollout";
+/// The last ten image changes (JSON, written by tagwatch).
+pub const HISTORY: &str = "tagwatch.dev/history";
+/// Label on the canary's pods (and key of the canary selector).
+pub const TRACK_LABEL: &str = "tagwatch.dev/track";
+/// On the canary Deployment: the primary it serves.
+pub const CANARY_OF: &str = "tagwatch.dev/canary-of";
