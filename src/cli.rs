@@ -60,7 +60,7 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct HistoryArgs {
     /// The Deployment, as `NAMESPACE/NAME`.
-    #[arg(value_name = "NAMESPACE/DEPLOYMENT", value_parser = parse_workload)]
+    #[arg(value_name = "NAMESPACE/[KIND/]NAME", value_parser = parse_workload)]
     pub deployment: crate::model::workload::WorkloadId,
     /// Kubeconfig file; default: $KUBECONFIG, ~/.kube/config, then in-cluster.
     #[arg(long, env = "TAGWATCH_KUBECONFIG")]
@@ -72,7 +72,7 @@ pub struct HistoryArgs {
 #[derive(Debug, Clone, Args)]
 pub struct RollbackArgs {
     /// The Deployment, as `NAMESPACE/NAME`.
-    #[arg(value_name = "NAMESPACE/DEPLOYMENT", value_parser = parse_workload)]
+    #[arg(value_name = "NAMESPACE/[KIND/]NAME", value_parser = parse_workload)]
     pub deployment: crate::model::workload::WorkloadId,
     /// Roll back to this tag instead of the image before the current one in the history.
     #[arg(long, value_name = "VERSION")]
@@ -251,19 +251,9 @@ pub struct ResolveArgs {
     pub tags_file: Option<PathBuf>,
 }
 
-/// `NAMESPACE/NAME`, both non-empty.
+/// `NAMESPACE/NAME` (a Deployment) or `NAMESPACE/KIND/NAME`.
 fn parse_workload(text: &str) -> Result<crate::model::workload::WorkloadId, String> {
-    match text.split_once('/') {
-        Some((namespace, name))
-            if !namespace.is_empty() && !name.is_empty() && !name.contains('/') =>
-        {
-            Ok(crate::model::workload::WorkloadId {
-                namespace: namespace.to_string(),
-                name: name.to_string(),
-            })
-        }
-        _ => Err(format!("`{text}` is not NAMESPACE/DEPLOYMENT")),
-    }
+    crate::model::workload::WorkloadId::parse(text)
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {

@@ -16,7 +16,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use k8s_openapi::api::apps::v1::Deployment;
 use kube::runtime::events::EventType;
 use tokio::sync::mpsc;
 
@@ -25,9 +24,9 @@ use crate::act::tasks::{
     self, Applied, ApplyJob, Checked, Fingerprint, Finished, Listed, ListingKey, WriteOutcome,
     TASK_TIMEOUT,
 };
-use crate::act::write::{deployment_reference, publish};
+use crate::act::write::{publish, reference};
 use crate::act::Context;
-use crate::discover;
+use crate::discover::{self, Object, Source};
 use crate::model::image::Repository;
 use crate::model::policy::Policy;
 use crate::model::workload::{Workload, WorkloadId};
@@ -60,7 +59,7 @@ pub struct RoundReport {
     pub refused: usize,
 }
 
-/// A Deployment's resourceVersion and what it parsed to (None: not opted in).
+/// An object's resourceVersion and what it parsed to (None: not opted in).
 type Parsed = (Option<String>, Option<Arc<Workload>>);
 
 /// Each registry a workload's containers use, and the login it pulls with there.
@@ -82,8 +81,8 @@ pub struct Poller {
     digests: HashMap<(ListingKey, String), String>,
     /// The resourceVersion each workload was last planned at.
     planned: HashMap<WorkloadId, String>,
-    /// Each Deployment's last parse, by (namespace, name), with the resourceVersion it was read at.
-    discovered: HashMap<(String, String), Parsed>,
+    /// Each object's last parse, by identity, with the resourceVersion it was read at.
+    discovered: HashMap<WorkloadId, Parsed>,
     /// The workloads of the last turn.
     workloads: Vec<Arc<Workload>>,
     logins: HashMap<WorkloadId, Logins>,
@@ -192,16 +191,16 @@ impl Poller {
 
     /// A round: lists what is due, decides and writes what changed or was listed, looks at
     /// rollouts in progress, and returns once every task it started is done.
-    pub async fn round(&mut self, deployments: &[Arc<Deployment>]) -> RoundReport {
+    pub async fn round(&mut self, deployments: &[Object]) -> RoundReport {
         self.run_round(deployments, false).await
     }
 
     /// A round that lists every repository now, whatever its schedule ("poll now").
-    pub async fn round_all(&mut self, deployments: &[Arc<Deployment>]) -> RoundReport {
+    pub async fn round_all(&mut self, deployments: &[Object]) -> RoundReport {
         self.run_round(deployments, true).await
     }
 
-    async fn run_round(&mut self, deployments: &[Arc<Deployment>], all: bool) -> RoundReport {
+    async fn run_round(&mut self, deployments: &[Object], all: bool) -> RoundReport {
         self.turn_with(deployments, all, true).await;
         self.drain(deployments, None).await;
         std::mem::take(&mut self.report)
@@ -209,7 +208,7 @@ impl Poller {
 
     /// Handles finished tasks until none is in flight (or `limit` passes: a shutdown waits for
     /// writes in flight, but not for ever).
-    pub async fn drain(&mut self, deployments: &[Arc<Deployment>], limit: Option<Duration>) {
+    pub async fn drain(&mut self, deployments: &[Object], limit: Option<Duration>) {
         let deadline = limit.map(|l| tokio::time::Instant::now() + l);
         while self.in_flight() > 0 {
             let Some(rx) = self.rx.as_mut() else {
@@ -232,11 +231,11 @@ impl Poller {
     /// One turn of the service loop: discovers, starts the listings that are due, decides for the
     /// workloads that changed, and starts the rollout checks that are due. Returns without
     /// waiting for any of the tasks it starts.
-    pub async fn turn(&mut self, deployments: &[Arc<Deployment>]) {
+    pub async fn turn(&mut self, deployments: &[Object]) {
         self.turn_with(deployments, false, false).await;
     }
 
-    async fn turn_with(&mut self, deployments: &[Arc<Deployment>], all: bool, check_now: bool) {
+    async fn turn_with(&mut self, deployments: &[Object], all: bool, check_now: bool) {
         let workloads = self.discover(deployments);
         self.workloads = workloads.clone();
         if !self.dry {
@@ -310,7 +309,7 @@ impl Poller {
     }
 
     /// A task is done: record what it found, and decide for what it unblocked.
-    pub async fn finished(&mut self, done: Finished, deployments: &[Arc<Deployment>]) {
+    pub async fn finished(&mut self, done: Finished, deployments: &[Object]) {
         match done {
             Finished::Listed(listed) => self.listed(listed, deployments),
             Finished::Applied(applied) => self.applied(applied, deployments),
@@ -329,10 +328,7 @@ impl Poller {
 
     /// Read-only pass for `tagwatch plan`: lists every repository now (as each workload's own
     /// login) and plans every workload. Writes nothing to the cluster (no patch, no Event).
-    pub async fn dry_run(
-        &mut self,
-        deployments: &[Arc<Deployment>],
-    ) -> Vec<(Workload, WorkloadPlan)> {
+    pub async fn dry_run(&mut self, deployments: &[Object]) -> Vec<(Workload, WorkloadPlan)> {
         self.dry = true;
         self.turn_with(deployments, true, false).await;
         self.drain(deployments, None).await;
@@ -346,28 +342,24 @@ impl Poller {
             .collect()
     }
 
-    /// The opted-in workloads. A Deployment is parsed again only when its resourceVersion moved:
-    /// an idle turn over a thousand Deployments then costs a lookup each, not a parse.
-    fn discover(&mut self, deployments: &[Arc<Deployment>]) -> Vec<Arc<Workload>> {
+    /// The opted-in workloads. An object is parsed again only when its resourceVersion moved:
+    /// an idle turn over a thousand workloads then costs a lookup each, not a parse.
+    fn discover(&mut self, objects: &[Object]) -> Vec<Arc<Workload>> {
         let mut seen = HashMap::with_capacity(self.discovered.len());
         let mut workloads = Vec::new();
-        for deployment in deployments {
-            let meta = &deployment.metadata;
-            let key = (
-                meta.namespace.clone().unwrap_or_default(),
-                meta.name.clone().unwrap_or_default(),
-            );
-            let version = meta.resource_version.clone();
+        for object in objects {
+            let key = object.id();
+            let version = object.meta().resource_version.clone();
             let workload = match self.discovered.remove(&key) {
                 Some((cached, workload)) if version.is_some() && cached == version => workload,
-                _ => discover::workload(deployment).map(Arc::new),
+                _ => discover::workload(object).map(Arc::new),
             };
             if let Some(w) = &workload {
                 workloads.push(w.clone());
             }
             seen.insert(key, (version, workload));
         }
-        // Deployments that are gone drop out with what was not carried over.
+        // Objects that are gone drop out with what was not carried over.
         self.discovered = seen;
         workloads
     }
@@ -556,7 +548,7 @@ impl Poller {
         );
     }
 
-    fn listed(&mut self, listed: Listed, deployments: &[Arc<Deployment>]) {
+    fn listed(&mut self, listed: Listed, deployments: &[Object]) {
         let Listed {
             key,
             result,
@@ -717,7 +709,7 @@ impl Poller {
     }
 
     /// Decides for one workload from its own listings, and starts the write if there is one.
-    fn decide(&mut self, workload: &Arc<Workload>, deployments: &[Arc<Deployment>]) {
+    fn decide(&mut self, workload: &Arc<Workload>, deployments: &[Object]) {
         let id = &workload.id;
         if self.writing.contains(id) || self.checking.contains(id) {
             self.dirty.insert(id.clone());
@@ -778,7 +770,7 @@ impl Poller {
         );
     }
 
-    fn applied(&mut self, applied: Applied, deployments: &[Arc<Deployment>]) {
+    fn applied(&mut self, applied: Applied, deployments: &[Object]) {
         let Applied {
             id,
             decided_at,
@@ -829,7 +821,7 @@ impl Poller {
 
     /// Looks at every canary and watched rollout (and at canaries left behind), each in its own
     /// task; due again in [`ROLLOUT_CHECK`] while any is in progress.
-    fn start_checks(&mut self, deployments: &[Arc<Deployment>]) {
+    fn start_checks(&mut self, deployments: &[Object]) {
         let mut pending = false;
         let mut canaries = 0;
         let workloads = self.workloads.clone();
@@ -883,12 +875,12 @@ impl Poller {
 
     /// Looks for tagwatch's canaries that nothing records any more (opted out, state removed,
     /// primary gone), beside the loop.
-    fn sweep(&mut self, deployments: &[Arc<Deployment>]) {
+    fn sweep(&mut self, deployments: &[Object]) {
         if self.sweeping || self.dry || !self.ctx.leadership.is_leader() {
             return;
         }
         let any_canary = deployments.iter().any(|d| {
-            d.metadata
+            d.meta()
                 .annotations
                 .as_ref()
                 .is_some_and(|a| a.contains_key(crate::model::annotations::CANARY_OF))
@@ -905,13 +897,19 @@ impl Poller {
             tasks::sweep(
                 self.ctx.clone(),
                 self.workloads.clone(),
-                deployments.to_vec(),
+                deployments
+                    .iter()
+                    .filter_map(|o| match o {
+                        Object::Deployment(d) => Some(d.clone()),
+                        _ => None,
+                    })
+                    .collect(),
             ),
             |_| Finished::Swept(true),
         );
     }
 
-    fn checked(&mut self, checked: Checked, deployments: &[Arc<Deployment>]) {
+    fn checked(&mut self, checked: Checked, deployments: &[Object]) {
         let Checked { id, started, step } = checked;
         self.checking.remove(&id);
         match step {
@@ -944,7 +942,7 @@ impl Poller {
     }
 
     /// A rollout is over: the workload is decided with what is known now.
-    fn decide_again(&mut self, id: &WorkloadId, deployments: &[Arc<Deployment>]) {
+    fn decide_again(&mut self, id: &WorkloadId, deployments: &[Object]) {
         self.dirty.remove(id);
         if let Some(workload) = self.workloads.iter().find(|w| &w.id == id).cloned() {
             self.decide(&workload, deployments);
@@ -995,7 +993,7 @@ impl Poller {
             .into_iter()
             .filter(|m| reported.insert((reason, m.clone())))
             .collect();
-        let reference = deployment_reference(&workload.id, workload.uid.as_deref());
+        let reference = reference(&workload.id, workload.uid.as_deref());
         for message in &fresh {
             tracing::warn!(workload = %workload.id, reason, problem = %message, "workload (partly) skipped");
             let recorder = self.ctx.recorder.clone();
@@ -1017,11 +1015,8 @@ impl Poller {
     }
 }
 
-fn find<'a>(deployments: &'a [Arc<Deployment>], id: &WorkloadId) -> Option<&'a Arc<Deployment>> {
-    deployments.iter().find(|d| {
-        d.metadata.name.as_deref() == Some(id.name.as_str())
-            && d.metadata.namespace.as_deref() == Some(id.namespace.as_str())
-    })
+fn find<'a>(objects: &'a [Object], id: &WorkloadId) -> Option<&'a Object> {
+    objects.iter().find(|o| o.is(id))
 }
 
 fn unix_now() -> f64 {

@@ -11,14 +11,15 @@ use std::sync::{Arc, Mutex, PoisonError};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
+use kube::api::DynamicObject;
 use kube::api::{DeleteParams, ListParams, PostParams, Preconditions, PropagationPolicy};
 use kube::runtime::events::EventType;
 use kube::Api;
 
+use crate::discover::Object;
+
 use crate::act::prometheus::PrometheusClient;
-use crate::act::write::{
-    deployment_reference, now, patch_deployment, publish, write_guarded, ApplyError,
-};
+use crate::act::write::{now, patch_workload, publish, reference, write_guarded, ApplyError};
 use crate::act::Context;
 use crate::discover;
 use crate::model::annotations as keys;
@@ -33,7 +34,7 @@ use crate::plan::canary::{
     Check, PodView, Removal, Verdict, TRACK_CANARY,
 };
 use crate::plan::patch::{self, ImageChange, State};
-use crate::plan::rollout::{self, progress, Progress};
+use crate::plan::rollout::{self, progress, progress_of, Progress};
 
 /// What a check did, for the round's bookkeeping.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,11 +168,15 @@ impl Rollouts<'_> {
     pub async fn check(
         &self,
         workload: &Workload,
-        primary: &Deployment,
+        object: &Object,
         prometheus: Option<&PrometheusClient>,
     ) -> Step {
         let rollout = &workload.rollout;
         if let Some(state) = &rollout.canary_state {
+            // Only a Deployment runs a separate canary; other kinds' canaries are their own.
+            let Some(primary) = object.as_deployment() else {
+                return Step::Waiting;
+            };
             return match state.phase {
                 Phase::Running => match &rollout.canary {
                     Some(spec) => {
@@ -188,7 +193,7 @@ impl Rollouts<'_> {
             };
         }
         if let Some(watching) = &rollout.watching {
-            return self.watch_rollout(workload, primary, watching).await;
+            return self.watch_rollout(workload, object, watching).await;
         }
         Step::Done
     }
@@ -408,7 +413,7 @@ impl Rollouts<'_> {
     async fn watch_rollout(
         &self,
         workload: &Workload,
-        primary: &Deployment,
+        object: &Object,
         watching: &RolloutState,
     ) -> Step {
         // A later spec change (the generation moved on) is not tagwatch's rollout any more; the
@@ -416,7 +421,12 @@ impl Rollouts<'_> {
         if watching.generation.is_some() && watching.generation != workload.generation {
             return Step::Done;
         }
-        match progress(primary) {
+        match progress_of(
+            object,
+            &watching.started,
+            workload.rollout.progress_deadline,
+            Timestamp::now(),
+        ) {
             Progress::InProgress => Step::Waiting,
             Progress::Stuck(message) => self.stuck(workload, watching, &message).await,
             Progress::Complete => Step::Completed {
@@ -629,7 +639,7 @@ impl Rollouts<'_> {
         workload: &Workload,
         changes: &[ImageChange],
         state: &State,
-    ) -> Result<Deployment, ApplyError> {
+    ) -> Result<DynamicObject, ApplyError> {
         if !self.still_leader() {
             return Err(ApplyError::NotLeader {
                 workload: workload.id.clone(),
@@ -723,10 +733,7 @@ impl Rollouts<'_> {
     /// failure half way is found and finished in the next round.
     async fn remove_orphan(&self, canary: &Deployment, seen: &Removal) -> Result<(), ApplyError> {
         let api: Api<Deployment> = Api::namespaced(self.ctx.client.clone(), &seen.namespace);
-        let id = WorkloadId {
-            namespace: seen.namespace.clone(),
-            name: seen.primary.name.clone(),
-        };
+        let id = WorkloadId::deployment(&seen.namespace, &seen.primary.name);
         let failed = |e| ApplyError::from_kube(&id, e);
         let primary = api.get_opt(&seen.primary.name).await.map_err(failed)?;
         let workload = primary.as_ref().and_then(discover::workload);
@@ -741,7 +748,7 @@ impl Rollouts<'_> {
                 return Ok(());
             }
             let patch = patch::remove_annotation(keys::CANARY_STATE, version);
-            patch_deployment(&self.ctx.client, &id, patch).await?;
+            patch_workload(&self.ctx.client, &id, patch).await?;
         }
         if !self.ctx.leadership.is_leader() {
             return Ok(());
@@ -767,7 +774,7 @@ impl Rollouts<'_> {
             } else {
                 ""
             };
-            let reference = deployment_reference(&id, primary.metadata.uid.as_deref());
+            let reference = reference(&id, primary.metadata.uid.as_deref());
             publish(
                 &self.ctx.recorder,
                 &reference,
@@ -809,7 +816,7 @@ impl Rollouts<'_> {
     }
 
     async fn event(&self, workload: &Workload, type_: EventType, reason: &str, note: String) {
-        let reference = deployment_reference(&workload.id, workload.uid.as_deref());
+        let reference = reference(&workload.id, workload.uid.as_deref());
         publish(
             &self.ctx.recorder,
             &reference,

@@ -14,14 +14,16 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::DynamicObject;
 use kube::runtime::events::EventType;
 use kube::Api;
+
+use crate::discover::object::api_resource;
+use crate::discover::Object;
 use tokio::sync::mpsc;
 
 use crate::act::rollouts::{Rollouts, Step};
-use crate::act::write::{
-    deployment_reference, now, patch_deployment, publish, write_guarded, ApplyError,
-};
+use crate::act::write::{now, patch_workload, publish, reference, write_guarded, ApplyError};
 use crate::act::Context;
 use crate::discover;
 use crate::metrics::Metrics;
@@ -217,11 +219,7 @@ pub async fn sync_aliases(
 }
 
 /// A canary or a watched rollout, looked at once.
-pub async fn check(
-    ctx: Arc<Context>,
-    workload: Arc<Workload>,
-    primary: Arc<Deployment>,
-) -> Finished {
+pub async fn check(ctx: Arc<Context>, workload: Arc<Workload>, primary: Object) -> Finished {
     let step = Rollouts { ctx: &ctx }
         .check(&workload, &primary, ctx.prometheus.as_ref())
         .await;
@@ -251,8 +249,8 @@ pub async fn sweep(
 /// What an apply task needs: the workload as decided on, its own listings, and the plan.
 pub struct ApplyJob {
     pub workload: Arc<Workload>,
-    /// The Deployment itself, for a canary (its pod template).
-    pub primary: Option<Arc<Deployment>>,
+    /// The object itself, for a canary (its pod template).
+    pub primary: Option<Object>,
     pub inputs: Inputs,
     pub plan: WorkloadPlan,
 }
@@ -290,7 +288,7 @@ async fn write_until_settled(ctx: &Context, job: ApplyJob) -> (WriteOutcome, usi
     } = job;
     let mut conflicts = 0;
     loop {
-        match write(ctx, &workload, primary.as_deref(), &plan).await {
+        match write(ctx, &workload, primary.as_ref(), &plan).await {
             Ok(outcome) => return (outcome, conflicts),
             Err(WriteError::Refused(message)) => {
                 return (WriteOutcome::Refused(message), conflicts)
@@ -304,9 +302,7 @@ async fn write_until_settled(ctx: &Context, job: ApplyJob) -> (WriteOutcome, usi
                     return (WriteOutcome::Retry(why), conflicts);
                 }
                 tracing::info!(workload = %workload.id, "workload changed since it was read; deciding again on a fresh read");
-                let api: Api<Deployment> =
-                    Api::namespaced(ctx.client.clone(), &workload.id.namespace);
-                let fresh = match api.get_opt(&workload.id.name).await {
+                let fresh = match read(&ctx.client, &workload.id).await {
                     Ok(Some(fresh)) => fresh,
                     Ok(None) => return (WriteOutcome::Gone, conflicts),
                     Err(e) => return (WriteOutcome::Retry(e.to_string()), conflicts),
@@ -323,9 +319,19 @@ async fn write_until_settled(ctx: &Context, job: ApplyJob) -> (WriteOutcome, usi
                 }
                 workload = Arc::new(read);
                 plan = update::plan(&workload, &inputs);
-                primary = Some(Arc::new(fresh));
+                primary = Some(fresh);
             }
         }
+    }
+}
+
+/// One workload read afresh, whatever its kind.
+async fn read(client: &kube::Client, id: &WorkloadId) -> anyhow::Result<Option<Object>> {
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), &id.namespace, &api_resource(id.kind));
+    match api.get_opt(&id.name).await? {
+        Some(object) => Ok(Some(Object::from_dynamic(id.kind, object)?)),
+        None => Ok(None),
     }
 }
 
@@ -334,7 +340,7 @@ async fn write_until_settled(ctx: &Context, job: ApplyJob) -> (WriteOutcome, usi
 async fn write(
     ctx: &Context,
     workload: &Workload,
-    primary: Option<&Deployment>,
+    primary: Option<&Object>,
     plan: &WorkloadPlan,
 ) -> Result<WriteOutcome, WriteError> {
     let pending: Vec<_> = plan.pending().collect();
@@ -375,7 +381,10 @@ async fn write(
     if changes.is_empty() {
         return Err(WriteError::Retry("no pinned digest could be read".into()));
     }
-    if let (Some(spec), Some(primary)) = (&workload.rollout.canary, primary) {
+    if let (Some(spec), Some(primary)) = (
+        &workload.rollout.canary,
+        primary.and_then(Object::as_deployment),
+    ) {
         // A new version proves itself in a canary first; the primary is not touched yet.
         return match (Rollouts { ctx })
             .start_canary(workload, primary, spec, &changes)
@@ -402,7 +411,7 @@ async fn write(
         Some(&workload.annotations),
         workload.resource_version.as_deref(),
     );
-    match patch_deployment(&ctx.client, &workload.id, patch).await {
+    match patch_workload(&ctx.client, &workload.id, patch).await {
         Ok(_) => {
             for (change, p) in changes.iter().zip(pending.iter()) {
                 tracing::info!(
@@ -418,7 +427,7 @@ async fn write(
                     .with_label_values(&["applied", p.reason])
                     .inc();
             }
-            let reference = deployment_reference(&workload.id, workload.uid.as_deref());
+            let reference = reference(&workload.id, workload.uid.as_deref());
             publish(
                 &ctx.recorder,
                 &reference,

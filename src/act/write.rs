@@ -1,8 +1,9 @@
 //! Writes a planned update: the guarded JSON Patch, then the `ImageUpdated` Event.
 
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::api::{Patch, PatchParams};
+use kube::api::{DynamicObject, Patch, PatchParams};
+
+use crate::discover::object::api_resource;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Api, Client};
 
@@ -65,12 +66,17 @@ impl ApplyError {
     }
 }
 
-pub async fn patch_deployment(
+/// A JSON Patch to a workload of any kind (through the dynamic API: one path for every kind).
+pub async fn patch_workload(
     client: &Client,
     workload: &WorkloadId,
     patch: json_patch::Patch,
-) -> Result<Deployment, ApplyError> {
-    let api: Api<Deployment> = Api::namespaced(client.clone(), &workload.namespace);
+) -> Result<DynamicObject, ApplyError> {
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &workload.namespace,
+        &api_resource(workload.kind),
+    );
     let params = PatchParams {
         field_manager: Some("tagwatch".into()),
         ..PatchParams::default()
@@ -99,14 +105,14 @@ pub async fn write_guarded(
     workload: &Workload,
     changes: &[ImageChange],
     state: &State,
-) -> Result<Deployment, ApplyError> {
+) -> Result<DynamicObject, ApplyError> {
     let patch = patch::build_guarded(
         changes,
         state,
         Some(&workload.annotations),
         workload.resource_version.as_deref(),
     );
-    patch_deployment(client, &workload.id, patch).await
+    patch_workload(client, &workload.id, patch).await
 }
 
 /// Now, as written in history entries and state annotations (the pure core takes time as an
@@ -115,10 +121,11 @@ pub fn now() -> String {
     k8s_openapi::jiff::Timestamp::now().to_string()
 }
 
-pub fn deployment_reference(workload: &WorkloadId, uid: Option<&str>) -> ObjectReference {
+/// What an Event about `workload` regards.
+pub fn reference(workload: &WorkloadId, uid: Option<&str>) -> ObjectReference {
     ObjectReference {
-        api_version: Some("apps/v1".into()),
-        kind: Some("Deployment".into()),
+        api_version: Some(workload.kind.api_version().into()),
+        kind: Some(workload.kind.name().into()),
         namespace: Some(workload.namespace.clone()),
         name: Some(workload.name.clone()),
         uid: uid.map(str::to_string),

@@ -2,10 +2,7 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::ListParams;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::Api;
 use serde::Serialize;
 
 use crate::act::Context;
@@ -13,8 +10,11 @@ use crate::app;
 use crate::cli::{Output, PlanArgs};
 use crate::config::{FileConfig, Settings};
 use crate::control::Poller;
+use crate::discover::watch::Workloads;
+use crate::discover::Object;
 use crate::leader::Leadership;
 use crate::metrics::Metrics;
+use crate::model::kind::Kind;
 use crate::plan::update::Outcome;
 use crate::registry::pull_secrets::PullSecrets;
 
@@ -34,7 +34,7 @@ pub async fn plan(args: PlanArgs, file: FileConfig) -> anyhow::Result<()> {
     let settings = args.cluster.resolve(&file);
     let client = app::kube_client(settings.kubeconfig.as_deref()).await?;
     let metrics = Metrics::unregistered()?;
-    let deployments = list_deployments(&client, &settings).await?;
+    let deployments = list_workloads(&client, &settings).await;
     let credentials = app::registry_credentials(&settings.registries, Some(&client)).await?;
     let ctx = Arc::new(Context {
         client: client.clone(),
@@ -102,28 +102,16 @@ pub async fn plan(args: PlanArgs, file: FileConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn list_deployments(
-    client: &kube::Client,
-    settings: &Settings,
-) -> anyhow::Result<Vec<Arc<Deployment>>> {
-    let mut params = ListParams::default();
-    if let Some(selector) = &settings.selector {
-        params = params.labels(selector);
-    }
-    let apis: Vec<Api<Deployment>> = if settings.namespaces.is_empty() {
-        vec![Api::all(client.clone())]
-    } else {
-        settings
-            .namespaces
-            .iter()
-            .map(|ns| Api::namespaced(client.clone(), ns))
-            .collect()
-    };
-    let mut all = Vec::new();
-    for api in apis {
-        all.extend(api.list(&params).await?.items.into_iter().map(Arc::new));
-    }
-    Ok(all)
+/// Every workload of every kind in scope, read once (the same reflectors `run` keeps).
+async fn list_workloads(client: &kube::Client, settings: &Settings) -> Vec<Object> {
+    let watched = Workloads::start(
+        client,
+        &settings.namespaces,
+        settings.selector.as_deref(),
+        &Kind::ALL,
+    );
+    watched.ready().await;
+    watched.snapshot()
 }
 
 fn print_table(rows: &[Row]) {

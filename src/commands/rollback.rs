@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::runtime::events::{EventType, Recorder, Reporter};
 
-use crate::act::write::{deployment_reference, now, publish, write_guarded, ApplyError};
+use crate::act::write::{now, publish, reference, write_guarded, ApplyError};
 use crate::app;
 use crate::cli::RollbackArgs;
 use crate::commands::history::read_deployment;
@@ -107,7 +107,7 @@ pub async fn rollback(args: RollbackArgs) -> anyhow::Result<()> {
     );
     publish(
         &recorder,
-        &deployment_reference(id, rollback.workload.uid.as_deref()),
+        &reference(id, rollback.workload.uid.as_deref()),
         EventType::Normal,
         "RolledBack",
         "Rollback",

@@ -12,9 +12,10 @@ use crate::app;
 use crate::cli::RunArgs;
 use crate::config::{self, FileConfig};
 use crate::control::Poller;
-use crate::discover::watch::Deployments;
+use crate::discover::watch::Workloads;
 use crate::leader::{self, Elector, Leadership};
 use crate::metrics::Metrics;
+use crate::model::kind::Kind;
 use crate::registry::pull_secrets::PullSecrets;
 use crate::server::webhooks::Hint;
 use crate::server::{self, HttpState, Liveness, Webhooks};
@@ -120,15 +121,19 @@ pub async fn run(args: RunArgs, file: FileConfig) -> anyhow::Result<()> {
         taken_names: Default::default(),
     });
 
-    let deployments =
-        Deployments::start(&client, &settings.namespaces, settings.selector.as_deref());
+    let deployments = Workloads::start(
+        &client,
+        &settings.namespaces,
+        settings.selector.as_deref(),
+        &Kind::ALL,
+    );
     tokio::select! {
         _ = async { tokio::join!(deployments.ready(), leadership.known()) } => {}
         _ = app::stopped(shutdown.clone()) => return Ok(()),
     }
     ready.store(true, Ordering::Relaxed);
     tracing::info!(
-        deployments = deployments.snapshot().len(),
+        workloads = deployments.snapshot().len(),
         leader = leadership.is_leader(),
         "discovery synced"
     );

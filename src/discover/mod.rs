@@ -3,12 +3,14 @@
 //! Pure: takes the object the reflector holds, returns a value. Bad annotations become
 //! [`Problem`]s on the workload (reported and skipped by the caller), never errors that stop others.
 
+pub mod object;
 pub mod watch;
+
+pub use object::{Object, Source};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
 
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Container;
 
 use crate::model::alias::Alias;
@@ -21,14 +23,15 @@ use crate::model::image::ImageRef;
 use crate::model::policy::Policy;
 use crate::model::rollout_state::{CanaryState, RolloutState};
 use crate::model::workload::{
-    Pin, Problem, RolloutSettings, WatchedContainer, Workload, WorkloadId, MAX_WORKLOAD_INTERVAL,
-    MIN_WORKLOAD_INTERVAL,
+    Pin, Problem, RolloutSettings, WatchedContainer, Workload, WorkloadId,
+    DEFAULT_PROGRESS_DEADLINE, MAX_WORKLOAD_INTERVAL, MIN_WORKLOAD_INTERVAL,
+    PROGRESS_DEADLINE_RANGE,
 };
 
-/// Whether the Deployment opted in: `tagwatch.dev/policy` present and not `off`.
-pub fn opted_in(deployment: &Deployment) -> bool {
-    deployment
-        .metadata
+/// Whether the object opted in: `tagwatch.dev/policy` present and not `off`.
+pub fn opted_in<S: Source + ?Sized>(object: &S) -> bool {
+    object
+        .meta()
         .annotations
         .as_ref()
         .and_then(|a| a.get(keys::POLICY))
@@ -36,14 +39,16 @@ pub fn opted_in(deployment: &Deployment) -> bool {
 }
 
 /// The workload for an opted-in Deployment; `None` when it did not opt in.
-pub fn workload(deployment: &Deployment) -> Option<Workload> {
-    if !opted_in(deployment) {
+pub fn workload<S: Source + ?Sized>(object: &S) -> Option<Workload> {
+    if !opted_in(object) {
         return None;
     }
-    let meta = &deployment.metadata;
+    let meta = object.meta();
+    let kind = object.kind();
     let annotations: BTreeMap<String, String> = meta.annotations.clone().unwrap_or_default();
     let get = |key: &str| annotations.get(key).map(String::as_str);
     let id = WorkloadId {
+        kind,
         namespace: meta.namespace.clone().unwrap_or_else(|| "default".into()),
         name: meta.name.clone().unwrap_or_default(),
     };
@@ -103,14 +108,14 @@ pub fn workload(deployment: &Deployment) -> Option<Workload> {
             if let Err(e) = interval {
                 problem(None, keys::INTERVAL, e);
             }
-            return Some(empty_workload(deployment, id, problems, annotations));
+            return Some(empty_workload(object, id, problems, annotations));
         }
     };
     let state = match state {
         Ok(state) => state,
         Err((field, reason)) => {
             problem(None, field, reason);
-            return Some(empty_workload(deployment, id, problems, annotations));
+            return Some(empty_workload(object, id, problems, annotations));
         }
     };
     // A canary asked for but misconfigured stops updates: going ahead without the canary would
@@ -119,14 +124,12 @@ pub fn workload(deployment: &Deployment) -> Option<Workload> {
         Ok(rollout) => rollout,
         Err((field, reason)) => {
             problem(None, field, reason);
-            return Some(empty_workload(deployment, id, problems, annotations));
+            return Some(empty_workload(object, id, problems, annotations));
         }
     };
 
-    let pod_spec = deployment
-        .spec
-        .as_ref()
-        .and_then(|s| s.template.spec.as_ref());
+    let template = object.pod_template();
+    let pod_spec = template.as_ref().and_then(|t| t.spec.as_ref());
     let regular: &[Container] = pod_spec.map(|p| p.containers.as_slice()).unwrap_or(&[]);
     let init: &[Container] = pod_spec
         .and_then(|p| p.init_containers.as_deref())
@@ -154,14 +157,14 @@ pub fn workload(deployment: &Deployment) -> Option<Workload> {
         .map(|(i, c)| {
             (
                 c,
-                format!("/spec/template/spec/containers/{i}/image"),
+                format!("{}/spec/containers/{i}/image", kind.template_pointer()),
                 false,
             )
         })
         .chain(init.iter().enumerate().map(|(i, c)| {
             (
                 c,
-                format!("/spec/template/spec/initContainers/{i}/image"),
+                format!("{}/spec/initContainers/{i}/image", kind.template_pointer()),
                 true,
             )
         }));
@@ -208,7 +211,7 @@ pub fn workload(deployment: &Deployment) -> Option<Workload> {
             rejected: state.rejected_for(name),
         });
     }
-    let mut workload = empty_workload(deployment, id, problems, annotations);
+    let mut workload = empty_workload(object, id, problems, annotations);
     workload.containers = containers;
     workload.interval = interval;
     workload.rollout = rollout;
@@ -235,29 +238,46 @@ fn rollout_state(
         Some("off") | Some("false") => false,
         Some(other) => return Err((keys::ROLLBACK, format!("`{other}` is not `on` or `off`"))),
     };
+    let progress_deadline = match annotations.get(keys::PROGRESS_DEADLINE).map(|v| v.trim()) {
+        None => DEFAULT_PROGRESS_DEADLINE,
+        Some(text) => match humantime::parse_duration(text) {
+            Ok(d) if (PROGRESS_DEADLINE_RANGE.0..=PROGRESS_DEADLINE_RANGE.1).contains(&d) => d,
+            Ok(_) => {
+                return Err((
+                    keys::PROGRESS_DEADLINE,
+                    format!("`{text}` is outside 10s to 24h"),
+                ))
+            }
+            Err(e) => {
+                return Err((
+                    keys::PROGRESS_DEADLINE,
+                    format!("`{text}` is not a duration like 10m: {e}"),
+                ))
+            }
+        },
+    };
     Ok(RolloutSettings {
         canary,
         canary_state,
         watching,
         rollback,
+        progress_deadline,
         history: history::decode(annotations.get(keys::HISTORY).map(String::as_str)),
     })
 }
 
-fn empty_workload(
-    deployment: &Deployment,
+fn empty_workload<S: Source + ?Sized>(
+    object: &S,
     id: WorkloadId,
     problems: Vec<Problem>,
     annotations: BTreeMap<String, String>,
 ) -> Workload {
-    let pod_spec = deployment
-        .spec
-        .as_ref()
-        .and_then(|s| s.template.spec.as_ref());
+    let template = object.pod_template();
+    let pod_spec = template.as_ref().and_then(|t| t.spec.as_ref());
     Workload {
         id,
-        uid: deployment.metadata.uid.clone(),
-        resource_version: deployment.metadata.resource_version.clone(),
+        uid: object.meta().uid.clone(),
+        resource_version: object.meta().resource_version.clone(),
         interval: None,
         service_account: pod_spec
             .and_then(|p| p.service_account_name.clone())
@@ -270,7 +290,7 @@ fn empty_workload(
         containers: Vec::new(),
         problems,
         annotations,
-        generation: deployment.metadata.generation,
+        generation: object.meta().generation,
         rollout: RolloutSettings::default(),
     }
 }
@@ -368,6 +388,7 @@ impl State {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use k8s_openapi::api::apps::v1::Deployment;
     use serde_json::json;
     use std::time::Duration;
 

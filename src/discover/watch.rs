@@ -1,75 +1,132 @@
-//! The cluster view: kube-runtime reflectors over Deployments (all namespaces or the ones asked
-//! for), so reading the current state costs no API request. Every change wakes the poller.
+//! The cluster view: kube-runtime reflectors over every workload kind (all namespaces or the ones
+//! asked for), so reading the current state costs no API request. Every change wakes the loop.
+//!
+//! A kind tagwatch may not list (no RBAC for it, or a cluster without it) is reported once, by
+//! name, and the other kinds are served; it keeps being retried in the background. Argo Rollouts
+//! are watched only once their CRD is served: discovery is asked at start and every
+//! [`CRD_RECHECK`] until it is, so installing Argo later needs no restart.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::CronJob;
+use kube::api::DynamicObject;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
-use kube::{Api, Client};
-use tokio::sync::Notify;
+use kube::{Api, Client, Resource};
+use serde::de::DeserializeOwned;
+use tokio::sync::{watch as signal, Notify};
 use tokio::task::JoinHandle;
 
-pub struct Deployments {
-    stores: Vec<Store<Deployment>>,
-    tasks: Vec<JoinHandle<()>>,
-    changed: Arc<Notify>,
+use super::object::{api_resource, Object};
+use crate::model::kind::Kind;
+
+/// How often discovery is asked whether Argo Rollouts' CRD appeared.
+pub const CRD_RECHECK: Duration = Duration::from_secs(30);
+
+/// Where each kind's watch stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Availability {
+    /// Not listed yet.
+    Starting,
+    /// Listed: its objects are in the snapshot.
+    Synced,
+    /// Cannot be listed (forbidden, not served); the watch keeps retrying.
+    Unavailable(String),
+    /// The CRD is absent (Argo Rollouts): looked for again every [`CRD_RECHECK`].
+    Absent,
 }
 
-impl Deployments {
-    /// Starts one reflector per namespace (one cluster-wide when `namespaces` is empty).
-    pub fn start(client: &Client, namespaces: &[String], selector: Option<&str>) -> Deployments {
-        let changed = Arc::new(Notify::new());
-        let apis: Vec<Api<Deployment>> = if namespaces.is_empty() {
-            vec![Api::all(client.clone())]
-        } else {
-            namespaces
-                .iter()
-                .map(|ns| Api::namespaced(client.clone(), ns))
-                .collect()
-        };
-        let mut stores = Vec::new();
-        let mut tasks = Vec::new();
-        for api in apis {
-            let mut config = watcher::Config::default();
-            if let Some(selector) = selector {
-                config = config.labels(selector);
+type Snapshotter = Box<dyn Fn() -> Vec<Object> + Send + Sync>;
+
+/// One reflector: how to read its store, whether it has listed.
+struct Reflected {
+    snapshot: Snapshotter,
+}
+
+pub struct Workloads {
+    reflected: Arc<Mutex<Vec<Reflected>>>,
+    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    changed: Arc<Notify>,
+    availability: signal::Receiver<BTreeMap<Kind, Availability>>,
+}
+
+struct Starter {
+    client: Client,
+    namespaces: Vec<String>,
+    selector: Option<String>,
+    reflected: Arc<Mutex<Vec<Reflected>>>,
+    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    changed: Arc<Notify>,
+    availability: Arc<signal::Sender<BTreeMap<Kind, Availability>>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Workloads {
+    /// Starts the reflectors of `kinds`, one per namespace (one cluster-wide when `namespaces` is
+    /// empty).
+    pub fn start(
+        client: &Client,
+        namespaces: &[String],
+        selector: Option<&str>,
+        kinds: &[Kind],
+    ) -> Workloads {
+        let initial: BTreeMap<Kind, Availability> =
+            kinds.iter().map(|k| (*k, Availability::Starting)).collect();
+        let (tx, rx) = signal::channel(initial);
+        let starter = Arc::new(Starter {
+            client: client.clone(),
+            namespaces: namespaces.to_vec(),
+            selector: selector.map(str::to_string),
+            reflected: Arc::default(),
+            tasks: Arc::default(),
+            changed: Arc::new(Notify::new()),
+            availability: Arc::new(tx),
+        });
+        for kind in kinds {
+            match kind {
+                Kind::Deployment => starter.reflect(api_for::<Deployment>, Object::Deployment),
+                Kind::StatefulSet => starter.reflect(api_for::<StatefulSet>, Object::StatefulSet),
+                Kind::DaemonSet => starter.reflect(api_for::<DaemonSet>, Object::DaemonSet),
+                Kind::CronJob => starter.reflect(api_for::<CronJob>, Object::CronJob),
+                Kind::Rollout => starter.clone().wait_for_crd(),
             }
-            let (store, writer) = reflector::store();
-            let changed = changed.clone();
-            let stream = reflector::reflector(writer, watcher(api, config))
-                .default_backoff()
-                .touched_objects();
-            tasks.push(tokio::spawn(async move {
-                let mut stream = std::pin::pin!(stream);
-                while let Some(item) = stream.next().await {
-                    match item {
-                        Ok(_) => changed.notify_one(),
-                        // The watcher retries with backoff by itself; say why it had to.
-                        Err(e) => tracing::warn!(error = %e, "deployment watch failed; retrying"),
-                    }
-                }
-            }));
-            stores.push(store);
         }
-        Deployments {
-            stores,
-            tasks,
-            changed,
+        Workloads {
+            reflected: starter.reflected.clone(),
+            tasks: starter.tasks.clone(),
+            changed: starter.changed.clone(),
+            availability: rx,
         }
     }
 
-    /// Waits for the first complete list of every reflector.
+    /// Waits until every kind has listed or is known unavailable or absent: a kind tagwatch may
+    /// not read must not keep the others from being served.
     pub async fn ready(&self) {
-        for store in &self.stores {
-            // Only fails if the writer is gone, which means the task ended: nothing to wait for.
-            let _ = store.wait_until_ready().await;
-        }
+        let mut availability = self.availability.clone();
+        let _ = availability
+            .wait_for(|kinds| kinds.values().all(|a| *a != Availability::Starting))
+            .await;
     }
 
-    pub fn snapshot(&self) -> Vec<Arc<Deployment>> {
-        self.stores.iter().flat_map(|s| s.state()).collect()
+    pub fn availability(&self) -> BTreeMap<Kind, Availability> {
+        self.availability.borrow().clone()
+    }
+
+    pub fn snapshot(&self) -> Vec<Object> {
+        lock(&self.reflected)
+            .iter()
+            .flat_map(|r| (r.snapshot)())
+            .collect()
     }
 
     /// Resolves at the next change seen by any reflector.
@@ -78,10 +135,210 @@ impl Deployments {
     }
 }
 
-impl Drop for Deployments {
+impl Drop for Workloads {
     fn drop(&mut self) {
-        for task in &self.tasks {
+        for task in lock(&self.tasks).iter() {
             task.abort();
         }
     }
+}
+
+fn api_for<K>(client: Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client, ns),
+        None => Api::all(client),
+    }
+}
+
+impl Starter {
+    fn set(&self, kind: Kind, state: Availability) {
+        self.availability.send_modify(|kinds| {
+            kinds.insert(kind, state);
+        });
+    }
+
+    fn scopes(&self) -> Vec<Option<String>> {
+        if self.namespaces.is_empty() {
+            vec![None]
+        } else {
+            self.namespaces.iter().cloned().map(Some).collect()
+        }
+    }
+
+    fn reflect<K, A, W>(&self, api: A, wrap: W)
+    where
+        K: Resource + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+        K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+        A: Fn(Client, Option<&str>) -> Api<K>,
+        W: Fn(Arc<K>) -> Object + Send + Sync + Copy + 'static,
+    {
+        let kind = kind_of::<K>();
+        let scopes = self.scopes();
+        let synced = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let wanted = scopes.len();
+        for scope in scopes {
+            let api = api(self.client.clone(), scope.as_deref());
+            self.spawn(kind, api, Default::default(), wrap, synced.clone(), wanted);
+        }
+    }
+
+    fn spawn<K, W>(
+        &self,
+        kind: Kind,
+        api: Api<K>,
+        dynamic: K::DynamicType,
+        wrap: W,
+        synced: Arc<std::sync::atomic::AtomicUsize>,
+        wanted: usize,
+    ) where
+        K: Resource + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+        K::DynamicType: Eq + std::hash::Hash + Clone,
+        W: Fn(Arc<K>) -> Object + Send + Sync + Copy + 'static,
+    {
+        let mut config = watcher::Config::default();
+        if let Some(selector) = &self.selector {
+            config = config.labels(selector);
+        }
+        let writer = reflector::store::Writer::new(dynamic);
+        let store = writer.as_reader();
+        let changed = self.changed.clone();
+        let availability = self.availability.clone();
+        let reader: Store<K> = store.clone();
+        lock(&self.reflected).push(Reflected {
+            snapshot: Box::new(move || reader.state().into_iter().map(wrap).collect()),
+        });
+        let stream = reflector::reflector(writer, watcher(api, config))
+            .default_backoff()
+            .touched_objects();
+        let task = tokio::spawn(async move {
+            let ready = store.clone();
+            let mut reported = false;
+            let mut stream = std::pin::pin!(stream);
+            let mut counted = false;
+            loop {
+                tokio::select! {
+                    item = stream.next() => match item {
+                        Some(Ok(_)) => changed.notify_one(),
+                        Some(Err(e)) => {
+                            // Forbidden or not served: this kind is out of reach, say so once and
+                            // serve the others. Anything else is a passing failure: the watcher
+                            // retries with backoff by itself, and readiness waits for the list.
+                            let out_of_reach = match &e {
+                                watcher::Error::InitialListFailed(kube::Error::Api(status)) => {
+                                    status.code == 403 || status.code == 404
+                                }
+                                _ => false,
+                            };
+                            if out_of_reach && !reported {
+                                tracing::warn!(kind = kind.name(), error = %e,
+                                    "cannot list {}; the other kinds are served, this one is retried",
+                                    kind.plural());
+                                reported = true;
+                                availability.send_modify(|kinds| {
+                                    if kinds.get(&kind) == Some(&Availability::Starting) {
+                                        kinds.insert(kind, Availability::Unavailable(e.to_string()));
+                                    }
+                                });
+                            } else if !out_of_reach {
+                                tracing::warn!(kind = kind.name(), error = %e, "workload watch failed; retrying");
+                            }
+                        }
+                        None => return,
+                    },
+                    _ = ready.wait_until_ready(), if !counted => {
+                        counted = true;
+                        let now = synced.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                        if now >= wanted {
+                            availability.send_modify(|kinds| {
+                                kinds.insert(kind, Availability::Synced);
+                            });
+                            if reported {
+                                tracing::info!(kind = kind.name(), "now watching {}", kind.plural());
+                            }
+                            changed.notify_one();
+                        }
+                    }
+                }
+            }
+        });
+        lock(&self.tasks).push(task);
+    }
+
+    /// Watches Argo Rollouts once discovery says their CRD is served.
+    fn wait_for_crd(self: Arc<Self>) {
+        let starter = self.clone();
+        let task = tokio::spawn(async move {
+            let kind = Kind::Rollout;
+            let mut said_absent = false;
+            loop {
+                match served(&starter.client, kind).await {
+                    Ok(true) => {
+                        tracing::info!(
+                            "Argo Rollouts' CRD is served: watching rollouts.argoproj.io"
+                        );
+                        let resource = api_resource(kind);
+                        let scopes = starter.scopes();
+                        let synced = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+                        let wanted = scopes.len();
+                        for scope in scopes {
+                            let api: Api<DynamicObject> = match scope.as_deref() {
+                                Some(ns) => {
+                                    Api::namespaced_with(starter.client.clone(), ns, &resource)
+                                }
+                                None => Api::all_with(starter.client.clone(), &resource),
+                            };
+                            starter.spawn(
+                                kind,
+                                api,
+                                resource.clone(),
+                                Object::Rollout,
+                                synced.clone(),
+                                wanted,
+                            );
+                        }
+                        return;
+                    }
+                    Ok(false) => {
+                        if !said_absent {
+                            tracing::info!("Argo Rollouts' CRD is not installed: rollouts are not watched (looked for again every {}s)", CRD_RECHECK.as_secs());
+                            said_absent = true;
+                        }
+                        starter.set(kind, Availability::Absent);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot ask discovery whether Argo Rollouts is installed; asking again later");
+                        starter.set(kind, Availability::Unavailable(e.to_string()));
+                    }
+                }
+                tokio::time::sleep(CRD_RECHECK).await;
+            }
+        });
+        lock(&self.tasks).push(task);
+    }
+}
+
+/// Whether the API server serves `kind` (its group/version lists its plural).
+async fn served(client: &Client, kind: Kind) -> Result<bool, kube::Error> {
+    let group_version = kind.api_version();
+    match client.list_api_group_resources(group_version).await {
+        Ok(list) => Ok(list.resources.iter().any(|r| r.name == kind.plural())),
+        // An absent group answers a plain-text 404 (not a Status): kube reports it as an API
+        // error with code 404, or as a decoding failure of that text.
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
+        Err(kube::Error::SerdeError(_)) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+fn kind_of<K: Resource>() -> Kind
+where
+    K::DynamicType: Default,
+{
+    let dynamic = Default::default();
+    let name = K::kind(&dynamic);
+    Kind::parse(&name).unwrap_or_default()
 }

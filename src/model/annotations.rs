@@ -26,6 +26,9 @@ pub const CANARY_THRESHOLD: &str = "tagwatch.dev/canary-threshold";
 pub const CANARY_FAILURES: &str = "tagwatch.dev/canary-failures";
 /// A canary in progress (JSON, written by tagwatch on the primary).
 pub const CANARY_STATE: &str = "tagwatch.dev/canary-state";
+/// How long a rollout of a kind without `progressDeadlineSeconds` (StatefulSet, DaemonSet) may
+/// take before tagwatch rolls it back (default 10m).
+pub const PROGRESS_DEADLINE: &str = "tagwatch.dev/progress-deadline";
 /// `off`: never roll back automatically.
 pub const ROLLBACK: &str = "tagwatch.dev/rollback";
 /// A rollout tagwatch started and is watching (JSON, written by tagwatch).

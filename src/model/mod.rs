@@ -1,6 +1,7 @@
 //! Pure domain types: tags and versions, update policies, image references.
 
 pub mod image;
+pub mod kind;
 
 pub mod alias;
 pub mod annotations;

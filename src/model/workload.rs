@@ -12,11 +12,17 @@ use super::canary::CanarySpec;
 use super::channels::Channels;
 use super::history;
 use super::image::ImageRef;
+use super::kind::Kind;
 use super::policy::Policy;
 use crate::model::rollout_state::{CanaryState, RolloutState};
 
 /// The shortest `tagwatch.dev/interval` a workload may ask for: registries are shared.
 pub const MIN_WORKLOAD_INTERVAL: Duration = Duration::from_secs(10);
+
+/// `tagwatch.dev/progress-deadline` when not given, and its bounds.
+pub const DEFAULT_PROGRESS_DEADLINE: Duration = Duration::from_secs(600);
+pub const PROGRESS_DEADLINE_RANGE: (Duration, Duration) =
+    (Duration::from_secs(10), Duration::from_secs(24 * 60 * 60));
 
 /// The longest `tagwatch.dev/interval` a workload may ask for; longer is an invalid annotation
 /// (a day is already longer than any sensible poll, and an unbounded one overflows the clock).
@@ -24,13 +30,61 @@ pub const MAX_WORKLOAD_INTERVAL: Duration = Duration::from_secs(24 * 60 * 60);
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct WorkloadId {
+    pub kind: Kind,
     pub namespace: String,
     pub name: String,
 }
 
+impl WorkloadId {
+    pub fn new(kind: Kind, namespace: &str, name: &str) -> WorkloadId {
+        WorkloadId {
+            kind,
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        }
+    }
+
+    /// A Deployment: the kind most commands default to.
+    pub fn deployment(namespace: &str, name: &str) -> WorkloadId {
+        WorkloadId::new(Kind::Deployment, namespace, name)
+    }
+
+    /// `NAMESPACE/NAME` (a Deployment) or `NAMESPACE/KIND/NAME` with any of kubectl's names for
+    /// the kind (`sts`, `statefulset`, `statefulsets`, ...).
+    pub fn parse(text: &str) -> Result<WorkloadId, String> {
+        let parts: Vec<&str> = text.split('/').collect();
+        let (kind, namespace, name) = match parts.as_slice() {
+            [namespace, name] => (Kind::Deployment, *namespace, *name),
+            [namespace, kind, name] => {
+                let kind = Kind::parse(kind).ok_or_else(|| {
+                    format!(
+                        "`{kind}` is not a kind tagwatch updates (deploy, sts, ds, cj, rollout)"
+                    )
+                })?;
+                (kind, *namespace, *name)
+            }
+            _ => {
+                return Err(format!(
+                    "`{text}` is not NAMESPACE/NAME or NAMESPACE/KIND/NAME"
+                ))
+            }
+        };
+        if namespace.is_empty() || name.is_empty() {
+            return Err(format!(
+                "`{text}` is not NAMESPACE/NAME or NAMESPACE/KIND/NAME"
+            ));
+        }
+        Ok(WorkloadId::new(kind, namespace, name))
+    }
+}
+
+/// `namespace/name` for a Deployment (as since the first release), `namespace/kind/name` else.
 impl fmt::Display for WorkloadId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
+        match self.kind {
+            Kind::Deployment => write!(f, "{}/{}", self.namespace, self.name),
+            kind => write!(f, "{}/{kind}/{}", self.namespace, self.name),
+        }
     }
 }
 
@@ -109,6 +163,8 @@ pub struct RolloutSettings {
     pub watching: Option<RolloutState>,
     /// Roll back automatically when the rollout passes its progress deadline.
     pub rollback: bool,
+    /// tagwatch's own progress deadline, for kinds without one of their own.
+    pub progress_deadline: Duration,
     pub history: Vec<history::Entry>,
 }
 
@@ -119,6 +175,7 @@ impl Default for RolloutSettings {
             canary_state: None,
             watching: None,
             rollback: true,
+            progress_deadline: DEFAULT_PROGRESS_DEADLINE,
             history: Vec::new(),
         }
     }

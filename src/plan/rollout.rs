@@ -1,7 +1,13 @@
 //! Watching a rollout tagwatch started: complete, still going, or stuck past its progress
 //! deadline (the Deployment controller's verdict, read from the `Progressing` condition).
 
-use k8s_openapi::api::apps::v1::Deployment;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::DynamicObject;
+
+use crate::discover::{Object, Source};
 
 use super::patch::ImageChange;
 use crate::model::rollout_state::RolloutState;
@@ -31,6 +37,109 @@ pub enum Progress {
     Stuck(String),
 }
 
+/// A rollout of any kind, judged from the object's status; for kinds without a progress deadline
+/// of their own (StatefulSet, DaemonSet), tagwatch's `deadline` counted from `started`.
+pub fn progress_of(object: &Object, started: &str, deadline: Duration, now: Timestamp) -> Progress {
+    let judged = match object {
+        Object::Deployment(d) => return progress(d),
+        Object::StatefulSet(s) => stateful_set(s),
+        Object::DaemonSet(d) => daemon_set(d),
+        // A CronJob's rollout is its next Job, watched by whoever can list Jobs: from the
+        // object alone, the template is all there is, and it is written.
+        Object::CronJob(_) => Progress::Complete,
+        Object::Rollout(r) => argo_rollout(r),
+    };
+    if judged != Progress::InProgress || !object.kind().needs_own_deadline() {
+        return judged;
+    }
+    let overdue = started
+        .parse::<Timestamp>()
+        .ok()
+        .map(|t| now.duration_since(t))
+        .and_then(|elapsed| Duration::try_from(elapsed).ok())
+        .is_some_and(|elapsed| elapsed > deadline);
+    if overdue {
+        Progress::Stuck(format!(
+            "not rolled out within {} (tagwatch.dev/progress-deadline)",
+            humantime::format_duration(deadline)
+        ))
+    } else {
+        judged
+    }
+}
+
+/// Every replica on the update revision and ready, the revisions equal (18, 21): a partition
+/// above zero is never complete.
+fn stateful_set(set: &StatefulSet) -> Progress {
+    let Some(status) = &set.status else {
+        return Progress::InProgress;
+    };
+    let spec = set.spec.as_ref();
+    let wanted = spec.and_then(|s| s.replicas).unwrap_or(1);
+    let partition = spec
+        .and_then(|s| s.update_strategy.as_ref())
+        .and_then(|u| u.rolling_update.as_ref())
+        .and_then(|r| r.partition)
+        .unwrap_or(0);
+    let observed = status.observed_generation.unwrap_or(0) >= set.metadata.generation.unwrap_or(0);
+    let revisions =
+        status.update_revision.is_some() && status.update_revision == status.current_revision;
+    let count = |v: Option<i32>| v.unwrap_or(0);
+    if observed
+        && partition == 0
+        && (revisions || wanted == 0)
+        && count(status.updated_replicas) >= wanted
+        && status.ready_replicas.unwrap_or(0) >= wanted
+    {
+        Progress::Complete
+    } else {
+        Progress::InProgress
+    }
+}
+
+/// Every scheduled pod updated and none unavailable (22).
+fn daemon_set(set: &DaemonSet) -> Progress {
+    let Some(status) = &set.status else {
+        return Progress::InProgress;
+    };
+    let observed = status.observed_generation.unwrap_or(0) >= set.metadata.generation.unwrap_or(0);
+    if observed
+        && status.updated_number_scheduled.unwrap_or(0) >= status.desired_number_scheduled
+        && status.number_unavailable.unwrap_or(0) == 0
+    {
+        Progress::Complete
+    } else {
+        Progress::InProgress
+    }
+}
+
+/// Argo's verdict: `Healthy` done, `Degraded` failed (its controller has aborted the update).
+fn argo_rollout(rollout: &DynamicObject) -> Progress {
+    let status = rollout.data.get("status");
+    let phase = status.and_then(|s| s.get("phase")).and_then(|p| p.as_str());
+    // Argo reports the generation it acted on as a string.
+    let observed = status
+        .and_then(|s| s.get("observedGeneration"))
+        .and_then(|g| {
+            g.as_str()
+                .map(str::to_string)
+                .or_else(|| g.as_i64().map(|n| n.to_string()))
+        });
+    let current = rollout.metadata.generation.map(|g| g.to_string());
+    match phase {
+        Some("Degraded") => Progress::Stuck(
+            status
+                .and_then(|s| s.get("message"))
+                .and_then(|m| m.as_str())
+                .unwrap_or("the Rollout is Degraded")
+                .to_string(),
+        ),
+        Some("Healthy") if observed.is_none() || observed == current => Progress::Complete,
+        _ => Progress::InProgress,
+    }
+}
+
+/// A Deployment's rollout, as the Deployment controller reports it.
 pub fn progress(deployment: &Deployment) -> Progress {
     let Some(status) = &deployment.status else {
         return Progress::InProgress;

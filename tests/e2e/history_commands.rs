@@ -282,7 +282,10 @@ async fn refusals_exit_2_with_a_message_and_write_nothing() {
         &["rollback", &format!("{ns}/missing"), "--to", "1.0.0"],
         &format!("deployment {ns}/missing not found"),
     );
-    refused(&["history", "web"], "is not NAMESPACE/DEPLOYMENT");
+    refused(
+        &["history", "web"],
+        "is not NAMESPACE/NAME or NAMESPACE/KIND/NAME",
+    );
     refused(
         &["rollback", &format!("{ns}/canary"), "--to", "0"],
         "a canary is in progress",

@@ -465,7 +465,8 @@ async fn check_canaries(cluster: &TestCluster, ctx: &Context) -> Vec<Step> {
     for name in ["starting", "stopping"] {
         let primary = get(cluster, &cluster.namespace, name).await;
         let workload = tagwatch::discover::workload(&primary).expect("opted in");
-        steps.push(Rollouts { ctx }.check(&workload, &primary, None).await);
+        let object = tagwatch::discover::Object::from(primary);
+        steps.push(Rollouts { ctx }.check(&workload, &object, None).await);
     }
     steps
 }

@@ -12,6 +12,7 @@ use kube::Api;
 use serde_json::json;
 use tagwatch::act::Context;
 use tagwatch::control::Poller;
+use tagwatch::discover::Object;
 use tagwatch::leader::Leadership;
 use tagwatch::metrics::Metrics;
 use tagwatch::registry::fanout::Fanout;
@@ -170,13 +171,59 @@ pub async fn set_image(cluster: &TestCluster, namespace: &str, name: &str, image
         .expect("set image");
 }
 
-/// Every Deployment in `namespaces`, as the reflector would hold them.
-pub async fn snapshot(cluster: &TestCluster, namespaces: &[&str]) -> Vec<Arc<Deployment>> {
+/// Every workload of every kind in `namespaces`, as the reflectors would hold them.
+pub async fn snapshot(cluster: &TestCluster, namespaces: &[&str]) -> Vec<Object> {
+    use k8s_openapi::api::apps::v1::{DaemonSet, StatefulSet};
+    use k8s_openapi::api::batch::v1::CronJob;
     let mut all = Vec::new();
     for ns in namespaces {
-        let api: Api<Deployment> = Api::namespaced(cluster.client.clone(), ns);
-        let list = api.list(&ListParams::default()).await.expect("list");
-        all.extend(list.items.into_iter().map(Arc::new));
+        let client = cluster.client.clone();
+        let params = ListParams::default();
+        let deployments = Api::<Deployment>::namespaced(client.clone(), ns);
+        all.extend(
+            deployments
+                .list(&params)
+                .await
+                .expect("list")
+                .items
+                .into_iter()
+                .map(Object::from),
+        );
+        let sets = Api::<StatefulSet>::namespaced(client.clone(), ns);
+        all.extend(
+            sets.list(&params)
+                .await
+                .expect("list")
+                .items
+                .into_iter()
+                .map(Object::from),
+        );
+        let daemons = Api::<DaemonSet>::namespaced(client.clone(), ns);
+        all.extend(
+            daemons
+                .list(&params)
+                .await
+                .expect("list")
+                .items
+                .into_iter()
+                .map(Object::from),
+        );
+        let jobs = Api::<CronJob>::namespaced(client.clone(), ns);
+        all.extend(
+            jobs.list(&params)
+                .await
+                .expect("list")
+                .items
+                .into_iter()
+                .map(Object::from),
+        );
+        // Argo Rollouts only where their CRD is installed.
+        let resource =
+            tagwatch::discover::object::api_resource(tagwatch::model::kind::Kind::Rollout);
+        let rollouts = Api::<kube::api::DynamicObject>::namespaced_with(client, ns, &resource);
+        if let Ok(list) = rollouts.list(&params).await {
+            all.extend(list.items.into_iter().map(|r| Object::Rollout(Arc::new(r))));
+        }
     }
     all
 }
