@@ -16,23 +16,22 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use kube::runtime::events::EventType;
 use tokio::sync::mpsc;
 
-use crate::act::rollouts::{Rollouts, Step};
+use crate::act::rollouts::Step;
+use crate::act::runner::{Runner, Writer};
 use crate::act::tasks::{
-    self, Applied, ApplyJob, Checked, Fingerprint, Finished, Listed, ListingKey, WriteOutcome,
-    TASK_TIMEOUT,
+    self, Applied, Checked, Fingerprint, Finished, Listed, ListingKey, WriteOutcome,
 };
-use crate::act::write::{publish, reference};
+use crate::act::write::reference;
 use crate::act::Context;
 use crate::discover::{self, Object, Source};
 use crate::model::image::Repository;
 use crate::model::policy::Policy;
 use crate::model::workload::{Workload, WorkloadId};
+use crate::plan::actions::{self, Action};
 use crate::plan::schedule::Schedule;
 use crate::plan::update::{self, Inputs, Outcome, WorkloadPlan};
-use crate::registry::alias_tags::Confirmed;
 use crate::registry::{Login, RegistryError};
 
 /// How often canaries and rollouts in progress are looked at.
@@ -86,8 +85,6 @@ pub struct Poller {
     /// The workloads of the last turn.
     workloads: Vec<Arc<Workload>>,
     logins: HashMap<WorkloadId, Logins>,
-    /// Alias tags confirmed in the registry, so a steady repository costs no alias request.
-    confirmed: Arc<tokio::sync::Mutex<Confirmed>>,
     /// Work in flight: a key is listed, a workload written or checked, a repository's aliases
     /// synced, by at most one task at a time.
     listing: HashSet<ListingKey>,
@@ -111,13 +108,23 @@ pub struct Poller {
     since: k8s_openapi::jiff::Timestamp,
     /// Problems already reported per workload, so each is reported once, not every round.
     reported: HashMap<WorkloadId, BTreeSet<(&'static str, String)>>,
-    /// `tagwatch plan`: list and decide, never write, publish or sync aliases.
-    dry: bool,
+    /// Performs what the loop decides; None for `tagwatch plan`, which cannot write.
+    runner: Option<Runner>,
+    /// Actions decided without a runner, for `tagwatch plan` to print.
+    actions: Vec<Action>,
     report: RoundReport,
 }
 
 impl Poller {
-    pub fn new(ctx: Arc<Context>) -> Poller {
+    /// The service's poller: decisions are performed by a runner writing through `writer`.
+    pub fn new(ctx: Arc<Context>, writer: Arc<Writer>) -> Poller {
+        let mut poller = Poller::read_only(ctx);
+        poller.runner = Some(Runner::new(poller.ctx.clone(), writer, poller.tx.clone()));
+        poller
+    }
+
+    /// A poller that lists and decides but has no way to write: `tagwatch plan`.
+    pub fn read_only(ctx: Arc<Context>) -> Poller {
         let (tx, rx) = mpsc::channel(FINISHED_QUEUE);
         Poller {
             ctx,
@@ -131,7 +138,6 @@ impl Poller {
             discovered: HashMap::new(),
             workloads: Vec::new(),
             logins: HashMap::new(),
-            confirmed: Arc::default(),
             listing: HashSet::new(),
             writing: HashSet::new(),
             checking: HashSet::new(),
@@ -145,7 +151,8 @@ impl Poller {
             timed: HashSet::new(),
             since: k8s_openapi::jiff::Timestamp::now(),
             reported: HashMap::new(),
-            dry: false,
+            runner: None,
+            actions: Vec::new(),
             report: RoundReport::default(),
         }
     }
@@ -238,9 +245,7 @@ impl Poller {
     async fn turn_with(&mut self, deployments: &[Object], all: bool, check_now: bool) {
         let workloads = self.discover(deployments);
         self.workloads = workloads.clone();
-        if !self.dry {
-            self.report_problems(&workloads);
-        }
+        self.report_problems(&workloads);
         self.ctx
             .metrics
             .workloads_watched
@@ -329,7 +334,6 @@ impl Poller {
     /// Read-only pass for `tagwatch plan`: lists every repository now (as each workload's own
     /// login) and plans every workload. Writes nothing to the cluster (no patch, no Event).
     pub async fn dry_run(&mut self, deployments: &[Object]) -> Vec<(Workload, WorkloadPlan)> {
-        self.dry = true;
         self.turn_with(deployments, true, false).await;
         self.drain(deployments, None).await;
         self.workloads
@@ -500,7 +504,7 @@ impl Poller {
                 refused_hosts.push((workload.clone(), refused));
             }
         }
-        if !self.dry {
+        {
             for (workload, messages) in refused_hosts {
                 let fresh = self.report_once(&workload, messages, "RegistryNotAllowed");
                 if fresh > 0 {
@@ -584,7 +588,7 @@ impl Poller {
                         }
                     }
                 }
-                if !self.dry {
+                {
                     self.maintain_aliases(&key, tags);
                     let users: Vec<Arc<Workload>> = self
                         .workloads
@@ -661,19 +665,16 @@ impl Poller {
             return;
         };
         let own = Login::new(self.ctx.secrets.own(&repo.registry));
-        if key.login != own || self.aliasing.contains(&repo) || !self.ctx.leadership.is_leader() {
+        if key.login != own || self.aliasing.contains(&repo) {
             return;
         }
-        self.aliasing.insert(repo.clone());
-        let failed = repo.clone();
-        tasks::spawn(
-            &self.tx,
-            &self.ctx.metrics,
-            "aliases",
-            Some(TASK_TIMEOUT),
-            tasks::sync_aliases(self.ctx.clone(), repo, levels, tags, self.confirmed.clone()),
-            move |_| Finished::Aliased(failed),
-        );
+        if self.act(Action::MoveAliases {
+            repo: repo.clone(),
+            levels,
+            tags,
+        }) {
+            self.aliasing.insert(repo);
+        }
     }
 
     fn update_backoff_gauges(&self) {
@@ -715,7 +716,7 @@ impl Poller {
             self.dirty.insert(id.clone());
             return;
         }
-        if self.dry || self.rollout_busy(workload) {
+        if self.rollout_busy(workload) {
             return;
         }
         self.report.planned += 1;
@@ -737,37 +738,19 @@ impl Poller {
             }
             return;
         }
-        // Only a canary needs the Deployment itself (its pod template): no scan otherwise.
+        // Only a canary needs the object itself (its pod template): no scan otherwise.
         let primary = workload
             .rollout
             .canary
             .as_ref()
             .and_then(|_| find(deployments, id))
             .cloned();
-        self.writing.insert(id.clone());
-        let job = ApplyJob {
-            workload: workload.clone(),
-            primary,
-            inputs,
-            plan,
+        let Some(action) = actions::for_plan(workload, primary, inputs, plan) else {
+            return;
         };
-        let failed = (id.clone(), rv);
-        tasks::spawn(
-            &self.tx,
-            &self.ctx.metrics,
-            "write",
-            Some(TASK_TIMEOUT),
-            tasks::apply(self.ctx.clone(), job),
-            move |why| {
-                Finished::Applied(Applied {
-                    id: failed.0.clone(),
-                    decided_at: failed.1.clone(),
-                    outcome: WriteOutcome::Retry(why.to_string()),
-                    conflicts: 0,
-                    fingerprint: tasks::Fingerprint::default(),
-                })
-            },
-        );
+        if self.act(action) {
+            self.writing.insert(id.clone());
+        }
     }
 
     fn applied(&mut self, applied: Applied, deployments: &[Object]) {
@@ -842,31 +825,16 @@ impl Poller {
             if self.checking.contains(&workload.id) || self.writing.contains(&workload.id) {
                 continue;
             }
-            if !self.ctx.leadership.is_leader() {
-                continue;
-            }
-            let Some(primary) = find(deployments, &workload.id).cloned() else {
+            let Some(object) = find(deployments, &workload.id).cloned() else {
                 continue;
             };
-            self.checking.insert(workload.id.clone());
-            let failed = (
-                workload.id.clone(),
-                rollout.watching.as_ref().map(|w| w.started.clone()),
-            );
-            tasks::spawn(
-                &self.tx,
-                &self.ctx.metrics,
-                "check",
-                Some(TASK_TIMEOUT),
-                tasks::check(self.ctx.clone(), workload.clone(), primary),
-                move |_| {
-                    Finished::Checked(Checked {
-                        id: failed.0.clone(),
-                        started: failed.1.clone(),
-                        step: Step::Waiting,
-                    })
-                },
-            );
+            let check = Action::CheckRollout {
+                workload: workload.clone(),
+                object,
+            };
+            if self.act(check) {
+                self.checking.insert(workload.id.clone());
+            }
         }
         self.ctx.metrics.canaries_in_progress.set(canaries);
         self.next_check = pending.then(|| Instant::now() + ROLLOUT_CHECK);
@@ -876,7 +844,7 @@ impl Poller {
     /// Looks for tagwatch's canaries that nothing records any more (opted out, state removed,
     /// primary gone), beside the loop.
     fn sweep(&mut self, deployments: &[Object]) {
-        if self.sweeping || self.dry || !self.ctx.leadership.is_leader() {
+        if self.sweeping {
             return;
         }
         let any_canary = deployments.iter().any(|d| {
@@ -888,25 +856,39 @@ impl Poller {
         if !any_canary {
             return;
         }
-        self.sweeping = true;
-        tasks::spawn(
-            &self.tx,
-            &self.ctx.metrics,
-            "check",
-            Some(TASK_TIMEOUT),
-            tasks::sweep(
-                self.ctx.clone(),
-                self.workloads.clone(),
-                deployments
-                    .iter()
-                    .filter_map(|o| match o {
-                        Object::Deployment(d) => Some(d.clone()),
-                        _ => None,
-                    })
-                    .collect(),
-            ),
-            |_| Finished::Swept(true),
-        );
+        let sweep = Action::SweepCanaries {
+            workloads: self.workloads.clone(),
+            deployments: deployments
+                .iter()
+                .filter_map(|o| match o {
+                    Object::Deployment(d) => Some(d.clone()),
+                    _ => None,
+                })
+                .collect(),
+        };
+        if self.act(sweep) {
+            self.sweeping = true;
+        }
+    }
+
+    /// Hands an action to the runner; true when a task was started for it. Without a runner
+    /// (`tagwatch plan`) the action is only collected, to be printed.
+    fn act(&mut self, action: Action) -> bool {
+        match &self.runner {
+            Some(runner) => {
+                runner.run(action);
+                true
+            }
+            None => {
+                self.actions.push(action);
+                false
+            }
+        }
+    }
+
+    /// The actions decided without a runner, in order.
+    pub fn take_actions(&mut self) -> Vec<Action> {
+        std::mem::take(&mut self.actions)
     }
 
     fn checked(&mut self, checked: Checked, deployments: &[Object]) {
@@ -926,7 +908,7 @@ impl Poller {
                     .parse::<k8s_openapi::jiff::Timestamp>()
                     .is_ok_and(|t| t >= self.since);
                 if ours && self.timed.insert((id.clone(), started.clone())) {
-                    Rollouts { ctx: &self.ctx }.observe_duration(&started);
+                    crate::act::rollouts::observe_duration(&self.ctx.metrics, &started);
                 }
                 self.settled.insert((id.clone(), started));
                 self.decide_again(&id, deployments);
@@ -993,22 +975,13 @@ impl Poller {
             .into_iter()
             .filter(|m| reported.insert((reason, m.clone())))
             .collect();
-        let reference = reference(&workload.id, workload.uid.as_deref());
+        let regarding = reference(&workload.id, workload.uid.as_deref());
         for message in &fresh {
             tracing::warn!(workload = %workload.id, reason, problem = %message, "workload (partly) skipped");
-            let recorder = self.ctx.recorder.clone();
-            let reference = reference.clone();
-            let message = message.clone();
-            tokio::spawn(async move {
-                publish(
-                    &recorder,
-                    &reference,
-                    EventType::Warning,
-                    reason,
-                    "Skip",
-                    message,
-                )
-                .await;
+            self.act(Action::Publish {
+                regarding: regarding.clone(),
+                reason,
+                note: message.clone(),
             });
         }
         fresh.len()

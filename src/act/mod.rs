@@ -1,17 +1,16 @@
-//! Everything that writes, and the reads a decision about a rollout needs: the guarded writes of
+//! Everything that writes (through [`runner::Writer`], the one fence on leadership), and the reads a decision about a rollout needs: the guarded writes of
 //! planned changes, Events, canary objects, rollout checks, Prometheus queries, and the tasks the
 //! control loop runs them in.
 
 pub mod prometheus;
 pub mod rollouts;
+pub mod runner;
 pub mod tasks;
 pub mod write;
 
-use kube::runtime::events::Recorder;
 use kube::Client;
 use std::time::Duration;
 
-use crate::leader::Leadership;
 use crate::metrics::Metrics;
 use crate::model::image::Repository;
 use crate::plan::alias_tags::Levels;
@@ -20,16 +19,14 @@ use crate::registry::fanout::Fanout;
 use crate::registry::pull_secrets::PullSecrets;
 use prometheus::PrometheusClient;
 
-/// The handles every write and read needs, built once in `app`/`commands::run`.
+/// What the loop and its tasks read with, built once in `commands::run` (writes go through a
+/// [`runner::Writer`] instead).
 pub struct Context {
     pub client: Client,
     pub fanout: Fanout,
     pub secrets: PullSecrets,
     pub metrics: Metrics,
-    pub recorder: Recorder,
     pub default_interval: Duration,
-    /// Writes happen only while this says leader.
-    pub leadership: Leadership,
     /// Repositories whose alias tags are kept on the newest release.
     pub aliases: Vec<(Repository, Levels)>,
     /// Where canary queries are evaluated.
@@ -38,6 +35,8 @@ pub struct Context {
     pub allowed_registries: Option<AllowList>,
     /// Versions already reported as waiting for a `<name>-canary` that is not tagwatch's.
     pub taken_names: crate::act::rollouts::TakenNames,
+    /// Alias tags confirmed in the registry, so a steady repository costs no alias request.
+    pub confirmed: std::sync::Arc<tokio::sync::Mutex<crate::registry::alias_tags::Confirmed>>,
 }
 
 impl Context {

@@ -19,7 +19,8 @@ use kube::Api;
 use crate::discover::Object;
 
 use crate::act::prometheus::PrometheusClient;
-use crate::act::write::{now, patch_workload, publish, reference, write_guarded, ApplyError};
+use crate::act::runner::{Fenced, Writer};
+use crate::act::write::{now, reference, ApplyError};
 use crate::act::Context;
 use crate::discover;
 use crate::model::annotations as keys;
@@ -99,6 +100,8 @@ impl TakenNames {
 
 pub struct Rollouts<'a> {
     pub ctx: &'a Context,
+    /// Every write goes through it: the runner's one fence on leadership.
+    pub writer: &'a Writer,
 }
 
 impl Rollouts<'_> {
@@ -345,7 +348,7 @@ impl Rollouts<'_> {
                     return Step::Waiting;
                 }
                 if let Some(watching) = &workload.rollout.watching {
-                    self.observe_duration(&watching.started);
+                    observe_duration(&self.ctx.metrics, &watching.started);
                 }
                 self.ctx
                     .metrics
@@ -581,7 +584,7 @@ impl Rollouts<'_> {
             if runs(&existing, &state.images) {
                 return Ok(existing);
             }
-            let leader = self.ctx.leadership.is_leader();
+            let leader = self.still_leader();
             if let (Some(uid), true) = (existing.metadata.uid.as_deref(), leader) {
                 delete_exact(&api, &name, uid).await?;
             }
@@ -640,26 +643,15 @@ impl Rollouts<'_> {
         changes: &[ImageChange],
         state: &State,
     ) -> Result<DynamicObject, ApplyError> {
-        if !self.still_leader() {
-            return Err(ApplyError::NotLeader {
-                workload: workload.id.clone(),
-            });
-        }
-        write_guarded(&self.ctx.client, workload, changes, state).await
+        self.writer
+            .write_guarded(workload, changes, state, Fenced::Canary)
+            .await
     }
 
-    /// Whether this replica still leads, checked immediately before a canary write; a lapsed
-    /// lease is counted (`canaries_total{result="skipped",reason="not_leader"}`).
+    /// Whether this replica still leads, asked of the writer immediately before a canary is
+    /// created or deleted (a lapsed lease is counted there).
     fn still_leader(&self) -> bool {
-        let leader = self.ctx.leadership.is_leader();
-        if !leader {
-            self.ctx
-                .metrics
-                .canaries
-                .with_label_values(&["skipped", "not_leader"])
-                .inc();
-        }
-        leader
+        self.writer.may_write(Fenced::Canary)
     }
 
     fn canary_api(&self, workload: &Workload) -> Api<Deployment> {
@@ -744,13 +736,15 @@ impl Rollouts<'_> {
             .as_ref()
             .and_then(|p| p.metadata.resource_version.as_deref());
         if let (true, Some(version)) = (removal.clear_state, primary_version) {
-            if !self.ctx.leadership.is_leader() {
-                return Ok(());
-            }
             let patch = patch::remove_annotation(keys::CANARY_STATE, version);
-            patch_workload(&self.ctx.client, &id, patch).await?;
+            match self.writer.patch(&id, patch, Fenced::Canary).await {
+                Err(ApplyError::NotLeader { .. }) => return Ok(()),
+                other => {
+                    other?;
+                }
+            }
         }
-        if !self.ctx.leadership.is_leader() {
+        if !self.still_leader() {
             return Ok(());
         }
         let deleted = delete_exact(&api, &removal.canary, &removal.canary_uid)
@@ -775,15 +769,15 @@ impl Rollouts<'_> {
                 ""
             };
             let reference = reference(&id, primary.metadata.uid.as_deref());
-            publish(
-                &self.ctx.recorder,
-                &reference,
-                EventType::Normal,
-                "CanaryRemoved",
-                "Rollout",
-                format!("canary {} removed: {why}{cleared}", removal.canary),
-            )
-            .await;
+            self.writer
+                .publish(
+                    &reference,
+                    EventType::Normal,
+                    "CanaryRemoved",
+                    "Rollout",
+                    format!("canary {} removed: {why}{cleared}", removal.canary),
+                )
+                .await;
         }
         Ok(())
     }
@@ -804,28 +798,11 @@ impl Rollouts<'_> {
             .collect())
     }
 
-    pub fn observe_duration(&self, started: &str) {
-        let seconds = started
-            .parse::<Timestamp>()
-            .ok()
-            .map(|t| Timestamp::now().duration_since(t).as_secs_f64())
-            .filter(|s| *s >= 0.0);
-        if let Some(seconds) = seconds {
-            self.ctx.metrics.rollout_duration.observe(seconds);
-        }
-    }
-
     async fn event(&self, workload: &Workload, type_: EventType, reason: &str, note: String) {
         let reference = reference(&workload.id, workload.uid.as_deref());
-        publish(
-            &self.ctx.recorder,
-            &reference,
-            type_,
-            reason,
-            "Rollout",
-            note,
-        )
-        .await;
+        self.writer
+            .publish(&reference, type_, reason, "Rollout", note)
+            .await;
     }
 }
 
@@ -909,4 +886,16 @@ fn describe(images: &BTreeMap<String, String>) -> String {
         .map(|(c, i)| format!("{c}={i}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// From tagwatch's patch to the rollout's completion, into the duration histogram.
+pub fn observe_duration(metrics: &crate::metrics::Metrics, started: &str) {
+    let seconds = started
+        .parse::<Timestamp>()
+        .ok()
+        .map(|t| Timestamp::now().duration_since(t).as_secs_f64())
+        .filter(|s| *s >= 0.0);
+    if let Some(seconds) = seconds {
+        metrics.rollout_duration.observe(seconds);
+    }
 }

@@ -23,7 +23,8 @@ use crate::discover::Object;
 use tokio::sync::mpsc;
 
 use crate::act::rollouts::{Rollouts, Step};
-use crate::act::write::{now, patch_workload, publish, reference, write_guarded, ApplyError};
+use crate::act::runner::{Fenced, Writer};
+use crate::act::write::{now, reference, ApplyError};
 use crate::act::Context;
 use crate::discover;
 use crate::metrics::Metrics;
@@ -31,10 +32,11 @@ use crate::model::annotations as keys;
 use crate::model::history::{Entry, How};
 use crate::model::image::Repository;
 use crate::model::workload::{Workload, WorkloadId};
+use crate::plan::actions::UpdateJob;
 use crate::plan::alias_tags::Levels;
 use crate::plan::patch;
 use crate::plan::rollout;
-use crate::plan::update::{self, Digest, Inputs, WorkloadPlan};
+use crate::plan::update::{self, Digest, WorkloadPlan};
 use crate::registry::alias_tags::{Confirmed, Sync};
 use crate::registry::{Login, RegistryError};
 
@@ -198,31 +200,39 @@ pub async fn list(ctx: Arc<Context>, key: ListingKey, digest_tags: BTreeSet<Stri
 /// Alias tags of a freshly and completely listed maintained repository.
 pub async fn sync_aliases(
     ctx: Arc<Context>,
+    writer: Arc<Writer>,
     repo: Repository,
     levels: Levels,
     tags: Arc<Vec<String>>,
     confirmed: Arc<tokio::sync::Mutex<Confirmed>>,
 ) -> Finished {
-    if ctx.leadership.is_leader() {
-        let credentials = ctx.secrets.own(&repo.registry);
-        let sync = Sync {
-            client: ctx.fanout.client(),
-            metrics: &ctx.metrics,
-            credentials: &credentials,
-            dry_run: false,
-            leadership: &ctx.leadership,
-        };
-        let mut confirmed = confirmed.lock().await;
-        sync.run(&repo, &tags, levels, &mut confirmed).await;
-    }
+    let credentials = ctx.secrets.own(&repo.registry);
+    let may_write = || writer.may_write(Fenced::Alias);
+    let sync = Sync {
+        client: ctx.fanout.client(),
+        metrics: &ctx.metrics,
+        credentials: &credentials,
+        dry_run: false,
+        may_write: &may_write,
+    };
+    let mut confirmed = confirmed.lock().await;
+    sync.run(&repo, &tags, levels, &mut confirmed).await;
     Finished::Aliased(repo)
 }
 
 /// A canary or a watched rollout, looked at once.
-pub async fn check(ctx: Arc<Context>, workload: Arc<Workload>, primary: Object) -> Finished {
-    let step = Rollouts { ctx: &ctx }
-        .check(&workload, &primary, ctx.prometheus.as_ref())
-        .await;
+pub async fn check(
+    ctx: Arc<Context>,
+    writer: Arc<Writer>,
+    workload: Arc<Workload>,
+    primary: Object,
+) -> Finished {
+    let step = Rollouts {
+        ctx: &ctx,
+        writer: &writer,
+    }
+    .check(&workload, &primary, ctx.prometheus.as_ref())
+    .await;
     Finished::Checked(Checked {
         id: workload.id.clone(),
         started: workload
@@ -237,29 +247,24 @@ pub async fn check(ctx: Arc<Context>, workload: Arc<Workload>, primary: Object) 
 /// Removes tagwatch's canaries that nothing records any more (see [`Rollouts::remove_orphans`]).
 pub async fn sweep(
     ctx: Arc<Context>,
+    writer: Arc<Writer>,
     workloads: Vec<Arc<Workload>>,
     deployments: Vec<Arc<Deployment>>,
 ) -> Finished {
-    let left = Rollouts { ctx: &ctx }
-        .remove_orphans(&workloads, &deployments)
-        .await;
+    let left = Rollouts {
+        ctx: &ctx,
+        writer: &writer,
+    }
+    .remove_orphans(&workloads, &deployments)
+    .await;
     Finished::Swept(left)
 }
 
-/// What an apply task needs: the workload as decided on, its own listings, and the plan.
-pub struct ApplyJob {
-    pub workload: Arc<Workload>,
-    /// The object itself, for a canary (its pod template).
-    pub primary: Option<Object>,
-    pub inputs: Inputs,
-    pub plan: WorkloadPlan,
-}
-
-pub async fn apply(ctx: Arc<Context>, job: ApplyJob) -> Finished {
+pub async fn apply(ctx: Arc<Context>, writer: Arc<Writer>, job: UpdateJob) -> Finished {
     let id = job.workload.id.clone();
     let decided_at = job.workload.resource_version.clone();
     let fingerprint = fingerprint(&job.workload, &job.plan);
-    let (outcome, conflicts) = write_until_settled(&ctx, job).await;
+    let (outcome, conflicts) = write_until_settled(&ctx, &writer, job).await;
     Finished::Applied(Applied {
         id,
         decided_at,
@@ -279,8 +284,12 @@ enum WriteError {
 
 /// Writes the plan; on a conflict reads that one Deployment again and decides again at once, so
 /// status churn during a rollout costs a retry, not a round, and a person's edit always wins.
-async fn write_until_settled(ctx: &Context, job: ApplyJob) -> (WriteOutcome, usize) {
-    let ApplyJob {
+async fn write_until_settled(
+    ctx: &Context,
+    writer: &Writer,
+    job: UpdateJob,
+) -> (WriteOutcome, usize) {
+    let UpdateJob {
         mut workload,
         mut primary,
         inputs,
@@ -288,7 +297,7 @@ async fn write_until_settled(ctx: &Context, job: ApplyJob) -> (WriteOutcome, usi
     } = job;
     let mut conflicts = 0;
     loop {
-        match write(ctx, &workload, primary.as_ref(), &plan).await {
+        match write(ctx, writer, &workload, primary.as_ref(), &plan).await {
             Ok(outcome) => return (outcome, conflicts),
             Err(WriteError::Refused(message)) => {
                 return (WriteOutcome::Refused(message), conflicts)
@@ -339,6 +348,7 @@ async fn read(client: &kube::Client, id: &WorkloadId) -> anyhow::Result<Option<O
 /// person's change) for `plan`, decided on `workload` exactly as read.
 async fn write(
     ctx: &Context,
+    writer: &Writer,
     workload: &Workload,
     primary: Option<&Object>,
     plan: &WorkloadPlan,
@@ -348,7 +358,7 @@ async fn write(
         return if plan.manual.is_empty() {
             Ok(WriteOutcome::Nothing)
         } else {
-            acknowledge(ctx, workload, plan).await
+            acknowledge(writer, workload, plan).await
         };
     }
     let mut digests = BTreeMap::new();
@@ -386,22 +396,13 @@ async fn write(
         primary.and_then(Object::as_deployment),
     ) {
         // A new version proves itself in a canary first; the primary is not touched yet.
-        return match (Rollouts { ctx })
+        return match (Rollouts { ctx, writer })
             .start_canary(workload, primary, spec, &changes)
             .await
         {
             Ok(()) => Ok(WriteOutcome::CanaryStarted),
             Err(error) => Err(write_error(workload, error)),
         };
-    }
-    // Checked at the last moment: leadership can lapse while digests are read.
-    if !ctx.leadership.is_leader() {
-        tracing::info!(workload = %workload.id, "not the leader any more: update left to the leader");
-        ctx.metrics
-            .updates
-            .with_label_values(&["skipped", "not_leader"])
-            .inc();
-        return Err(WriteError::Retry("not the leader".into()));
     }
     let mut state = state;
     record_update(workload, plan, &changes, &mut state);
@@ -411,7 +412,7 @@ async fn write(
         Some(&workload.annotations),
         workload.resource_version.as_deref(),
     );
-    match patch_workload(&ctx.client, &workload.id, patch).await {
+    match writer.patch(&workload.id, patch, Fenced::Update).await {
         Ok(_) => {
             for (change, p) in changes.iter().zip(pending.iter()) {
                 tracing::info!(
@@ -428,15 +429,15 @@ async fn write(
                     .inc();
             }
             let reference = reference(&workload.id, workload.uid.as_deref());
-            publish(
-                &ctx.recorder,
-                &reference,
-                EventType::Normal,
-                "ImageUpdated",
-                "Update",
-                patch::change_cause(&changes),
-            )
-            .await;
+            writer
+                .publish(
+                    &reference,
+                    EventType::Normal,
+                    "ImageUpdated",
+                    "Update",
+                    patch::change_cause(&changes),
+                )
+                .await;
             Ok(WriteOutcome::Updated {
                 containers: changes.len(),
                 complete,
@@ -470,13 +471,10 @@ fn write_error(workload: &Workload, error: ApplyError) -> WriteError {
 /// A person changed an image and nothing follows from it: record it (history, the version
 /// rolled back from as rejected, the image as the new baseline) in one guarded write, once.
 async fn acknowledge(
-    ctx: &Context,
+    writer: &Writer,
     workload: &Workload,
     plan: &WorkloadPlan,
 ) -> Result<WriteOutcome, WriteError> {
-    if !ctx.leadership.is_leader() {
-        return Err(WriteError::Retry("not the leader".into()));
-    }
     let mut state = plan.state.clone();
     let now = now();
     let seen = manual_entries(plan, &now)
@@ -485,7 +483,10 @@ async fn acknowledge(
     state.record(&workload.rollout.history, seen);
     // Whatever tagwatch was watching is not its rollout any more.
     state.extra.insert(keys::ROLLOUT.into(), None);
-    match write_guarded(&ctx.client, workload, &[], &state).await {
+    match writer
+        .write_guarded(workload, &[], &state, Fenced::Update)
+        .await
+    {
         Ok(_) => {
             for m in &plan.manual {
                 tracing::info!(workload = %workload.id, container = %m.container, from = %m.applied,

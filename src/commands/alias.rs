@@ -6,7 +6,6 @@ use std::io::Write;
 use crate::app;
 use crate::cli::{AliasArgs, Output};
 use crate::config::{FileConfig, RegistrySettings};
-use crate::leader::Leadership;
 use crate::metrics::Metrics;
 use crate::registry::alias_tags::{Action, AliasOutcome, Confirmed, Sync};
 
@@ -40,7 +39,8 @@ pub async fn alias(args: AliasArgs, file: FileConfig) -> anyhow::Result<u8> {
         metrics: &metrics,
         credentials: &credentials,
         // A one-off run by a person or CI, outside any election.
-        leadership: &Leadership::always(),
+        // A one-off command outside any election: it writes when asked to.
+        may_write: &|| true,
         dry_run: args.dry_run,
     };
     let outcomes = sync

@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use kube::runtime::events::{Recorder, Reporter};
 use serde::Serialize;
 
 use crate::act::Context;
@@ -12,7 +11,6 @@ use crate::config::{FileConfig, Settings};
 use crate::control::Poller;
 use crate::discover::watch::Workloads;
 use crate::discover::Object;
-use crate::leader::Leadership;
 use crate::metrics::Metrics;
 use crate::model::kind::Kind;
 use crate::plan::update::Outcome;
@@ -28,6 +26,9 @@ pub struct Row {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tag: Option<String>,
     pub reason: String,
+    /// What `tagwatch run` would do for this workload now (never done here).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<String>,
 }
 
 pub async fn plan(args: PlanArgs, file: FileConfig) -> anyhow::Result<()> {
@@ -41,23 +42,15 @@ pub async fn plan(args: PlanArgs, file: FileConfig) -> anyhow::Result<()> {
         fanout: app::fanout(&settings.registries, metrics.clone())?,
         secrets: PullSecrets::new(client.clone(), credentials),
         metrics,
-        // Never used: a dry run publishes nothing.
-        recorder: Recorder::new(
-            client,
-            Reporter {
-                controller: "tagwatch".into(),
-                instance: None,
-            },
-        ),
         default_interval: settings.interval,
-        // A dry run writes nothing whatever this says.
-        leadership: Leadership::always(),
         aliases: Vec::new(),
         prometheus: None,
         allowed_registries: settings.registries.allowed_registries.clone(),
+        confirmed: Default::default(),
         taken_names: Default::default(),
     });
-    let mut poller = Poller::new(ctx);
+    // Read-only by construction: no writer, so no action is ever performed, only printed.
+    let mut poller = Poller::read_only(ctx);
     let plans = poller.dry_run(&deployments).await;
     let mut rows = Vec::new();
     for (workload, plan) in &plans {
@@ -69,6 +62,7 @@ pub async fn plan(args: PlanArgs, file: FileConfig) -> anyhow::Result<()> {
                 decision: "invalid",
                 tag: None,
                 reason: format!("{}: {}", problem.field, problem.reason),
+                actions: Vec::new(),
             });
         }
         for ((name, outcome), container) in plan.outcomes.iter().zip(&workload.containers) {
@@ -92,12 +86,30 @@ pub async fn plan(args: PlanArgs, file: FileConfig) -> anyhow::Result<()> {
                 decision,
                 tag,
                 reason,
+                actions: Vec::new(),
             });
         }
     }
+    // The same actions `run` would hand its runner; here there is none, so they are only shown.
+    let actions = poller.take_actions();
+    for row in &mut rows {
+        row.actions = actions
+            .iter()
+            .filter(|a| a.concerns(&row.workload))
+            .map(ToString::to_string)
+            .collect();
+    }
     match args.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
-        Output::Table => print_table(&rows),
+        Output::Table => {
+            print_table(&rows);
+            if !actions.is_empty() {
+                println!("\nACTIONS (what `tagwatch run` would do; nothing was done)");
+                for action in &actions {
+                    println!("  {action}");
+                }
+            }
+        }
     }
     Ok(())
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use kube::runtime::events::{Recorder, Reporter};
 
 use crate::act::prometheus::PrometheusClient;
+use crate::act::runner::Writer;
 use crate::act::Context;
 use crate::app;
 use crate::cli::RunArgs;
@@ -107,9 +108,7 @@ pub async fn run(args: RunArgs, file: FileConfig) -> anyhow::Result<()> {
         fanout: app::fanout(&settings.registries, metrics.clone())?,
         secrets: PullSecrets::new(client.clone(), credentials),
         metrics: metrics.clone(),
-        recorder: Recorder::new(client.clone(), reporter),
         default_interval: settings.interval,
-        leadership: leadership.clone(),
         aliases: settings.aliases.clone(),
         prometheus: settings
             .prometheus_url
@@ -118,6 +117,7 @@ pub async fn run(args: RunArgs, file: FileConfig) -> anyhow::Result<()> {
             .transpose()
             .map_err(|e| anyhow::anyhow!("--prometheus-url: {e}"))?,
         allowed_registries: settings.registries.allowed_registries.clone(),
+        confirmed: Default::default(),
         taken_names: Default::default(),
     });
 
@@ -138,7 +138,13 @@ pub async fn run(args: RunArgs, file: FileConfig) -> anyhow::Result<()> {
         "discovery synced"
     );
 
-    let mut poller = Poller::new(ctx);
+    let writer = Arc::new(Writer::new(
+        client.clone(),
+        Recorder::new(client.clone(), reporter),
+        leadership.clone(),
+        metrics.clone(),
+    ));
+    let mut poller = Poller::new(ctx, writer);
     let Some(mut finished) = poller.take_events() else {
         anyhow::bail!("the poller's task channel is taken twice");
     };

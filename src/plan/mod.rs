@@ -1,5 +1,6 @@
 //! Pure planning: given workloads and tag lists, which updates?
 
+pub mod actions;
 pub mod alias_tags;
 pub mod canary;
 pub mod digest;

@@ -9,7 +9,6 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use crate::leader::Leadership;
 use crate::metrics::Metrics;
 use crate::model::image::Repository;
 use crate::plan::alias_tags::{self, Desired, Levels};
@@ -75,7 +74,8 @@ pub struct Sync<'a> {
     pub metrics: &'a Metrics,
     pub credentials: &'a Credentials,
     /// Alias writes are sent only while this says leader.
-    pub leadership: &'a Leadership,
+    /// Asked immediately before each push: only the leader writes (the runner's fence).
+    pub may_write: &'a (dyn Fn() -> bool + std::marker::Sync),
     pub dry_run: bool,
 }
 
@@ -159,7 +159,7 @@ impl Sync<'_> {
             return outcome;
         }
         // Checked at the last moment: the lease can lapse during the reads above.
-        if !self.leadership.is_leader() {
+        if !(self.may_write)() {
             tracing::info!(repository = %repo, alias = %desired.alias, target = %desired.target,
                 "not the leader any more: alias left to the leader");
             outcome.action = Action::NotLeader;

@@ -262,11 +262,12 @@ async fn maintain(
     };
     let credentials = Credentials::Anonymous;
     let tags = client.list_tags(&repo, &credentials).await.expect("tags");
+    let may_write = || leadership.is_leader();
     let sync = Sync {
         client: &client,
         metrics: &metrics,
         credentials: &credentials,
-        leadership,
+        may_write: &may_write,
         dry_run: false,
     };
     sync.run(&repo, &tags, Levels::MAJOR_MINOR, &mut Confirmed::default())

@@ -10,6 +10,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::Api;
 use tagwatch::act::rollouts::{Rollouts, Step};
+use tagwatch::act::runner::Writer;
 use tagwatch::act::Context;
 use tagwatch::config::LeaderSettings;
 use tagwatch::leader::{Elector, Leadership, Role};
@@ -403,34 +404,41 @@ async fn a_slow_renewal_counts_from_when_it_was_sent_not_from_its_answer() {
     );
 }
 
-/// A `Context` as `tagwatch run` builds it, with `leadership` deciding whether it may write.
+/// A `Context` and `Writer` as `tagwatch run` builds them, `leadership` deciding whether it may
+/// write.
 fn context(
     cluster: &TestCluster,
     leadership: Leadership,
     metrics: &prometheus::Registry,
-) -> Context {
+) -> (Context, Writer) {
     let metrics = Metrics::new(metrics).expect("metrics");
     let registry_client =
         RegistryClient::new(ClientOptions::default(), metrics.clone()).expect("registry client");
-    Context {
-        client: cluster.client.clone(),
-        fanout: Fanout::new(registry_client, 1, Default::default()),
-        secrets: PullSecrets::new(cluster.client.clone(), DockerConfig::default()),
-        metrics,
-        recorder: Recorder::new(
+    let writer = Writer::new(
+        cluster.client.clone(),
+        Recorder::new(
             cluster.client.clone(),
             Reporter {
                 controller: "tagwatch".into(),
                 instance: None,
             },
         ),
-        default_interval: Duration::from_secs(60),
         leadership,
+        metrics.clone(),
+    );
+    let ctx = Context {
+        client: cluster.client.clone(),
+        fanout: Fanout::new(registry_client, 1, Default::default()),
+        secrets: PullSecrets::new(cluster.client.clone(), DockerConfig::default()),
+        metrics,
+        default_interval: Duration::from_secs(60),
         aliases: Vec::new(),
         prometheus: None,
         allowed_registries: None,
         taken_names: Default::default(),
-    }
+        confirmed: Default::default(),
+    };
+    (ctx, writer)
 }
 
 /// A primary with a running canary recorded in its state; `on` keeps its canary annotation.
@@ -460,13 +468,14 @@ async fn canary_of(cluster: &TestCluster, name: &str) -> Option<Deployment> {
 }
 
 /// Looks once at each workload's canary, as the poller's rollout check does.
-async fn check_canaries(cluster: &TestCluster, ctx: &Context) -> Vec<Step> {
+async fn check_canaries(cluster: &TestCluster, (ctx, writer): &(Context, Writer)) -> Vec<Step> {
     let mut steps = Vec::new();
     for name in ["starting", "stopping"] {
         let primary = get(cluster, &cluster.namespace, name).await;
         let workload = tagwatch::discover::workload(&primary).expect("opted in");
         let object = tagwatch::discover::Object::from(primary);
-        steps.push(Rollouts { ctx }.check(&workload, &object, None).await);
+        let rollouts = Rollouts { ctx, writer };
+        steps.push(rollouts.check(&workload, &object, None).await);
     }
     steps
 }

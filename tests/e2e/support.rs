@@ -10,6 +10,7 @@ use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::Api;
 use serde_json::json;
+use tagwatch::act::runner::Writer;
 use tagwatch::act::Context;
 use tagwatch::control::Poller;
 use tagwatch::discover::Object;
@@ -283,24 +284,29 @@ pub fn poller_with(
         client: cluster.client.clone(),
         fanout: Fanout::new(client, 4, Default::default()),
         secrets: PullSecrets::new(cluster.client.clone(), fallback),
-        metrics,
-        recorder: Recorder::new(
+        metrics: metrics.clone(),
+        default_interval: Duration::from_secs(60),
+        aliases: Vec::new(),
+        prometheus: None,
+        allowed_registries: None,
+        taken_names: Default::default(),
+        confirmed: Default::default(),
+    };
+    adjust(&mut ctx);
+    let writer = Writer::new(
+        cluster.client.clone(),
+        Recorder::new(
             cluster.client.clone(),
             Reporter {
                 controller: "tagwatch".into(),
                 instance: None,
             },
         ),
-        default_interval: Duration::from_secs(60),
-        leadership: Leadership::always(),
-        aliases: Vec::new(),
-        prometheus: None,
-        allowed_registries: None,
-        taken_names: Default::default(),
-    };
-    adjust(&mut ctx);
+        Leadership::always(),
+        metrics,
+    );
     Harness {
-        poller: Poller::new(Arc::new(ctx)),
+        poller: Poller::new(Arc::new(ctx), Arc::new(writer)),
         registry,
     }
 }

@@ -34,7 +34,7 @@ async fn alias_at(registry: &Registry, repo: &str, alias: &str, version: &str) {
     .unwrap_or_else(|e| panic!("{e}"));
     wait::until(
         &format!("{repo}:{alias} → {version}"),
-        Duration::from_secs(10),
+        Duration::from_secs(30),
         || async {
             let now = registry.manifest_digest(repo, alias).await.ok().flatten();
             (now.as_deref() == Some(want.as_str())).then_some(())

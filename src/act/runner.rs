@@ -1,0 +1,234 @@
+//! The one runner of actions, and the one way to write.
+//!
+//! The control loop decides ([`crate::plan::actions::Action`]); the runner performs, each action
+//! in its own task with a timeout. Every write — a patch, a canary created or deleted, an alias
+//! tag pushed, an Event published — goes through a [`Writer`], which checks leadership
+//! immediately before the request is sent: leadership is checked here and nowhere else, and a
+//! command that has no `Writer` (`tagwatch plan`) cannot write by construction.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::api::DynamicObject;
+use kube::runtime::events::{EventType, Recorder};
+use kube::Client;
+use tokio::sync::mpsc;
+
+use super::tasks::{self, Applied, Checked, Fingerprint, Finished, WriteOutcome, TASK_TIMEOUT};
+use super::write::{self, ApplyError};
+use super::Context;
+use crate::act::rollouts::Step;
+use crate::leader::Leadership;
+use crate::metrics::Metrics;
+use crate::model::workload::{Workload, WorkloadId};
+use crate::plan::actions::Action;
+use crate::plan::patch::{ImageChange, State};
+
+/// What a write needs besides its payload: the client, Events, and whether this replica leads.
+pub struct Writer {
+    client: Client,
+    recorder: Recorder,
+    leadership: Leadership,
+    metrics: Metrics,
+}
+
+impl Writer {
+    pub fn new(
+        client: Client,
+        recorder: Recorder,
+        leadership: Leadership,
+        metrics: Metrics,
+    ) -> Writer {
+        Writer {
+            client,
+            recorder,
+            leadership,
+            metrics,
+        }
+    }
+
+    /// Whether a write may be sent now: checked immediately before each one, since a lease can
+    /// lapse while a task reads digests, pods or Prometheus. A refusal is counted as `what`
+    /// (`updates`, `canaries`, `aliases`, `events`).
+    pub fn may_write(&self, what: Fenced) -> bool {
+        let leader = self.leadership.is_leader();
+        if !leader {
+            match what {
+                Fenced::Update => self
+                    .metrics
+                    .updates
+                    .with_label_values(&["skipped", "not_leader"])
+                    .inc(),
+                Fenced::Canary => self
+                    .metrics
+                    .canaries
+                    .with_label_values(&["skipped", "not_leader"])
+                    .inc(),
+                Fenced::Alias | Fenced::Event => {}
+            }
+        }
+        leader
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// A JSON Patch to a workload, sent only while this replica leads.
+    pub async fn patch(
+        &self,
+        workload: &WorkloadId,
+        patch: json_patch::Patch,
+        what: Fenced,
+    ) -> Result<DynamicObject, ApplyError> {
+        if !self.may_write(what) {
+            return Err(ApplyError::NotLeader {
+                workload: workload.clone(),
+            });
+        }
+        write::patch_workload(&self.client, workload, patch).await
+    }
+
+    /// `changes` and `state` in one JSON Patch guarded by the resourceVersion decided on.
+    pub async fn write_guarded(
+        &self,
+        workload: &Workload,
+        changes: &[ImageChange],
+        state: &State,
+        what: Fenced,
+    ) -> Result<DynamicObject, ApplyError> {
+        if !self.may_write(what) {
+            return Err(ApplyError::NotLeader {
+                workload: workload.id.clone(),
+            });
+        }
+        write::write_guarded(&self.client, workload, changes, state).await
+    }
+
+    /// An Event on a workload; a follower publishes none. A failure is logged, never fatal.
+    pub async fn publish(
+        &self,
+        reference: &ObjectReference,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        if self.may_write(Fenced::Event) {
+            write::publish(&self.recorder, reference, type_, reason, action, note).await;
+        }
+    }
+}
+
+/// What a fenced write was, for the metric that counts a lapsed lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fenced {
+    Update,
+    Canary,
+    Alias,
+    Event,
+}
+
+/// Performs actions, each in its own task, reporting back on the loop's channel.
+#[derive(Clone)]
+pub struct Runner {
+    ctx: Arc<Context>,
+    writer: Arc<Writer>,
+    tx: mpsc::Sender<Finished>,
+}
+
+impl Runner {
+    pub fn new(ctx: Arc<Context>, writer: Arc<Writer>, tx: mpsc::Sender<Finished>) -> Runner {
+        Runner { ctx, writer, tx }
+    }
+
+    pub fn writer(&self) -> &Arc<Writer> {
+        &self.writer
+    }
+
+    pub fn run(&self, action: Action) {
+        let (ctx, writer) = (self.ctx.clone(), self.writer.clone());
+        match action {
+            Action::Update(job) | Action::RecordManual(job) => {
+                let failed = (
+                    job.workload.id.clone(),
+                    job.workload.resource_version.clone(),
+                );
+                tasks::spawn(
+                    &self.tx,
+                    &self.ctx.metrics,
+                    "write",
+                    Some(TASK_TIMEOUT),
+                    tasks::apply(ctx, writer, job),
+                    move |why| {
+                        Finished::Applied(Applied {
+                            id: failed.0.clone(),
+                            decided_at: failed.1.clone(),
+                            outcome: WriteOutcome::Retry(why.to_string()),
+                            conflicts: 0,
+                            fingerprint: Fingerprint::default(),
+                        })
+                    },
+                );
+            }
+            Action::CheckRollout { workload, object } => {
+                let failed = (
+                    workload.id.clone(),
+                    workload
+                        .rollout
+                        .watching
+                        .as_ref()
+                        .map(|w| w.started.clone()),
+                );
+                tasks::spawn(
+                    &self.tx,
+                    &self.ctx.metrics,
+                    "check",
+                    Some(TASK_TIMEOUT),
+                    tasks::check(ctx, writer, workload, object),
+                    move |_| {
+                        Finished::Checked(Checked {
+                            id: failed.0.clone(),
+                            started: failed.1.clone(),
+                            step: Step::Waiting,
+                        })
+                    },
+                );
+            }
+            Action::SweepCanaries {
+                workloads,
+                deployments,
+            } => tasks::spawn(
+                &self.tx,
+                &self.ctx.metrics,
+                "check",
+                Some(TASK_TIMEOUT),
+                tasks::sweep(ctx, writer, workloads, deployments),
+                |_| Finished::Swept(true),
+            ),
+            Action::MoveAliases { repo, levels, tags } => {
+                let failed = repo.clone();
+                let confirmed = self.ctx.confirmed.clone();
+                tasks::spawn(
+                    &self.tx,
+                    &self.ctx.metrics,
+                    "aliases",
+                    Some(TASK_TIMEOUT),
+                    tasks::sync_aliases(ctx, writer, repo, levels, tags, confirmed),
+                    move |_| Finished::Aliased(failed),
+                );
+            }
+            Action::Publish {
+                regarding,
+                reason,
+                note,
+            } => {
+                tokio::spawn(async move {
+                    writer
+                        .publish(&regarding, EventType::Warning, reason, "Skip", note)
+                        .await;
+                });
+            }
+        }
+    }
+}
