@@ -11,6 +11,7 @@ pub mod commands;
 pub mod config;
 pub mod control;
 pub mod discover;
+pub mod error;
 pub mod leader;
 pub mod metrics;
 pub mod model;

@@ -149,6 +149,266 @@ pub fn status_class(status: Option<u16>) -> &'static str {
     }
 }
 
+/// The `result` label of `tagwatch_updates_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdateResult {
+    Applied,
+    Failed,
+    Skipped,
+}
+
+impl UpdateResult {
+    pub const ALL: [UpdateResult; 3] = [
+        UpdateResult::Applied,
+        UpdateResult::Failed,
+        UpdateResult::Skipped,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            UpdateResult::Applied => "applied",
+            UpdateResult::Failed => "failed",
+            UpdateResult::Skipped => "skipped",
+        }
+    }
+}
+
+/// The `result` label of `tagwatch_canaries_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CanaryResult {
+    Started,
+    Promoted,
+    Failed,
+    /// The canary could not be created (its name is taken).
+    NotStarted,
+    Removed,
+    /// A create or delete not sent because the lease lapsed.
+    Skipped,
+}
+
+impl CanaryResult {
+    pub const ALL: [CanaryResult; 6] = [
+        CanaryResult::Started,
+        CanaryResult::Promoted,
+        CanaryResult::Failed,
+        CanaryResult::NotStarted,
+        CanaryResult::Removed,
+        CanaryResult::Skipped,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            CanaryResult::Started => "started",
+            CanaryResult::Promoted => "promoted",
+            CanaryResult::Failed => "failed",
+            CanaryResult::NotStarted => "not_started",
+            CanaryResult::Removed => "removed",
+            CanaryResult::Skipped => "skipped",
+        }
+    }
+}
+
+/// The `task` label of `tagwatch_panics_total`: the kinds of task whose panics are caught.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Task {
+    /// A repository's tag listing.
+    Listing,
+    /// A workload's write (digests, patch, Event).
+    Write,
+    /// A rollout or canary check.
+    Check,
+    /// An alias tag pass.
+    Aliases,
+    /// A step of the control loop.
+    Loop,
+    /// A webhook request.
+    Webhook,
+}
+
+impl Task {
+    pub const ALL: [Task; 6] = [
+        Task::Listing,
+        Task::Write,
+        Task::Check,
+        Task::Aliases,
+        Task::Loop,
+        Task::Webhook,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Task::Listing => "listing",
+            Task::Write => "write",
+            Task::Check => "check",
+            Task::Aliases => "aliases",
+            Task::Loop => "loop",
+            Task::Webhook => "webhook",
+        }
+    }
+}
+
+/// A `reason` label value. Every implementation gives values from a small fixed set (an error's
+/// or a skip's kind, or a [`Why`]), never per-workload detail.
+pub trait Reason {
+    fn label(&self) -> &'static str;
+}
+
+/// tagwatch's own reasons: the ones that are not an error's, a skip's or a canary removal's
+/// kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Why {
+    /// Applied: a newer version under the workload's policy.
+    Policy,
+    /// Applied: the newest version inside the alias the image follows.
+    Alias,
+    /// Applied: the tag's digest moved (the `digest` policy).
+    Digest,
+    /// Applied: a canary passed and the primary was updated.
+    Canary,
+    /// Skipped: a tagwatch annotation does not parse.
+    InvalidAnnotation,
+    /// Skipped: the registry is not in `allowedRegistries`.
+    NotAllowed,
+    /// Skipped: the lease lapsed before the write; nothing sent.
+    NotLeader,
+    /// Failed: the digest to pin could not be read.
+    DigestUnavailable,
+    /// Failed: the API server refused the write.
+    Refused,
+    /// Failed: the workload changed underneath.
+    Conflict,
+    /// Canary started for a new version.
+    NewVersion,
+    /// Canary promoted: it passed.
+    Passed,
+    /// Canary failed: its pods were not Ready in time.
+    NotReady,
+    /// Canary failed: a pod stopped being Ready during the bake.
+    Unready,
+    /// Canary failed: a pod restarted.
+    Restarts,
+    /// Canary failed: its Prometheus query.
+    Query,
+    /// Canary failed: canaries were turned off for the workload.
+    TurnedOff,
+    /// Canary failed: the primary's own rollout passed its progress deadline.
+    PrimaryRollout,
+    /// Canary not started: `<name>-canary` is someone else's.
+    NameTaken,
+    /// Rolled back: the rollout passed its progress deadline.
+    ProgressDeadline,
+}
+
+impl Why {
+    pub const ALL: [Why; 20] = [
+        Why::Policy,
+        Why::Alias,
+        Why::Digest,
+        Why::Canary,
+        Why::InvalidAnnotation,
+        Why::NotAllowed,
+        Why::NotLeader,
+        Why::DigestUnavailable,
+        Why::Refused,
+        Why::Conflict,
+        Why::NewVersion,
+        Why::Passed,
+        Why::NotReady,
+        Why::Unready,
+        Why::Restarts,
+        Why::Query,
+        Why::TurnedOff,
+        Why::PrimaryRollout,
+        Why::NameTaken,
+        Why::ProgressDeadline,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Why::Policy => "policy",
+            Why::Alias => "alias",
+            Why::Digest => "digest",
+            Why::Canary => "canary",
+            Why::InvalidAnnotation => "invalid_annotation",
+            Why::NotAllowed => "not_allowed",
+            Why::NotLeader => "not_leader",
+            Why::DigestUnavailable => "digest_unavailable",
+            Why::Refused => "refused",
+            Why::Conflict => "conflict",
+            Why::NewVersion => "new_version",
+            Why::Passed => "passed",
+            Why::NotReady => "not_ready",
+            Why::Unready => "unready",
+            Why::Restarts => "restarts",
+            Why::Query => "query",
+            Why::TurnedOff => "turned_off",
+            Why::PrimaryRollout => "primary_rollout",
+            Why::NameTaken => "name_taken",
+            Why::ProgressDeadline => "progress_deadline",
+        }
+    }
+
+    /// The reason with this label: a bridge for code that still carries labels as strings
+    /// (`Pending::reason`, `canary::Failure::kind`).
+    pub fn from_label(label: &str) -> Option<Why> {
+        Why::ALL.into_iter().find(|w| w.label() == label)
+    }
+}
+
+impl Reason for Why {
+    fn label(&self) -> &'static str {
+        Why::label(*self)
+    }
+}
+
+impl Reason for crate::registry::RegistryError {
+    fn label(&self) -> &'static str {
+        self.kind()
+    }
+}
+
+impl Reason for crate::act::write::ApplyError {
+    fn label(&self) -> &'static str {
+        self.kind()
+    }
+}
+
+impl Reason for crate::act::prometheus::QueryError {
+    fn label(&self) -> &'static str {
+        self.kind()
+    }
+}
+
+impl Reason for crate::plan::skip::SkipReason {
+    fn label(&self) -> &'static str {
+        self.kind()
+    }
+}
+
+impl Reason for crate::plan::canary::Orphaned {
+    fn label(&self) -> &'static str {
+        self.kind()
+    }
+}
+
+impl Reason for crate::plan::canary::Failure {
+    fn label(&self) -> &'static str {
+        self.kind
+    }
+}
+
+impl Reason for crate::plan::update::Pending {
+    fn label(&self) -> &'static str {
+        self.reason
+    }
+}
+
+impl Reason for crate::error::Error {
+    fn label(&self) -> &'static str {
+        self.metric_label()
+    }
+}
+
 impl Metrics {
     pub fn new(registry: &Registry) -> prometheus::Result<Metrics> {
         let registry_requests = IntCounterVec::new(
@@ -330,6 +590,35 @@ impl Metrics {
         self.registry_labels.configure(hosts);
     }
 
+    /// Counts one update decision in `tagwatch_updates_total{result, reason}`.
+    pub fn update(&self, result: UpdateResult, reason: &(impl Reason + ?Sized)) {
+        self.update_by(result, reason, 1);
+    }
+
+    /// Counts `count` update decisions alike (one per workload reported at once).
+    pub fn update_by(&self, result: UpdateResult, reason: &(impl Reason + ?Sized), count: u64) {
+        self.updates
+            .with_label_values(&[result.label(), reason.label()])
+            .inc_by(count);
+    }
+
+    /// Counts one canary event in `tagwatch_canaries_total{result, reason}`.
+    pub fn canary(&self, result: CanaryResult, reason: &(impl Reason + ?Sized)) {
+        self.canaries
+            .with_label_values(&[result.label(), reason.label()])
+            .inc();
+    }
+
+    /// Counts one caught panic in `tagwatch_panics_total{task}`.
+    pub fn panic(&self, task: Task) {
+        self.panics.with_label_values(&[task.label()]).inc();
+    }
+
+    /// Counts one automatic rollback in `tagwatch_rollbacks_total{reason}`.
+    pub fn rollback(&self, reason: &(impl Reason + ?Sized)) {
+        self.rollbacks.with_label_values(&[reason.label()]).inc();
+    }
+
     /// Metrics in a registry of their own: for commands and tests that do not serve `/metrics`.
     pub fn unregistered() -> prometheus::Result<Metrics> {
         Metrics::new(&Registry::new())
@@ -391,6 +680,183 @@ mod tests {
             r#"tagwatch_registry_requests_total{operation="token",registry="r:1",status="error"} 1"#
         ));
         assert!(text.contains("tagwatch_build_info{"));
+    }
+
+    /// The README's metrics table, row by row: the label values it documents.
+    const README: &str = include_str!("../README.md");
+
+    fn readme_row(metric: &str) -> &'static str {
+        let start = format!("| `{metric}` |");
+        README
+            .lines()
+            .find(|l| l.starts_with(&start))
+            .unwrap_or_else(|| panic!("README's metrics table has no row for {metric}"))
+    }
+
+    fn counted(registry: &Registry, sample: &str) -> bool {
+        render(registry).lines().any(|l| l == sample)
+    }
+
+    #[test]
+    fn typed_updates_give_the_documented_labels() {
+        use crate::act::write::ApplyError;
+        use crate::model::workload::WorkloadId;
+        use crate::plan::skip::SkipReason;
+        use crate::registry::RegistryError;
+        let id = || WorkloadId::deployment("ns", "web");
+        let refused = ApplyError::Refused {
+            workload: id(),
+            code: 403,
+            reason: "Forbidden".into(),
+            message: "no".into(),
+        };
+        let conflict = || ApplyError::Conflict {
+            workload: id(),
+            code: 409,
+        };
+        let conflicted = conflict();
+        let unauthorized = RegistryError::Unauthorized {
+            url: "https://r.io/v2/".into(),
+            status: 401,
+        };
+        let error = crate::error::Error::from(conflict());
+        #[rustfmt::skip]
+        let rows: Vec<(UpdateResult, &dyn Reason, &str, &str)> = vec![
+            // The README's examples.
+            (UpdateResult::Applied, &Why::Policy, "applied", "policy"),
+            (UpdateResult::Skipped, &Why::InvalidAnnotation, "skipped", "invalid_annotation"),
+            (UpdateResult::Skipped, &Why::NotAllowed, "skipped", "not_allowed"),
+            (UpdateResult::Skipped, &unauthorized, "skipped", "unauthorized"),
+            (UpdateResult::Skipped, &Why::NotLeader, "skipped", "not_leader"),
+            (UpdateResult::Failed, &Why::DigestUnavailable, "failed", "digest_unavailable"),
+            (UpdateResult::Failed, &conflicted, "failed", "conflict"),
+            (UpdateResult::Failed, &refused, "failed", "refused"),
+            // The other reasons counted today, unchanged.
+            (UpdateResult::Applied, &Why::Alias, "applied", "alias"),
+            (UpdateResult::Applied, &Why::Digest, "applied", "digest"),
+            (UpdateResult::Applied, &Why::Canary, "applied", "canary"),
+            (UpdateResult::Skipped, &SkipReason::PolicyOff, "skipped", "policy-off"),
+            (UpdateResult::Skipped, &SkipReason::MissingTag, "skipped", "missing-tag"),
+            (UpdateResult::Failed, &error, "failed", "conflict"),
+        ];
+        for (result, reason, result_label, reason_label) in rows {
+            let registry = Registry::new();
+            let metrics = Metrics::new(&registry).unwrap();
+            metrics.update(result, reason);
+            let sample = format!(
+                r#"tagwatch_updates_total{{reason="{reason_label}",result="{result_label}"}} 1"#
+            );
+            assert!(counted(&registry, &sample), "{sample}");
+        }
+        let registry = Registry::new();
+        let metrics = Metrics::new(&registry).unwrap();
+        metrics.update_by(UpdateResult::Skipped, &Why::InvalidAnnotation, 3);
+        assert!(counted(
+            &registry,
+            r#"tagwatch_updates_total{reason="invalid_annotation",result="skipped"} 3"#
+        ));
+        let row = readme_row("tagwatch_updates_total");
+        for result in UpdateResult::ALL {
+            assert!(row.contains(&format!("`{}`", result.label())), "{row}");
+        }
+        for example in [
+            "`applied`/`policy`",
+            "`skipped`/`invalid_annotation`",
+            "`skipped`/`not_allowed`",
+            "`skipped`/`unauthorized`",
+            "`skipped`/`not_leader`",
+            "`failed`/`digest_unavailable`",
+            "`failed`/`conflict`",
+            "`failed`/`refused`",
+        ] {
+            assert!(row.contains(example), "README lost {example}: {row}");
+        }
+    }
+
+    #[test]
+    fn typed_canaries_give_the_documented_labels() {
+        use crate::plan::canary::{Failure, Orphaned};
+        let failure = Failure {
+            kind: "query",
+            message: "query returned 3".into(),
+        };
+        #[rustfmt::skip]
+        let rows: Vec<(CanaryResult, &dyn Reason, &str, &str)> = vec![
+            (CanaryResult::Started, &Why::NewVersion, "started", "new_version"),
+            (CanaryResult::Promoted, &Why::Passed, "promoted", "passed"),
+            (CanaryResult::Failed, &Why::NotReady, "failed", "not_ready"),
+            (CanaryResult::Failed, &Why::Unready, "failed", "unready"),
+            (CanaryResult::Failed, &Why::Restarts, "failed", "restarts"),
+            (CanaryResult::Failed, &Why::Query, "failed", "query"),
+            (CanaryResult::Failed, &failure, "failed", "query"),
+            (CanaryResult::Failed, &Why::TurnedOff, "failed", "turned_off"),
+            (CanaryResult::Failed, &Why::PrimaryRollout, "failed", "primary_rollout"),
+            (CanaryResult::NotStarted, &Why::NameTaken, "not_started", "name_taken"),
+            (CanaryResult::Removed, &Orphaned::OptedOut, "removed", "opted_out"),
+            (CanaryResult::Removed, &Orphaned::StateRemoved, "removed", "state_removed"),
+            (CanaryResult::Removed, &Orphaned::InvalidAnnotation, "removed", "invalid_annotation"),
+            (CanaryResult::Removed, &Orphaned::PrimaryDeleted, "removed", "primary_deleted"),
+            (CanaryResult::Removed, &Orphaned::PrimaryReplaced, "removed", "primary_replaced"),
+            (CanaryResult::Skipped, &Why::NotLeader, "skipped", "not_leader"),
+        ];
+        let row = readme_row("tagwatch_canaries_total");
+        for (result, reason, result_label, reason_label) in rows {
+            let registry = Registry::new();
+            let metrics = Metrics::new(&registry).unwrap();
+            metrics.canary(result, reason);
+            let sample = format!(
+                r#"tagwatch_canaries_total{{reason="{reason_label}",result="{result_label}"}} 1"#
+            );
+            assert!(counted(&registry, &sample), "{sample}");
+            assert!(row.contains(&format!("`{reason_label}`")), "{row}");
+        }
+        for result in CanaryResult::ALL {
+            assert!(row.contains(&format!("`{}`", result.label())), "{row}");
+        }
+    }
+
+    #[test]
+    fn typed_panics_and_rollbacks_give_the_documented_labels() {
+        let registry = Registry::new();
+        let metrics = Metrics::new(&registry).unwrap();
+        let row = readme_row("tagwatch_panics_total");
+        for task in Task::ALL {
+            metrics.panic(task);
+            let sample = format!(r#"tagwatch_panics_total{{task="{}"}} 1"#, task.label());
+            assert!(counted(&registry, &sample), "{sample}");
+            assert!(row.contains(&format!("`{}`", task.label())), "{row}");
+        }
+        metrics.rollback(&Why::ProgressDeadline);
+        assert!(counted(
+            &registry,
+            r#"tagwatch_rollbacks_total{reason="progress_deadline"} 1"#
+        ));
+        assert!(readme_row("tagwatch_rollbacks_total").contains("`progress_deadline`"));
+    }
+
+    #[test]
+    fn typed_labels_are_fixed_snake_case_sets() {
+        let mut all: Vec<&str> = Why::ALL.iter().map(|w| w.label()).collect();
+        let count = all.len();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), count, "a Why label used twice");
+        for why in Why::ALL {
+            assert_eq!(Why::from_label(why.label()), Some(why));
+        }
+        assert_eq!(Why::from_label("policy-off"), None);
+        let labels = Why::ALL
+            .iter()
+            .map(|w| w.label())
+            .chain(UpdateResult::ALL.iter().map(|r| r.label()))
+            .chain(CanaryResult::ALL.iter().map(|r| r.label()))
+            .chain(Task::ALL.iter().map(|t| t.label()));
+        for label in labels {
+            assert!(
+                label.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+                "{label}"
+            );
+        }
     }
 
     fn registry_values(text: &str, metric: &str) -> HashSet<String> {

@@ -276,3 +276,61 @@ fn decide(
     };
     (outcome, decided)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::metrics::{Reason, Why};
+    use k8s_openapi::api::apps::v1::Deployment;
+    use serde_json::json;
+
+    fn workload(policy: &str, image: &str) -> Workload {
+        let deployment: Deployment = serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "shop",
+                "annotations": {"tagwatch.dev/policy": policy}},
+            "spec": {
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {"spec": {"containers": [{"name": "web", "image": image}]}}
+            }
+        }))
+        .unwrap();
+        crate::discover::workload(&deployment).unwrap()
+    }
+
+    /// Every reason an update carries is one of tagwatch's own [`Why`]s: the metric label stays in
+    /// its fixed set when the call sites count `metrics.update(Applied, pending)`.
+    #[test]
+    fn update_reasons_are_whys() {
+        let old = format!("sha256:{}", "a".repeat(64));
+        let new = format!("sha256:{}", "b".repeat(64));
+        let pinned = format!("reg.io/app:stable@{old}");
+        #[rustfmt::skip]
+        let rows: &[(&str, &str, &str, &[&str], Why)] = &[
+            // name, policy, image, tags in the registry, reason
+            ("a newer version", "minor", "reg.io/app:1.0.0", &["1.0.0", "1.1.0"], Why::Policy),
+            ("inside an alias", "minor", "reg.io/app:1", &["1.0.0", "1.2.0"], Why::Alias),
+            ("a moved digest", "digest", &pinned, &["stable"], Why::Digest),
+        ];
+        for (name, policy, image, tags, expected) in rows {
+            let workload = workload(policy, image);
+            let repository = workload.containers[0].image.repository.clone();
+            let inputs = Inputs {
+                tags: HashMap::from([(
+                    repository.clone(),
+                    Arc::new(tags.iter().map(|t| t.to_string()).collect()),
+                )]),
+                digests: HashMap::from([((repository, "stable".to_string()), new.clone())]),
+            };
+            let plan = plan(&workload, &inputs);
+            let pending: Vec<&Pending> = plan.pending().collect();
+            assert_eq!(pending.len(), 1, "{name}: {:?}", plan.outcomes);
+            assert_eq!(
+                Why::from_label(pending[0].reason),
+                Some(*expected),
+                "{name}"
+            );
+            assert_eq!(pending[0].label(), expected.label(), "{name}");
+        }
+    }
+}
