@@ -162,11 +162,15 @@ mod tests {
         }
     }
 
+    /// Labels or annotations of a case.
+    type Pairs<'a> = &'a [(&'a str, &'a str)];
+
     #[test]
     fn managed_by_every_marker_allow_and_bad_values() {
         let argo = Some(r#"Argo CD application "shop""#);
         let kustomization = Some("Flux Kustomization flux-system/apps");
-        let cases: &[(&str, &[(&str, &str)], &[(&str, &str)], Option<&str>)] = &[
+        // (case, labels, annotations, managed by)
+        let cases: &[(&str, Pairs, Pairs, Option<&str>)] = &[
             ("nothing", &[], &[], None),
             (
                 "unrelated labels",

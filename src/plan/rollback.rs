@@ -589,12 +589,15 @@ mod tests {
         assert!(r.state.track.contains_key("web"), "2.0.5 is inside alias 2");
     }
 
+    /// (case, object, --to, --container, the refusal's message)
+    type Refused<'a> = (&'a str, Object, Option<&'a str>, Option<&'a str>, &'a str);
+
     #[test]
     fn refusals() {
         let minor = json!({"tagwatch.dev/policy": "minor"});
         let argo = json!({"tagwatch.dev/policy": "minor",
             "argocd.argoproj.io/tracking-id": "shop:apps/StatefulSet:shop/web"});
-        let cases: Vec<(&str, Object, Option<&str>, Option<&str>, &str)> = vec![
+        let cases: Vec<Refused> = vec![
             (
                 "not opted in",
                 object(Kind::Deployment, json!({}), &[("web", "a:1.0.0")]),

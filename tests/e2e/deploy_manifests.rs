@@ -1180,14 +1180,11 @@ async fn the_optional_rollouts_rights_cover_exactly_what_a_run_on_a_rollout_uses
     server.clear_requests();
     let running = run(&kubeconfig, &ns, &registry, &log_path);
     // Waits on the request log, not on reads of its own that would count as used verbs.
-    let patched = |server: &tagwatch_testbed::apiserver::ApiServer| {
-        server
+    wait::until("the Rollout patched", Duration::from_secs(30), || {
+        let done = server
             .requests()
             .iter()
-            .any(|r| r.method == "PATCH" && r.path.ends_with("/rollouts/ro") && r.status == 200)
-    };
-    wait::until("the Rollout patched", Duration::from_secs(30), || {
-        let done = patched(&server);
+            .any(|r| r.method == "PATCH" && r.path.ends_with("/rollouts/ro") && r.status == 200);
         async move { done.then_some(()) }
     })
     .await
