@@ -14,7 +14,8 @@ use crate::plan::alias_tags::Levels;
 #[command(
     name = "tagwatch",
     version,
-    about = "Keeps opted-in Kubernetes Deployments on the newest allowed image tag"
+    about = "Keeps opted-in Kubernetes workloads (Deployments, StatefulSets, DaemonSets, CronJobs, \
+             Argo Rollouts) on the newest allowed image tag"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -40,7 +41,7 @@ pub enum Output {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// The service: watch Deployments, poll registries, apply updates.
+    /// The service: watch workloads, poll registries, apply updates.
     Run(Box<RunArgs>),
     /// One read-only pass: print each opted-in container's decision and exit. Writes nothing.
     Plan(PlanArgs),
@@ -49,19 +50,20 @@ pub enum Command {
     /// Compute (and apply) the alias tags of one repository once: `1.2` and `1` onto the newest
     /// release. Exit 0 when nothing had to move, 1 when aliases moved (or would), 2 on error.
     Alias(AliasArgs),
-    /// Print the image changes tagwatch recorded on one Deployment (`tagwatch.dev/history`),
+    /// Print the image changes tagwatch recorded on one workload (`tagwatch.dev/history`),
     /// newest last, and any canary or rollout in progress. Exit 2 when it does not exist.
     History(HistoryArgs),
-    /// Roll one Deployment back to the image before (from its history) or to `--to VERSION`,
+    /// Roll one workload back to the image before (from its history) or to `--to VERSION`,
     /// and reject the version left so tagwatch never applies it again. Exit 2 when refused.
     Rollback(RollbackArgs),
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct HistoryArgs {
-    /// The Deployment, as `NAMESPACE/NAME`.
+    /// The workload: `NAMESPACE/NAME` for a Deployment, else `NAMESPACE/KIND/NAME` with KIND
+    /// one of deploy, sts, ds, cj, rollout (or kubectl's other names for them).
     #[arg(value_name = "NAMESPACE/[KIND/]NAME", value_parser = parse_workload)]
-    pub deployment: crate::model::workload::WorkloadId,
+    pub workload: crate::model::workload::WorkloadId,
     /// Kubeconfig file; default: $KUBECONFIG, ~/.kube/config, then in-cluster.
     #[arg(long, env = "TAGWATCH_KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
@@ -71,9 +73,10 @@ pub struct HistoryArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct RollbackArgs {
-    /// The Deployment, as `NAMESPACE/NAME`.
+    /// The workload: `NAMESPACE/NAME` for a Deployment, else `NAMESPACE/KIND/NAME` with KIND
+    /// one of deploy, sts, ds, cj, rollout (or kubectl's other names for them).
     #[arg(value_name = "NAMESPACE/[KIND/]NAME", value_parser = parse_workload)]
-    pub deployment: crate::model::workload::WorkloadId,
+    pub workload: crate::model::workload::WorkloadId,
     /// Roll back to this tag instead of the image before the current one in the history.
     #[arg(long, value_name = "VERSION")]
     pub to: Option<String>,
@@ -121,7 +124,7 @@ pub struct ClusterArgs {
         value_delimiter = ','
     )]
     pub namespaces: Vec<String>,
-    /// Label selector narrowing the Deployments considered (`team=web`).
+    /// Label selector narrowing the workloads considered (`team=web`).
     #[arg(long, env = "TAGWATCH_SELECTOR")]
     pub selector: Option<String>,
     /// Default poll interval per repository (`30s`, `1m`; at least 1s) [default: 1m].

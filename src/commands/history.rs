@@ -1,23 +1,26 @@
-//! `tagwatch history`: the image changes tagwatch recorded on one Deployment
+//! `tagwatch history`: the image changes tagwatch recorded on one workload of any kind
 //! (`tagwatch.dev/history`), newest last, and any canary or rollout it is in the middle of.
-//! Reads one object; writes nothing. Exit 2 when the Deployment does not exist.
+//! Reads one object; writes nothing. Exit 2 when the workload does not exist.
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::DynamicObject;
 use kube::{Api, Client};
 
 use crate::app;
 use crate::cli::{HistoryArgs, Output};
+use crate::discover::object::{api_resource, Object};
+use crate::discover::Source;
 use crate::model::annotations as keys;
 use crate::model::history::{self, Entry};
+use crate::model::kind::Kind;
 use crate::model::rollout_state::{CanaryState, Phase, RolloutState};
 use crate::model::workload::WorkloadId;
 
 pub async fn history(args: HistoryArgs) -> anyhow::Result<()> {
     let client = app::kube_client(args.kubeconfig.as_deref()).await?;
-    let deployment = read_deployment(&client, &args.deployment).await?;
-    let annotations = deployment.metadata.annotations.unwrap_or_default();
+    let object = read_workload(&client, &args.workload).await?;
+    let annotations = object.meta().annotations.clone().unwrap_or_default();
     let entries = entries(&annotations);
     match args.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&entries)?),
@@ -25,7 +28,7 @@ pub async fn history(args: HistoryArgs) -> anyhow::Result<()> {
             if entries.is_empty() {
                 println!(
                     "no image changes recorded on {} ({})",
-                    args.deployment,
+                    args.workload,
                     keys::HISTORY
                 );
             } else {
@@ -39,13 +42,32 @@ pub async fn history(args: HistoryArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The Deployment named on the command line; a missing one is a clear error (exit 2).
-pub async fn read_deployment(client: &Client, id: &WorkloadId) -> anyhow::Result<Deployment> {
-    let api: Api<Deployment> = Api::namespaced(client.clone(), &id.namespace);
-    api.get_opt(&id.name)
-        .await
-        .map_err(|e| anyhow::anyhow!("reading deployment {id}: {e}"))?
-        .ok_or_else(|| anyhow::anyhow!("deployment {id} not found"))
+/// The workload named on the command line, of its kind (read through the dynamic API, as the
+/// guarded write patches it); a missing one is a clear error (exit 2).
+pub async fn read_workload(client: &Client, id: &WorkloadId) -> anyhow::Result<Object> {
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), &id.namespace, &api_resource(id.kind));
+    // Any 404: a missing object answers a `NotFound` Status, an unserved kind (no Argo Rollouts)
+    // a bare "404 page not found" that `get_opt` does not count as not found.
+    let object = match api.get(&id.name).await {
+        Ok(object) => object,
+        Err(kube::Error::Api(status)) if status.code == 404 => {
+            return Err(match id.kind {
+                Kind::Rollout => anyhow::anyhow!(
+                    "workload {id} not found (or Argo Rollouts is not installed: no {} rollouts)",
+                    Kind::Rollout.api_version()
+                ),
+                _ => anyhow::anyhow!("workload {id} not found"),
+            })
+        }
+        Err(e) => return Err(anyhow::anyhow!("reading workload {id}: {e}")),
+    };
+    Object::from_dynamic(id.kind, object).map_err(|e| {
+        anyhow::anyhow!(
+            "reading workload {id}: not a readable {}: {e}",
+            id.kind.name()
+        )
+    })
 }
 
 /// The recorded history; an unreadable annotation (edited by hand) is reported and shown empty,

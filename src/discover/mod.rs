@@ -1,8 +1,10 @@
-//! Deployments → workloads: reads the opt-in annotations and tagwatch's own state annotations.
+//! Objects of every kind → workloads: reads the opt-in annotations, tagwatch's own state
+//! annotations and the marks of a GitOps owner.
 //!
 //! Pure: takes the object the reflector holds, returns a value. Bad annotations become
 //! [`Problem`]s on the workload (reported and skipped by the caller), never errors that stop others.
 
+pub mod gitops;
 pub mod object;
 pub mod watch;
 
@@ -38,7 +40,7 @@ pub fn opted_in<S: Source + ?Sized>(object: &S) -> bool {
         .is_some_and(|p| !p.trim().eq_ignore_ascii_case("off"))
 }
 
-/// The workload for an opted-in Deployment; `None` when it did not opt in.
+/// The workload for an opted-in object of any kind; `None` when it did not opt in.
 pub fn workload<S: Source + ?Sized>(object: &S) -> Option<Workload> {
     if !opted_in(object) {
         return None;
@@ -86,31 +88,35 @@ pub fn workload<S: Source + ?Sized>(object: &S) -> Option<Workload> {
         },
     };
     let state = State::read(&annotations);
+    let gitops = gitops::allowed(meta);
 
-    let (policy, channels, filter, pin, interval) = match (policy, channels, filter, pin, interval)
-    {
-        (Ok(Some(policy)), Ok(channels), Ok(filter), Ok(pin), Ok(interval)) => {
-            (policy, channels, filter, pin, interval)
-        }
-        (policy, channels, filter, pin, interval) => {
-            if let Err(e) = policy {
-                problem(None, keys::POLICY, e.to_string());
+    let (policy, channels, filter, pin, interval) =
+        match (policy, channels, filter, pin, interval, gitops) {
+            (Ok(Some(policy)), Ok(channels), Ok(filter), Ok(pin), Ok(interval), Ok(_)) => {
+                (policy, channels, filter, pin, interval)
             }
-            if let Err(e) = channels {
-                problem(None, keys::PRERELEASE, e.to_string());
+            (policy, channels, filter, pin, interval, gitops) => {
+                if let Err(e) = policy {
+                    problem(None, keys::POLICY, e.to_string());
+                }
+                if let Err(e) = channels {
+                    problem(None, keys::PRERELEASE, e.to_string());
+                }
+                if let Err(e) = filter {
+                    problem(None, keys::MATCH, e.to_string());
+                }
+                if let Err(e) = pin {
+                    problem(None, keys::PIN, e);
+                }
+                if let Err(e) = interval {
+                    problem(None, keys::INTERVAL, e);
+                }
+                if let Err(e) = gitops {
+                    problem(None, keys::GITOPS, e);
+                }
+                return Some(empty_workload(object, id, problems, annotations));
             }
-            if let Err(e) = filter {
-                problem(None, keys::MATCH, e.to_string());
-            }
-            if let Err(e) = pin {
-                problem(None, keys::PIN, e);
-            }
-            if let Err(e) = interval {
-                problem(None, keys::INTERVAL, e);
-            }
-            return Some(empty_workload(object, id, problems, annotations));
-        }
-    };
+        };
     let state = match state {
         Ok(state) => state,
         Err((field, reason)) => {
@@ -292,6 +298,8 @@ fn empty_workload<S: Source + ?Sized>(
         annotations,
         generation: object.meta().generation,
         rollout: RolloutSettings::default(),
+        // Set whatever else is wrong: an invalid opt-out allows nothing.
+        gitops: gitops::managed_by(object.meta()),
     }
 }
 
@@ -575,6 +583,89 @@ mod tests {
         assert_eq!(w.problems[0].container.as_deref(), Some("web"));
     }
 
+    #[test]
+    fn a_workload_managed_by_gitops_says_by_whom_unless_it_allows_tagwatch() {
+        let managed = |labels: serde_json::Value, annotations: serde_json::Value| {
+            let mut d = deployment(annotations, web("reg/app:1.0.0"));
+            d.metadata.labels = serde_json::from_value(labels).unwrap();
+            workload(&d).unwrap()
+        };
+        let argo = json!({"argocd.argoproj.io/instance": "shop"});
+        let w = managed(argo.clone(), json!({"tagwatch.dev/policy": "minor"}));
+        assert_eq!(w.gitops.as_deref(), Some(r#"Argo CD application "shop""#));
+        assert!(w.problems.is_empty(), "{:?}", w.problems);
+        assert_eq!(
+            w.containers.len(),
+            1,
+            "still read: the loop decides what to do"
+        );
+
+        let w = managed(
+            argo.clone(),
+            json!({"tagwatch.dev/policy": "minor", "tagwatch.dev/gitops": "allow"}),
+        );
+        assert_eq!(w.gitops, None);
+        assert!(w.problems.is_empty(), "{:?}", w.problems);
+
+        let w = managed(
+            argo,
+            json!({"tagwatch.dev/policy": "minor", "tagwatch.dev/gitops": "please"}),
+        );
+        assert_eq!(
+            w.gitops.as_deref(),
+            Some(r#"Argo CD application "shop""#),
+            "an invalid opt-out allows nothing"
+        );
+        assert_eq!(w.problems.len(), 1, "{:?}", w.problems);
+        assert_eq!(w.problems[0].field, keys::GITOPS);
+        assert!(w.problems[0].reason.contains("`please` is not `allow`"));
+        assert!(w.containers.is_empty(), "skipped as an invalid annotation");
+
+        let w = managed(
+            json!({"app": "web"}),
+            json!({"tagwatch.dev/policy": "minor"}),
+        );
+        assert_eq!(w.gitops, None);
+        // The opt-out on a workload nobody manages is harmless.
+        let w = managed(
+            json!({}),
+            json!({"tagwatch.dev/policy": "minor", "tagwatch.dev/gitops": "allow"}),
+        );
+        assert!(w.problems.is_empty() && w.gitops.is_none());
+    }
+
+    #[test]
+    fn gitops_owners_are_read_on_every_kind() {
+        let flux = json!({
+            "kustomize.toolkit.fluxcd.io/name": "apps",
+            "kustomize.toolkit.fluxcd.io/namespace": "flux-system",
+        });
+        let stateful: k8s_openapi::api::apps::v1::StatefulSet = serde_json::from_value(json!({
+            "metadata": {"name": "db", "namespace": "shop", "labels": flux,
+                "annotations": {"tagwatch.dev/policy": "minor"}},
+            "spec": {"serviceName": "db", "selector": {"matchLabels": {"app": "db"}},
+                "template": {"spec": {"containers": [{"name": "db", "image": "reg/db:1.0.0"}]}}}
+        }))
+        .unwrap();
+        let w = workload(&Object::from(stateful)).unwrap();
+        assert_eq!(w.id.to_string(), "shop/statefulset/db");
+        assert_eq!(
+            w.gitops.as_deref(),
+            Some("Flux Kustomization flux-system/apps")
+        );
+        let cron: k8s_openapi::api::batch::v1::CronJob = serde_json::from_value(json!({
+            "metadata": {"name": "nightly", "namespace": "shop",
+                "labels": {"helm.toolkit.fluxcd.io/name": "jobs",
+                    "helm.toolkit.fluxcd.io/namespace": "shop"},
+                "annotations": {"tagwatch.dev/policy": "minor"}},
+            "spec": {"schedule": "0 3 * * *", "jobTemplate": {"spec": {"template": {"spec": {
+                "containers": [{"name": "job", "image": "reg/job:1.0.0"}]}}}}}
+        }))
+        .unwrap();
+        let w = workload(&cron).unwrap();
+        assert_eq!(w.gitops.as_deref(), Some("Flux HelmRelease shop/jobs"));
+    }
+
     /// Whatever a person (or an attacker with edit rights on one Deployment) writes into the
     /// annotations and image strings, and whatever tags a registry lists: parsing and planning
     /// return values, never panic.
@@ -610,6 +701,8 @@ mod tests {
             keys::ROLLOUT,
             keys::HISTORY,
             keys::CANARY_OF,
+            keys::GITOPS,
+            keys::ARGOCD_TRACKING_ID,
             "tagwatch.dev/policy.web",
             "tagwatch.dev/policy.side",
             "tagwatch.dev/policy.",

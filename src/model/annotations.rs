@@ -29,6 +29,9 @@ pub const CANARY_STATE: &str = "tagwatch.dev/canary-state";
 /// How long a rollout of a kind without `progressDeadlineSeconds` (StatefulSet, DaemonSet) may
 /// take before tagwatch rolls it back (default 10m).
 pub const PROGRESS_DEADLINE: &str = "tagwatch.dev/progress-deadline";
+/// `allow`: tagwatch writes to a workload even though Argo CD or Flux manages it (which would
+/// otherwise undo the writes: tagwatch leaves such a workload alone). Any other value is invalid.
+pub const GITOPS: &str = "tagwatch.dev/gitops";
 /// `off`: never roll back automatically.
 pub const ROLLBACK: &str = "tagwatch.dev/rollback";
 /// A rollout tagwatch started and is watching (JSON, written by tagwatch).
@@ -39,3 +42,18 @@ pub const HISTORY: &str = "tagwatch.dev/history";
 pub const TRACK_LABEL: &str = "tagwatch.dev/track";
 /// On the canary Deployment: the primary it serves.
 pub const CANARY_OF: &str = "tagwatch.dev/canary-of";
+
+// Keys GitOps tools write on the objects they manage (read by `discover::gitops`, never written).
+
+/// Argo CD's label tracking: the application's name (its default label key when configured so).
+pub const ARGOCD_INSTANCE: &str = "argocd.argoproj.io/instance";
+/// Argo CD's annotation tracking: `<application>:<group>/<kind>:<namespace>/<name>`.
+pub const ARGOCD_TRACKING_ID: &str = "argocd.argoproj.io/tracking-id";
+/// The well-known instance label (Argo CD's default tracking label, but Helm sets it too).
+pub const APP_INSTANCE: &str = "app.kubernetes.io/instance";
+/// Flux kustomize-controller: the Kustomization that applied the object.
+pub const FLUX_KUSTOMIZATION_NAME: &str = "kustomize.toolkit.fluxcd.io/name";
+pub const FLUX_KUSTOMIZATION_NAMESPACE: &str = "kustomize.toolkit.fluxcd.io/namespace";
+/// Flux helm-controller: the HelmRelease that installed the object.
+pub const FLUX_HELMRELEASE_NAME: &str = "helm.toolkit.fluxcd.io/name";
+pub const FLUX_HELMRELEASE_NAMESPACE: &str = "helm.toolkit.fluxcd.io/namespace";

@@ -150,6 +150,10 @@ pub struct Workload {
     pub annotations: BTreeMap<String, String>,
     pub generation: Option<i64>,
     pub rollout: RolloutSettings,
+    /// The GitOps owner that would undo tagwatch's writes (`Argo CD application "shop"`,
+    /// `Flux Kustomization flux-system/apps`), unless the workload has `tagwatch.dev/gitops:
+    /// allow`: such a workload is not written to.
+    pub gitops: Option<String>,
 }
 
 /// How new versions roll out, and any rollout in progress.

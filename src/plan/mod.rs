@@ -8,6 +8,7 @@ pub mod explain;
 pub mod ordering;
 pub mod patch;
 pub mod resolve;
+pub mod rollback;
 pub mod rollout;
 pub mod schedule;
 pub mod skip;

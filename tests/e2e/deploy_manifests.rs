@@ -244,7 +244,14 @@ fn the_round_trip_names_the_first_unknown_or_mistyped_field() {
 
 #[test]
 fn kustomizations_list_exactly_their_files() {
-    let dirs = ["", "base", "namespaced", "monitoring", "admission"];
+    let dirs = [
+        "",
+        "base",
+        "namespaced",
+        "monitoring",
+        "admission",
+        "rollouts",
+    ];
     for relative in dirs {
         let dir = deploy_dir().join(relative);
         let k = kustomization(&dir);
@@ -294,6 +301,16 @@ fn kustomizations_list_exactly_their_files() {
     assert!(
         read(&deploy_dir().join("namespaced/kustomization.yaml")).contains("# - ../monitoring\n")
     );
+    // The Argo Rollouts rights are optional (a CRD that may be absent): one uncommented line
+    // away in the cluster-wide install, never in it by default.
+    assert!(read(&deploy_dir().join("kustomization.yaml")).contains("# - rollouts\n"));
+    for variant in ["", "namespaced"] {
+        let k = kustomization(&deploy_dir().join(variant));
+        assert!(
+            k.resources.iter().all(|r| !r.contains("rollouts")),
+            "{variant:?} installs the optional rollouts rights"
+        );
+    }
     // Every kustomization directory is one of those checked above.
     let kustomizations: BTreeSet<PathBuf> = yaml_files(&deploy_dir())
         .into_iter()
@@ -352,6 +369,51 @@ fn the_namespaced_variant_adds_its_namespace_to_the_args_and_grants_the_same_rig
         ("Role", "tagwatch")
     );
     assert_binds_tagwatch(binding.subjects.as_deref().unwrap_or_default());
+}
+
+#[test]
+fn the_optional_rollouts_rights_read_and_patch_rollouts_only_for_tagwatch() {
+    let role: ClusterRole = object("rollouts/clusterrole.yaml", "ClusterRole");
+    assert_eq!(role.metadata.name.as_deref(), Some("tagwatch-rollouts"));
+    let verbs = |list: &[&str]| -> BTreeSet<Grant> {
+        list.iter()
+            .map(|v| {
+                (
+                    "argoproj.io".to_string(),
+                    "rollouts".to_string(),
+                    v.to_string(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        granted(role.rules.as_deref().unwrap_or_default()),
+        verbs(&["get", "list", "watch", "patch"])
+    );
+    for rule in role.rules.iter().flatten() {
+        assert_eq!(rule.resource_names, None);
+        assert_eq!(rule.non_resource_urls, None);
+    }
+    let binding: ClusterRoleBinding =
+        object("rollouts/clusterrolebinding.yaml", "ClusterRoleBinding");
+    assert_eq!(binding.metadata.name.as_deref(), Some("tagwatch-rollouts"));
+    assert_eq!(
+        (
+            binding.role_ref.api_group.as_str(),
+            binding.role_ref.kind.as_str(),
+            binding.role_ref.name.as_str()
+        ),
+        (
+            "rbac.authorization.k8s.io",
+            "ClusterRole",
+            "tagwatch-rollouts"
+        )
+    );
+    assert_binds_tagwatch(binding.subjects.as_deref().unwrap_or_default());
+    // Nothing of Argo's in the default rights: they come from this file only.
+    assert!(granted_by_the_manifests()
+        .iter()
+        .all(|(group, _, _)| group != "argoproj.io"));
 }
 
 fn assert_binds_tagwatch(subjects: &[k8s_openapi::api::rbac::v1::Subject]) {
@@ -635,11 +697,17 @@ fn rbac_reads_secrets_by_name_only_and_uses_no_wildcards() {
     let cluster_role: ClusterRole = object("clusterrole.yaml", "ClusterRole");
     let role: Role = object("base/role.yaml", "Role");
     let namespaced: Role = object("namespaced/role-apps.yaml", "Role");
-    let rules: Vec<PolicyRule> = [cluster_role.rules, role.rules, namespaced.rules]
-        .into_iter()
-        .flatten()
-        .flatten()
-        .collect();
+    let rollouts: ClusterRole = object("rollouts/clusterrole.yaml", "ClusterRole");
+    let rules: Vec<PolicyRule> = [
+        cluster_role.rules,
+        role.rules,
+        namespaced.rules,
+        rollouts.rules,
+    ]
+    .into_iter()
+    .flatten()
+    .flatten()
+    .collect();
     for rule in &rules {
         let names = rule
             .api_groups
@@ -868,6 +936,23 @@ fn requests_map_to_rbac_verbs() {
 /// The spawned binary, killed when the test ends, however it ends.
 struct Running(Child);
 
+/// `tagwatch run` on `namespace` (a 1 s interval, its own lease there), logging to `log`.
+fn run(kubeconfig: &Path, namespace: &str, registry: &Registry, log: &Path) -> Running {
+    let log = std::fs::File::create(log).expect("log file");
+    let child = Command::new(env!("CARGO_BIN_EXE_tagwatch"))
+        .args(["run", "--kubeconfig"])
+        .arg(kubeconfig)
+        .args(["-n", namespace])
+        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .args(["--insecure-registry", &registry.host(), "--interval", "1s"])
+        .env("TAGWATCH_LEASE_NAMESPACE", namespace)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start tagwatch run");
+    Running(child)
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -979,20 +1064,8 @@ async fn rbac_covers_exactly_the_verbs_a_full_run_uses() {
     let dir = tempfile::tempdir().expect("tempdir");
     let kubeconfig = cluster.kubeconfig(dir.path()).expect("kubeconfig");
     let log_path = dir.path().join("log");
-    let log = std::fs::File::create(&log_path).expect("log file");
     server.clear_requests();
-    let child = Command::new(env!("CARGO_BIN_EXE_tagwatch"))
-        .args(["run", "--kubeconfig"])
-        .arg(&kubeconfig)
-        .args(["-n", &ns])
-        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
-        .args(["--insecure-registry", &registry.host(), "--interval", "1s"])
-        .env("TAGWATCH_LEASE_NAMESPACE", &ns)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start tagwatch run");
-    let running = Running(child);
+    let running = run(&kubeconfig, &ns, &registry, &log_path);
 
     // Read straight from the server's store: these reads are not logged as requests.
     let want = format!("{}/app:1.1.0", registry.host());
@@ -1069,6 +1142,85 @@ async fn rbac_covers_exactly_the_verbs_a_full_run_uses() {
         "granted, but a full run never used them (drop them, or explain them in \
          GRANTED_BUT_NOT_EXERCISED):{}",
         grants(&unused)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_optional_rollouts_rights_cover_exactly_what_a_run_on_a_rollout_uses() {
+    let cluster = TestCluster::start().await.expect("cluster");
+    let server = test_server_or_skip!(cluster => (),
+        "only the in-process API server records the requests");
+    server.install_argo_rollouts().expect("Argo Rollouts' CRD");
+    let registry = Registry::anonymous().await.expect("registry");
+    let ns = cluster.namespace.clone();
+    push(&registry, "app", &["1.0.0", "1.1.0"]).await;
+    let rollouts: kube::Api<kube::api::DynamicObject> = kube::Api::namespaced_with(
+        cluster.client.clone(),
+        &ns,
+        &tagwatch::discover::object::api_resource(tagwatch::model::kind::Kind::Rollout),
+    );
+    let rollout: kube::api::DynamicObject = serde_json::from_value(serde_json::json!({
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
+        "metadata": {"name": "ro", "annotations": {"tagwatch.dev/policy": "minor"}},
+        "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "ro"}},
+            "strategy": {"canary": {"steps": [{"setWeight": 20}]}},
+            "template": {"metadata": {"labels": {"app": "ro"}},
+                "spec": {"containers": [{"name": "web",
+                    "image": format!("{}/app:1.0.0", registry.host())}]}}}
+    }))
+    .expect("Rollout");
+    rollouts
+        .create(&Default::default(), &rollout)
+        .await
+        .expect("create Rollout");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = cluster.kubeconfig(dir.path()).expect("kubeconfig");
+    let log_path = dir.path().join("log");
+    server.clear_requests();
+    let running = run(&kubeconfig, &ns, &registry, &log_path);
+    // Waits on the request log, not on reads of its own that would count as used verbs.
+    wait::until("the Rollout patched", Duration::from_secs(30), || {
+        let done = server
+            .requests()
+            .iter()
+            .any(|r| r.method == "PATCH" && r.path.ends_with("/rollouts/ro") && r.status == 200);
+        async move { done.then_some(()) }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", read(&log_path)));
+    // A few more 1 s rounds: the rollout watch and steady state count too.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    drop(running);
+
+    let used: BTreeSet<Grant> = used_verbs(&server.requests())
+        .into_iter()
+        .filter(|(group, _, _)| group == "argoproj.io")
+        .collect();
+    let role: ClusterRole = object("rollouts/clusterrole.yaml", "ClusterRole");
+    let granted = granted(role.rules.as_deref().unwrap_or_default());
+    let missing: BTreeSet<Grant> = used.difference(&granted).cloned().collect();
+    assert!(
+        missing.is_empty(),
+        "tagwatch used verbs rollouts/ does not grant:{}",
+        grants(&missing)
+    );
+    // A Rollout is read again only after a conflict; this run meets none.
+    let unused: BTreeSet<Grant> = granted.difference(&used).cloned().collect();
+    assert_eq!(
+        unused,
+        BTreeSet::from([(
+            "argoproj.io".to_string(),
+            "rollouts".to_string(),
+            "get".to_string()
+        )]),
+        "granted, but not used:{}",
+        grants(&unused)
+    );
+    let stored = rollouts.get("ro").await.expect("get Rollout");
+    assert_eq!(
+        stored.data["spec"]["template"]["spec"]["containers"][0]["image"],
+        format!("{}/app:1.1.0", registry.host())
     );
 }
 

@@ -1,10 +1,15 @@
 //! `tagwatch history` and `tagwatch rollback`, run as a person runs them, against Deployments
-//! that `tagwatch run` updated.
+//! that `tagwatch run` updated and workloads of the other kinds.
 
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use k8s_openapi::api::apps::v1::StatefulSet;
+use kube::api::DynamicObject;
+use kube::Api;
+use tagwatch::discover::object::api_resource;
+use tagwatch::model::kind::Kind;
 use tagwatch_testbed::cluster::TestCluster;
 use tagwatch_testbed::registry::Registry;
 use tagwatch_testbed::wait;
@@ -276,11 +281,11 @@ async fn refusals_exit_2_with_a_message_and_write_nothing() {
     );
     refused(
         &["history", &format!("{ns}/missing")],
-        &format!("deployment {ns}/missing not found"),
+        &format!("workload {ns}/missing not found"),
     );
     refused(
         &["rollback", &format!("{ns}/missing"), "--to", "1.0.0"],
-        &format!("deployment {ns}/missing not found"),
+        &format!("workload {ns}/missing not found"),
     );
     refused(
         &["history", "web"],
@@ -327,4 +332,199 @@ async fn refusals_exit_2_with_a_message_and_write_nothing() {
         &["history", &format!("{ns}/web"), "-o", "json"],
     ));
     assert_eq!(json.trim(), "[]");
+}
+
+/// A StatefulSet `name` (no pods: `replicas: 0`) created through the dynamic API, as any kind is.
+async fn stateful_set(
+    cluster: &TestCluster,
+    ns: &str,
+    name: &str,
+    image: &str,
+    labels: serde_json::Value,
+    annotations: serde_json::Value,
+) {
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(cluster.client.clone(), ns, &api_resource(Kind::StatefulSet));
+    let object: DynamicObject = serde_json::from_value(serde_json::json!({
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": name, "labels": labels, "annotations": annotations},
+        "spec": {"replicas": 0, "serviceName": name,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": name, "image": image}]}}}
+    }))
+    .expect("StatefulSet");
+    api.create(&Default::default(), &object)
+        .await
+        .expect("create StatefulSet");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_and_rollback_work_on_a_stateful_set() {
+    let cluster = TestCluster::start().await.expect("cluster");
+    let ns = cluster.namespace.clone();
+    let v090 = "registry.example/team/db:0.9.0";
+    let v100 = "registry.example/team/db:1.0.0";
+    let v110 = "registry.example/team/db:1.1.0";
+    // As tagwatch leaves it after updating 1.0.0 → 1.1.0.
+    let recorded = serde_json::json!([{"time": "2026-01-01T00:00:00Z", "container": "db",
+        "from": v100, "to": v110, "how": "update"}]);
+    stateful_set(
+        &cluster,
+        &ns,
+        "db",
+        v110,
+        serde_json::json!({"app": "db"}),
+        serde_json::json!({
+            "tagwatch.dev/policy": "minor",
+            "tagwatch.dev/applied": serde_json::json!({"db": v110}).to_string(),
+            "tagwatch.dev/history": recorded.to_string(),
+        }),
+    )
+    .await;
+    // The same, applied by Argo CD.
+    stateful_set(
+        &cluster,
+        &ns,
+        "argo",
+        v110,
+        serde_json::json!({"app": "argo", "argocd.argoproj.io/instance": "shop"}),
+        serde_json::json!({"tagwatch.dev/policy": "minor"}),
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = cluster.kubeconfig(dir.path()).expect("kubeconfig");
+    let target = format!("{ns}/sts/db");
+    let sets: Api<StatefulSet> = Api::namespaced(cluster.client.clone(), &ns);
+    let annotation = |set: &StatefulSet, key: &str| {
+        set.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(key).cloned())
+    };
+    let image = |set: &StatefulSet| {
+        set.spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref())
+            .expect("pod spec")
+            .containers[0]
+            .image
+            .clone()
+            .expect("image")
+    };
+
+    let json = succeeded(&tagwatch(&kubeconfig, &["history", &target, "-o", "json"]));
+    let entries: serde_json::Value = serde_json::from_str(&json).expect("history json");
+    assert_eq!(entries, recorded, "{json}");
+    let table = succeeded(&tagwatch(&kubeconfig, &["history", &target]));
+    let row: Vec<&str> = table
+        .lines()
+        .nth(1)
+        .expect("row")
+        .split_whitespace()
+        .collect();
+    assert_eq!(row[1..], ["db", v100, v110, "update"]);
+
+    // Back to a version of the person's choosing (not the image before, 1.0.0).
+    let printed = succeeded(&tagwatch(
+        &kubeconfig,
+        &["rollback", &target, "--to", "0.9.0"],
+    ));
+    assert_eq!(
+        printed,
+        format!("rolled back {ns}/statefulset/db\n  db: {v110} → {v090} (1.1.0 rejected)\n")
+    );
+    let set = sets.get("db").await.expect("get StatefulSet");
+    assert_eq!(image(&set), v090);
+    let rejected: serde_json::Value =
+        serde_json::from_str(&annotation(&set, "tagwatch.dev/rejected").expect("rejected"))
+            .expect("rejected json");
+    assert_eq!(rejected, serde_json::json!({"db": ["1.1.0"]}));
+    let applied: serde_json::Value =
+        serde_json::from_str(&annotation(&set, "tagwatch.dev/applied").expect("applied"))
+            .expect("applied json");
+    assert_eq!(applied, serde_json::json!({"db": v090}));
+    let history: serde_json::Value =
+        serde_json::from_str(&annotation(&set, "tagwatch.dev/history").expect("history"))
+            .expect("history json");
+    let last = &history.as_array().expect("an array")[1];
+    assert_eq!(
+        (&last["how"], &last["from"], &last["to"], &last["reason"]),
+        (
+            &serde_json::json!("manual-rollback"),
+            &serde_json::json!(v110),
+            &serde_json::json!(v090),
+            &serde_json::json!("tagwatch rollback")
+        )
+    );
+    let rolled_back: Vec<_> = events(&cluster, &ns)
+        .await
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("RolledBack"))
+        .collect();
+    assert_eq!(rolled_back.len(), 1, "one RolledBack event");
+    let regarding = rolled_back[0].regarding.as_ref().expect("regarding");
+    assert_eq!(
+        (regarding.kind.as_deref(), regarding.name.as_deref()),
+        (Some("StatefulSet"), Some("db"))
+    );
+    let table = succeeded(&tagwatch(
+        &kubeconfig,
+        &["history", &format!("{ns}/statefulset/db")],
+    ));
+    assert!(
+        table
+            .lines()
+            .last()
+            .expect("a row")
+            .contains("manual-rollback"),
+        "{table}"
+    );
+
+    let refused = |args: &[&str], message: &str| {
+        let output = tagwatch(&kubeconfig, args);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).contains(message),
+            "{args:?}: {:?} lacks {message:?}",
+            stderr(&output)
+        );
+    };
+    refused(
+        &["rollback", &target, "--to", "0.9.0"],
+        "container db already runs registry.example/team/db:0.9.0",
+    );
+    refused(
+        &["rollback", &format!("{ns}/sts/argo"), "--to", "1.0.0"],
+        &format!(
+            "workload {ns}/statefulset/argo is managed by Argo CD application \"shop\", which \
+             would undo the rollback"
+        ),
+    );
+    refused(
+        &["history", &format!("{ns}/sts/missing")],
+        &format!("workload {ns}/statefulset/missing not found"),
+    );
+    // The name of a StatefulSet, asked for as a DaemonSet: another object.
+    refused(
+        &["rollback", &format!("{ns}/ds/db"), "--to", "1.0.0"],
+        &format!("workload {ns}/daemonset/db not found"),
+    );
+    // Argo Rollouts' kind, served or not.
+    refused(
+        &["history", &format!("{ns}/rollout/db")],
+        &format!("workload {ns}/rollout/db not found"),
+    );
+    refused(
+        &["history", &format!("{ns}/rs/db")],
+        "`rs` is not a kind tagwatch updates",
+    );
+    let argo = sets.get("argo").await.expect("get StatefulSet");
+    assert_eq!(image(&argo), v110);
+    assert_eq!(annotation(&argo, "tagwatch.dev/rejected"), None);
 }
