@@ -27,6 +27,7 @@ use crate::act::write::reference;
 use crate::act::Context;
 use crate::discover::{self, Object, Source};
 use crate::model::image::Repository;
+use crate::model::kind::CanaryMode;
 use crate::model::policy::Policy;
 use crate::model::workload::{Workload, WorkloadId};
 use crate::plan::actions::{self, Action};
@@ -697,16 +698,10 @@ impl Poller {
         }
     }
 
-    /// A canary or a watched rollout is under way: newer versions wait for it.
+    /// A canary is under way: newer versions wait for it. A plain rollout in progress does not
+    /// hold them: a fix pushed for a crashing release must not wait out the deadline.
     fn rollout_busy(&self, workload: &Workload) -> bool {
-        if workload.rollout.canary_state.is_some() {
-            return true;
-        }
-        workload.rollout.watching.as_ref().is_some_and(|watching| {
-            !self
-                .settled
-                .contains(&(workload.id.clone(), watching.started.clone()))
-        })
+        workload.rollout.canary_state.is_some()
     }
 
     /// Decides for one workload from its own listings, and starts the write if there is one.
@@ -717,6 +712,9 @@ impl Poller {
             return;
         }
         if self.rollout_busy(workload) {
+            return;
+        }
+        if self.refuse_outright(workload) {
             return;
         }
         self.report.planned += 1;
@@ -745,12 +743,57 @@ impl Poller {
             .as_ref()
             .and_then(|_| find(deployments, id))
             .cloned();
-        let Some(action) = actions::for_plan(workload, primary, inputs, plan) else {
+        // A plain rollout still in progress is replaced by this update (canaries wait instead).
+        let superseding = workload
+            .rollout
+            .watching
+            .clone()
+            .filter(|w| !self.settled.contains(&(id.clone(), w.started.clone())));
+        let Some(action) = actions::for_plan(workload, primary, inputs, plan, superseding) else {
             return;
         };
         if self.act(action) {
             self.writing.insert(id.clone());
         }
+    }
+
+    /// Workloads tagwatch must not write at all, reported once: one owned by GitOps (its writes
+    /// would be undone), and one asking for a canary its kind cannot run.
+    fn refuse_outright(&mut self, workload: &Arc<Workload>) -> bool {
+        if !workload.problems.iter().all(|p| p.container.is_some()) {
+            // A workload-wide problem is reported as such (InvalidAnnotation), not as this.
+            return false;
+        }
+        if let Some(owner) = &workload.gitops {
+            let note = format!(
+                "managed by {owner}: tagwatch's writes would be undone; not updated \
+                 (annotate tagwatch.dev/gitops: allow to update it anyway)"
+            );
+            self.report_once(workload, BTreeSet::from([note]), "ManagedByGitOps");
+            return true;
+        }
+        if workload.rollout.canary.is_some() {
+            let why = match workload.id.kind.canary_mode() {
+                CanaryMode::Separate | CanaryMode::Partition => None,
+                CanaryMode::External => Some(
+                    "Argo Rollouts runs this workload's canary itself: remove tagwatch.dev/canary; \
+                     not updated",
+                ),
+                CanaryMode::Unsupported => Some(
+                    "tagwatch runs no canary for this kind: remove tagwatch.dev/canary to have it \
+                     updated directly; not updated",
+                ),
+            };
+            if let Some(why) = why {
+                let note = format!(
+                    "a {} cannot have tagwatch's canary: {why}",
+                    workload.id.kind.name()
+                );
+                self.report_once(workload, BTreeSet::from([note]), "CanaryUnsupported");
+                return true;
+            }
+        }
+        false
     }
 
     fn applied(&mut self, applied: Applied, deployments: &[Object]) {
@@ -819,6 +862,10 @@ impl Poller {
                     .contains(&(workload.id.clone(), w.started.clone()))
             });
             if rollout.canary_state.is_none() && !watched {
+                continue;
+            }
+            if workload.gitops.is_some() {
+                // A rollback would be undone as well: GitOps owns this workload now.
                 continue;
             }
             pending = true;

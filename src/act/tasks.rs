@@ -31,6 +31,7 @@ use crate::metrics::Metrics;
 use crate::model::annotations as keys;
 use crate::model::history::{Entry, How};
 use crate::model::image::Repository;
+use crate::model::rollout_state::RolloutState;
 use crate::model::workload::{Workload, WorkloadId};
 use crate::plan::actions::UpdateJob;
 use crate::plan::alias_tags::Levels;
@@ -294,10 +295,20 @@ async fn write_until_settled(
         mut primary,
         inputs,
         mut plan,
+        superseding,
     } = job;
     let mut conflicts = 0;
     loop {
-        match write(ctx, writer, &workload, primary.as_ref(), &plan).await {
+        match write(
+            ctx,
+            writer,
+            &workload,
+            primary.as_ref(),
+            &plan,
+            superseding.as_ref(),
+        )
+        .await
+        {
             Ok(outcome) => return (outcome, conflicts),
             Err(WriteError::Refused(message)) => {
                 return (WriteOutcome::Refused(message), conflicts)
@@ -352,6 +363,7 @@ async fn write(
     workload: &Workload,
     primary: Option<&Object>,
     plan: &WorkloadPlan,
+    superseding: Option<&RolloutState>,
 ) -> Result<WriteOutcome, WriteError> {
     let pending: Vec<_> = plan.pending().collect();
     if pending.is_empty() {
@@ -405,7 +417,7 @@ async fn write(
         };
     }
     let mut state = state;
-    record_update(workload, plan, &changes, &mut state);
+    record_update(workload, plan, &changes, &mut state, superseding);
     let patch = patch::build_guarded(
         &changes,
         &state,
@@ -505,14 +517,18 @@ fn record_update(
     plan: &WorkloadPlan,
     changes: &[patch::ImageChange],
     state: &mut patch::State,
+    superseding: Option<&RolloutState>,
 ) {
     let now = now();
     let updates = changes.iter().map(|c| c.entry(&now, How::Update));
-    state.record(
-        &workload.rollout.history,
-        manual_entries(plan, &now).chain(updates),
-    );
-    let rollout = rollout::watch(changes, now, workload.generation);
+    let mut rollout = rollout::watch(changes, now.clone(), workload.generation);
+    let mut history = workload.rollout.history.clone();
+    if let Some(replaced) = superseding {
+        (rollout, history) = rollout::supersede(replaced, rollout, &history);
+        tracing::info!(workload = %workload.id, replaced = ?replaced.to, by = ?rollout.to,
+            "a rollout still in progress is superseded by a newer version");
+    }
+    state.record(&history, manual_entries(plan, &now).chain(updates));
     state
         .extra
         .insert(keys::ROLLOUT.into(), Some(rollout.encode()));

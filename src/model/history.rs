@@ -52,6 +52,8 @@ pub enum How {
     ManualRollback,
     /// A change tagwatch did not make, seen afterwards.
     Manual,
+    /// An update whose rollout was still in progress when a newer version replaced it.
+    Superseded,
 }
 
 impl How {
@@ -63,6 +65,7 @@ impl How {
             How::Rollback => "rollback",
             How::ManualRollback => "manual-rollback",
             How::Manual => "manual",
+            How::Superseded => "superseded",
         }
     }
 }

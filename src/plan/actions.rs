@@ -11,6 +11,7 @@ use super::alias_tags::Levels;
 use super::update::{Inputs, Outcome, WorkloadPlan};
 use crate::discover::Object;
 use crate::model::image::Repository;
+use crate::model::rollout_state::RolloutState;
 use crate::model::workload::Workload;
 
 /// A write decided on a workload exactly as read: the plan, the listings it was made from (to
@@ -22,6 +23,8 @@ pub struct UpdateJob {
     pub primary: Option<Object>,
     pub inputs: Inputs,
     pub plan: WorkloadPlan,
+    /// The plain rollout still in progress that this update replaces, if any.
+    pub superseding: Option<RolloutState>,
 }
 
 #[derive(Debug, Clone)]
@@ -152,6 +155,7 @@ pub fn for_plan(
     primary: Option<Object>,
     inputs: Inputs,
     plan: WorkloadPlan,
+    superseding: Option<RolloutState>,
 ) -> Option<Action> {
     let updates = plan
         .outcomes
@@ -162,6 +166,7 @@ pub fn for_plan(
         primary: primary.clone(),
         inputs: inputs.clone(),
         plan: plan.clone(),
+        superseding: superseding.clone(),
     };
     if updates {
         Some(Action::Update(job()))

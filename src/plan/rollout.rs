@@ -10,6 +10,7 @@ use kube::api::DynamicObject;
 use crate::discover::{Object, Source};
 
 use super::patch::ImageChange;
+use crate::model::history::{Entry, How};
 use crate::model::rollout_state::RolloutState;
 
 /// The rollout `changes` start; the patch changes the spec, so the server moves the
@@ -27,6 +28,34 @@ pub fn watch(changes: &[ImageChange], started: String, generation: Option<i64>) 
         started,
         generation: generation.map(|g| g + 1),
     }
+}
+
+/// A newer version replaces a plain rollout still in progress, as the Deployment controller's
+/// rollover does: the new rollout is watched from the last version whose rollout *completed*
+/// (where an automatic rollback returns to), and the history entries of the replaced update end
+/// as `superseded`.
+pub fn supersede(
+    replaced: &RolloutState,
+    next: RolloutState,
+    history: &[Entry],
+) -> (RolloutState, Vec<Entry>) {
+    let mut next = next;
+    for (container, from) in next.from.iter_mut() {
+        if let Some(completed) = replaced.from.get(container) {
+            *from = completed.clone();
+        }
+    }
+    let mut history = history.to_vec();
+    for (container, to) in &replaced.to {
+        if let Some(entry) = history
+            .iter_mut()
+            .rev()
+            .find(|e| &e.container == container && &e.to == to && e.how == How::Update)
+        {
+            entry.how = How::Superseded;
+        }
+    }
+    (next, history)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -189,6 +218,33 @@ mod tests {
             "status": status
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn a_superseded_rollout_leaves_the_rollback_target_at_the_last_completed_version() {
+        let state = |from: &str, to: &str| RolloutState {
+            from: [("web".to_string(), from.to_string())].into(),
+            to: [("web".to_string(), to.to_string())].into(),
+            started: "2026-12-01T10:00:00Z".into(),
+            generation: Some(2),
+        };
+        let history = vec![
+            Entry::new("t0", "web", "app:1.0.0", "app:1.1.0", How::Update),
+            Entry::new("t1", "web", "app:1.1.0", "app:1.2.0", How::Update),
+        ];
+        // 1.1.0 completed; 1.2.0 (broken) was rolling out when 1.2.1 came.
+        let (next, history) = supersede(
+            &state("app:1.1.0", "app:1.2.0"),
+            state("app:1.2.0", "app:1.2.1"),
+            &history,
+        );
+        assert_eq!(
+            next.from["web"], "app:1.1.0",
+            "a rollback returns to what completed"
+        );
+        assert_eq!(next.to["web"], "app:1.2.1");
+        let hows: Vec<How> = history.iter().map(|e| e.how).collect();
+        assert_eq!(hows, [How::Update, How::Superseded]);
     }
 
     #[test]
