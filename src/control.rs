@@ -26,6 +26,7 @@ use crate::act::tasks::{
 use crate::act::write::reference;
 use crate::act::Context;
 use crate::discover::{self, Object, Source};
+use crate::metrics::{Task, UpdateResult, Why};
 use crate::model::image::Repository;
 use crate::model::kind::CanaryMode;
 use crate::model::policy::Policy;
@@ -509,11 +510,11 @@ impl Poller {
             for (workload, messages) in refused_hosts {
                 let fresh = self.report_once(&workload, messages, "RegistryNotAllowed");
                 if fresh > 0 {
-                    self.ctx
-                        .metrics
-                        .updates
-                        .with_label_values(&["skipped", "not_allowed"])
-                        .inc_by(fresh as u64);
+                    self.ctx.metrics.update_by(
+                        UpdateResult::Skipped,
+                        &Why::NotAllowed,
+                        fresh as u64,
+                    );
                 }
             }
         }
@@ -537,7 +538,7 @@ impl Poller {
         tasks::spawn(
             &self.tx,
             &self.ctx.metrics,
-            "listing",
+            Task::Listing,
             None,
             tasks::list(self.ctx.clone(), key, digest_tags),
             move |why| {
@@ -615,11 +616,7 @@ impl Poller {
                     retry_in_seconds = delay.as_secs_f64(),
                     "tag listing failed; no decision for its workloads this round"
                 );
-                self.ctx
-                    .metrics
-                    .updates
-                    .with_label_values(&["skipped", error.kind()])
-                    .inc();
+                self.ctx.metrics.update(UpdateResult::Skipped, &error);
                 if matches!(error, RegistryError::Unauthorized { .. }) {
                     // Only the namespaces that pull with this login read their secrets again.
                     let namespaces: BTreeSet<String> = self
@@ -984,11 +981,11 @@ impl Poller {
             let messages = workload.problems.iter().map(|p| p.to_string()).collect();
             let fresh = self.report_once(workload, messages, "InvalidAnnotation");
             if fresh > 0 {
-                self.ctx
-                    .metrics
-                    .updates
-                    .with_label_values(&["skipped", "invalid_annotation"])
-                    .inc_by(fresh as u64);
+                self.ctx.metrics.update_by(
+                    UpdateResult::Skipped,
+                    &Why::InvalidAnnotation,
+                    fresh as u64,
+                );
             }
         }
     }
@@ -997,11 +994,7 @@ impl Poller {
         let mut messages = BTreeSet::new();
         for (container, outcome) in &plan.outcomes {
             if let Outcome::Skip(reason) = outcome {
-                self.ctx
-                    .metrics
-                    .updates
-                    .with_label_values(&["skipped", reason.kind()])
-                    .inc();
+                self.ctx.metrics.update(UpdateResult::Skipped, reason);
                 messages.insert(format!("container {container}: {reason}"));
             }
         }

@@ -100,15 +100,15 @@ pub struct Metrics {
     pub poll_cycle_duration: Histogram,
     pub repositories_watched: IntGauge,
     pub workloads_watched: IntGauge,
-    pub updates: IntCounterVec,
+    updates: IntCounterVec,
     pub patch_conflicts: IntCounter,
     pub leader: IntGauge,
     pub build_info: GaugeVec,
     pub alias_writes: ByRegistry<IntCounterVec>,
     pub webhooks: IntCounterVec,
-    pub canaries: IntCounterVec,
+    canaries: IntCounterVec,
     pub canaries_in_progress: IntGauge,
-    pub rollbacks: IntCounterVec,
+    rollbacks: IntCounterVec,
     pub rollout_duration: Histogram,
     pub panics: IntCounterVec,
     pub registry_labels: RegistryLabels,
@@ -352,6 +352,17 @@ impl Why {
     /// (`Pending::reason`, `canary::Failure::kind`).
     pub fn from_label(label: &str) -> Option<Why> {
         Why::ALL.into_iter().find(|w| w.label() == label)
+    }
+}
+
+/// A reason already in its label form, from code that carries it as a string (a canary's
+/// failure kind): one of the documented label values.
+#[derive(Debug, Clone, Copy)]
+pub struct Label(pub &'static str);
+
+impl Reason for Label {
+    fn label(&self) -> &'static str {
+        self.0
     }
 }
 

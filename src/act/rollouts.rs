@@ -23,6 +23,7 @@ use crate::act::runner::{Fenced, Writer};
 use crate::act::write::{now, reference, ApplyError};
 use crate::act::Context;
 use crate::discover;
+use crate::metrics::{CanaryResult, Label, UpdateResult, Why};
 use crate::model::annotations as keys;
 use crate::model::canary::CanarySpec;
 use crate::model::history::{Entry, How};
@@ -146,9 +147,7 @@ impl Rollouts<'_> {
         self.ctx.taken_names.forget(&workload.id);
         self.ctx
             .metrics
-            .canaries
-            .with_label_values(&["started", "new_version"])
-            .inc();
+            .canary(CanaryResult::Started, &Why::NewVersion);
         tracing::info!(workload = %workload.id, images = ?state.images, "canary started");
         self.event(
             workload,
@@ -295,11 +294,7 @@ impl Rollouts<'_> {
             Ok(_) => {
                 tracing::info!(workload = %workload.id, images = ?state.images, "canary passed; primary updated");
                 for change in &changes {
-                    self.ctx
-                        .metrics
-                        .updates
-                        .with_label_values(&["applied", "canary"])
-                        .inc();
+                    self.ctx.metrics.update(UpdateResult::Applied, &Why::Canary);
                     tracing::info!(workload = %workload.id, container = %change.container,
                         from = %change.from, to = %change.to, reason = "canary", "image updated");
                 }
@@ -352,9 +347,7 @@ impl Rollouts<'_> {
                 }
                 self.ctx
                     .metrics
-                    .canaries
-                    .with_label_values(&["promoted", "passed"])
-                    .inc();
+                    .canary(CanaryResult::Promoted, &Why::Passed);
                 tracing::info!(workload = %workload.id, "canary promoted; canary removed");
                 self.event(
                     workload,
@@ -391,11 +384,7 @@ impl Rollouts<'_> {
         next.extra.insert(keys::CANARY_STATE.into(), None);
         match self.write_guarded(workload, &[], &next).await {
             Ok(_) => {
-                self.ctx
-                    .metrics
-                    .canaries
-                    .with_label_values(&["failed", kind])
-                    .inc();
+                self.ctx.metrics.canary(CanaryResult::Failed, &Label(kind));
                 tracing::warn!(workload = %workload.id, images = ?state.images, reason = why, "canary failed; version rejected");
                 self.event(
                     workload,
@@ -473,17 +462,11 @@ impl Rollouts<'_> {
         next.extra.insert(keys::CANARY_STATE.into(), None);
         match self.write_guarded(workload, &changes, &next).await {
             Ok(_) => {
-                self.ctx
-                    .metrics
-                    .rollbacks
-                    .with_label_values(&["progress_deadline"])
-                    .inc();
+                self.ctx.metrics.rollback(&Why::ProgressDeadline);
                 if canary {
                     self.ctx
                         .metrics
-                        .canaries
-                        .with_label_values(&["failed", "primary_rollout"])
-                        .inc();
+                        .canary(CanaryResult::Failed, &Why::PrimaryRollout);
                 }
                 tracing::warn!(workload = %workload.id, from = ?watching.to, to = ?watching.from, "rolled back");
                 self.event(
@@ -675,9 +658,7 @@ impl Rollouts<'_> {
         let uid = holder_uid;
         self.ctx
             .metrics
-            .canaries
-            .with_label_values(&["not_started", "name_taken"])
-            .inc();
+            .canary(CanaryResult::NotStarted, &Why::NameTaken);
         tracing::warn!(workload = %workload.id, canary = name, holder_uid = uid, images = ?images,
             "canary name taken by a Deployment that is not tagwatch's; the update waits");
         self.event(
@@ -755,11 +736,7 @@ impl Rollouts<'_> {
             return Ok(());
         }
         let why = removal.why;
-        self.ctx
-            .metrics
-            .canaries
-            .with_label_values(&["removed", why.kind()])
-            .inc();
+        self.ctx.metrics.canary(CanaryResult::Removed, &why);
         tracing::info!(workload = %id, canary = removal.canary, reason = why.kind(),
             state_cleared = removal.clear_state, "canary removed: {why}");
         if let Some(primary) = &primary {

@@ -19,7 +19,7 @@ use super::write::{self, ApplyError};
 use super::Context;
 use crate::act::rollouts::Step;
 use crate::leader::Leadership;
-use crate::metrics::Metrics;
+use crate::metrics::{CanaryResult, Metrics, Task, UpdateResult, Why};
 use crate::model::workload::{Workload, WorkloadId};
 use crate::plan::actions::Action;
 use crate::plan::patch::{ImageChange, State};
@@ -54,16 +54,8 @@ impl Writer {
         let leader = self.leadership.is_leader();
         if !leader {
             match what {
-                Fenced::Update => self
-                    .metrics
-                    .updates
-                    .with_label_values(&["skipped", "not_leader"])
-                    .inc(),
-                Fenced::Canary => self
-                    .metrics
-                    .canaries
-                    .with_label_values(&["skipped", "not_leader"])
-                    .inc(),
+                Fenced::Update => self.metrics.update(UpdateResult::Skipped, &Why::NotLeader),
+                Fenced::Canary => self.metrics.canary(CanaryResult::Skipped, &Why::NotLeader),
                 Fenced::Alias | Fenced::Event => {}
             }
         }
@@ -157,7 +149,7 @@ impl Runner {
                 tasks::spawn(
                     &self.tx,
                     &self.ctx.metrics,
-                    "write",
+                    Task::Write,
                     Some(TASK_TIMEOUT),
                     tasks::apply(ctx, writer, job),
                     move |why| {
@@ -183,7 +175,7 @@ impl Runner {
                 tasks::spawn(
                     &self.tx,
                     &self.ctx.metrics,
-                    "check",
+                    Task::Check,
                     Some(TASK_TIMEOUT),
                     tasks::check(ctx, writer, workload, object),
                     move |_| {
@@ -201,7 +193,7 @@ impl Runner {
             } => tasks::spawn(
                 &self.tx,
                 &self.ctx.metrics,
-                "check",
+                Task::Check,
                 Some(TASK_TIMEOUT),
                 tasks::sweep(ctx, writer, workloads, deployments),
                 |_| Finished::Swept(true),
@@ -212,7 +204,7 @@ impl Runner {
                 tasks::spawn(
                     &self.tx,
                     &self.ctx.metrics,
-                    "aliases",
+                    Task::Aliases,
                     Some(TASK_TIMEOUT),
                     tasks::sync_aliases(ctx, writer, repo, levels, tags, confirmed),
                     move |_| Finished::Aliased(failed),

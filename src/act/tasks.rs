@@ -27,7 +27,7 @@ use crate::act::runner::{Fenced, Writer};
 use crate::act::write::{now, reference, ApplyError};
 use crate::act::Context;
 use crate::discover;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Task, UpdateResult, Why};
 use crate::model::annotations as keys;
 use crate::model::history::{Entry, How};
 use crate::model::image::Repository;
@@ -138,7 +138,7 @@ pub fn fingerprint(workload: &Workload, plan: &WorkloadPlan) -> Fingerprint {
 pub fn spawn<F, G>(
     tx: &mpsc::Sender<Finished>,
     metrics: &Metrics,
-    task: &'static str,
+    task: Task,
     timeout: Option<Duration>,
     work: F,
     fallback: G,
@@ -157,13 +157,13 @@ pub fn spawn<F, G>(
         let finished = match outcome {
             Some(Ok(done)) => done,
             Some(Err(panic)) => {
-                metrics.panics.with_label_values(&[task]).inc();
+                metrics.panic(task);
                 let message = panic_message(panic.as_ref());
-                tracing::error!(task, panic = %message, "task panicked: counted, reported as failed");
+                tracing::error!(task = task.label(), panic = %message, "task panicked: counted, reported as failed");
                 fallback(&format!("panicked: {message}"))
             }
             None => {
-                tracing::warn!(task, "task timed out");
+                tracing::warn!(task = task.label(), "task timed out");
                 fallback("timed out")
             }
         };
@@ -393,9 +393,7 @@ async fn write(
                 tracing::warn!(workload = %workload.id, container = %p.container, tag = %p.to_tag,
                     "cannot read the digest to pin; update postponed");
                 ctx.metrics
-                    .updates
-                    .with_label_values(&["failed", "digest_unavailable"])
-                    .inc();
+                    .update(UpdateResult::Failed, &Why::DigestUnavailable);
             }
         }
     }
@@ -435,10 +433,7 @@ async fn write(
                     reason = p.reason,
                     "image updated"
                 );
-                ctx.metrics
-                    .updates
-                    .with_label_values(&["applied", p.reason])
-                    .inc();
+                ctx.metrics.update(UpdateResult::Applied, *p);
             }
             let reference = reference(&workload.id, workload.uid.as_deref());
             writer
@@ -456,10 +451,7 @@ async fn write(
             })
         }
         Err(error) => {
-            ctx.metrics
-                .updates
-                .with_label_values(&["failed", error.kind()])
-                .inc();
+            ctx.metrics.update(UpdateResult::Failed, &error);
             Err(write_error(workload, error))
         }
     }
@@ -569,9 +561,15 @@ mod tests {
             }
             named("done")
         };
-        spawn(&tx, &metrics, "listing", None, work, named);
+        spawn(&tx, &metrics, Task::Listing, None, work, named);
         assert_eq!(reported(rx.recv().await), "panicked: boom");
-        assert_eq!(metrics.panics.with_label_values(&["listing"]).get(), 1);
+        assert_eq!(
+            metrics
+                .panics
+                .with_label_values(&[Task::Listing.label()])
+                .get(),
+            1
+        );
     }
 
     #[tokio::test]
@@ -585,12 +583,18 @@ mod tests {
         spawn(
             &tx,
             &metrics,
-            "write",
+            Task::Write,
             Some(Duration::from_millis(50)),
             work,
             named,
         );
         assert_eq!(reported(rx.recv().await), "timed out");
-        assert_eq!(metrics.panics.with_label_values(&["write"]).get(), 0);
+        assert_eq!(
+            metrics
+                .panics
+                .with_label_values(&[Task::Write.label()])
+                .get(),
+            0
+        );
     }
 }

@@ -215,7 +215,7 @@ pub async fn run(args: RunArgs, file: FileConfig) -> anyhow::Result<()> {
 /// Runs one step of the loop; a panic in it is logged and counted, and the loop goes on.
 async fn guarded(metrics: &Metrics, step: impl std::future::Future<Output = ()>) {
     if let Err(panic) = AssertUnwindSafe(step).catch_unwind().await {
-        metrics.panics.with_label_values(&["loop"]).inc();
+        metrics.panic(crate::metrics::Task::Loop);
         tracing::error!(panic = %tasks::panic_message(panic.as_ref()), "control loop step panicked: counted, going on");
     }
 }

@@ -194,7 +194,7 @@ async fn webhook(
         Ok(response) => response,
         Err(panic) => {
             if let Some(metrics) = metrics {
-                metrics.panics.with_label_values(&["webhook"]).inc();
+                metrics.panic(crate::metrics::Task::Webhook);
             }
             tracing::error!(panic = %crate::act::tasks::panic_message(panic.as_ref()),
                 "webhook handler panicked: counted, answered 500");
