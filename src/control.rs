@@ -80,6 +80,11 @@ pub struct Poller {
     schedule: Schedule<ListingKey>,
     listings: HashMap<ListingKey, Arc<Vec<String>>>,
     digests: HashMap<(ListingKey, String), String>,
+    /// What each key's last listing held (tags and digests), so a listing that brought nothing
+    /// new re-decides only the workloads that changed since their last decision.
+    contents: HashMap<ListingKey, u64>,
+    /// The workloads of the last turn that are decided from each key.
+    users: HashMap<ListingKey, Vec<Arc<Workload>>>,
     /// The resourceVersion each workload was last planned at.
     planned: HashMap<WorkloadId, String>,
     /// Each object's last parse, by identity, with the resourceVersion it was read at.
@@ -136,6 +141,8 @@ impl Poller {
             schedule: Schedule::default(),
             listings: HashMap::new(),
             digests: HashMap::new(),
+            contents: HashMap::new(),
+            users: HashMap::new(),
             planned: HashMap::new(),
             discovered: HashMap::new(),
             workloads: Vec::new(),
@@ -257,7 +264,9 @@ impl Poller {
         let wanted = self.intervals(&workloads);
         self.listings.retain(|key, _| wanted.contains_key(key));
         self.digests.retain(|(key, _), _| wanted.contains_key(key));
+        self.contents.retain(|key, _| wanted.contains_key(key));
         self.failures.retain(|key, _| wanted.contains_key(key));
+        self.users = self.users_by_key(&workloads);
         self.schedule.sync(&wanted, Instant::now(), rand::random());
         let repositories: BTreeSet<&Repository> = wanted.keys().map(|k| &k.repo).collect();
         self.ctx
@@ -445,6 +454,21 @@ impl Poller {
             .collect()
     }
 
+    /// Which workloads each listing key decides, indexed once per turn so a finished listing
+    /// finds its users without a scan of every workload.
+    fn users_by_key(&self, workloads: &[Arc<Workload>]) -> HashMap<ListingKey, Vec<Arc<Workload>>> {
+        let mut users: HashMap<ListingKey, Vec<Arc<Workload>>> = HashMap::new();
+        for workload in workloads {
+            let mut keys = self.keys_of(workload);
+            keys.sort();
+            keys.dedup();
+            for key in keys {
+                users.entry(key).or_default().push(workload.clone());
+            }
+        }
+        users
+    }
+
     /// What `workload` may be decided on: the listings (and digests) made with its own logins.
     fn inputs_for(&self, workload: &Workload) -> Inputs {
         let mut inputs = Inputs::default();
@@ -574,6 +598,8 @@ impl Poller {
                     .registry_last_success
                     .with_label_values(&[&key.repo.registry])
                     .set(unix_now());
+                let content = fingerprint_listing(&tags, &digests);
+                let same = self.contents.insert(key.clone(), content) == Some(content);
                 let tags = Arc::new(tags);
                 self.listings.insert(key.clone(), tags.clone());
                 for (tag, digest) in digests {
@@ -590,17 +616,18 @@ impl Poller {
                         }
                     }
                 }
-                {
-                    self.maintain_aliases(&key, tags);
-                    let users: Vec<Arc<Workload>> = self
-                        .workloads
-                        .iter()
-                        .filter(|w| self.keys_of(w).contains(&key))
-                        .cloned()
-                        .collect();
-                    for workload in users {
-                        self.decide(&workload, deployments);
+                self.maintain_aliases(&key, tags);
+                let users = self.users.get(&key).cloned().unwrap_or_default();
+                for workload in users {
+                    // Nothing new listed and nothing changed since its last decision: the same
+                    // decision again, so none is made (steady cost ∝ change, not size). A canary
+                    // may wait on another object (its name taken): decided at every listing.
+                    let unchanged =
+                        self.planned.get(&workload.id) == workload.resource_version.as_ref();
+                    if same && unchanged && workload.rollout.canary.is_none() {
+                        continue;
                     }
+                    self.decide(&workload, deployments);
                 }
             }
             Err(error) => {
@@ -1026,6 +1053,26 @@ impl Poller {
         }
         fresh.len()
     }
+}
+
+/// A listing's content: its tags in order and the digest (or the failure to read one) of each
+/// tag it resolved.
+fn fingerprint_listing(
+    tags: &[String],
+    digests: &[(String, Result<Option<String>, RegistryError>)],
+) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    tags.hash(&mut hasher);
+    for (tag, digest) in digests {
+        tag.hash(&mut hasher);
+        match digest {
+            Ok(digest) => digest.hash(&mut hasher),
+            // A digest that could not be read is never "the same": decide again next time.
+            Err(_) => rand::random::<u64>().hash(&mut hasher),
+        }
+    }
+    hasher.finish()
 }
 
 fn find<'a>(objects: &'a [Object], id: &WorkloadId) -> Option<&'a Object> {

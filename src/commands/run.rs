@@ -150,14 +150,21 @@ pub async fn run(args: RunArgs, file: FileConfig) -> anyhow::Result<()> {
     };
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // A turn looks at every workload; it runs when something may have changed that only a turn
+    // notices (a watch event, a due listing or check, leadership, a heartbeat), not after each
+    // finished task: a finished listing decides its own users, so steady cost follows changes.
+    let mut snapshot = Vec::new();
+    let mut turn = true;
     loop {
         if *shutdown.borrow() {
             break;
         }
-        if leadership.is_leader() {
-            guarded(&metrics, poller.turn(&deployments.snapshot())).await;
+        if turn && leadership.is_leader() {
+            snapshot = deployments.snapshot();
+            guarded(&metrics, poller.turn(&snapshot)).await;
         }
         liveness.beat();
+        turn = true;
         let next = if leadership.is_leader() {
             poller.next_wakeup()
         } else {
@@ -173,12 +180,13 @@ pub async fn run(args: RunArgs, file: FileConfig) -> anyhow::Result<()> {
             .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
         tokio::select! {
             Some(done) = finished.recv() => {
-                let snapshot = deployments.snapshot();
+                // The snapshot of the last turn: anything newer has woken a turn of its own.
                 guarded(&metrics, poller.finished(done, &snapshot)).await;
                 // Everything else already finished is handled before the next turn.
                 while let Ok(done) = finished.try_recv() {
                     guarded(&metrics, poller.finished(done, &snapshot)).await;
                 }
+                turn = false;
             }
             _ = deployments.changed() => {
                 // A webhook arriving while watch events settle is served in the same turn.

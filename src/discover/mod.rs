@@ -6,6 +6,7 @@
 
 pub mod gitops;
 pub mod object;
+pub mod trim;
 pub mod watch;
 
 pub use object::{Object, Source};

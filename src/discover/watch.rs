@@ -4,7 +4,8 @@
 //! A kind tagwatch may not list (no RBAC for it, or a cluster without it) is reported once, by
 //! name, and the other kinds are served; it keeps being retried in the background. Argo Rollouts
 //! are watched only once their CRD is served: discovery is asked at start and every
-//! [`CRD_RECHECK`] until it is, so installing Argo later needs no restart.
+//! [`CRD_RECHECK`] until it is, so installing Argo later needs no restart. Objects are trimmed
+//! ([`super::trim`]) before they are cached.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -23,6 +24,7 @@ use tokio::sync::{watch as signal, Notify};
 use tokio::task::JoinHandle;
 
 use super::object::{api_resource, Object};
+use super::trim::trim;
 use crate::model::kind::Kind;
 
 /// How often discovery is asked whether Argo Rollouts' CRD appeared.
@@ -211,7 +213,7 @@ impl Starter {
         lock(&self.reflected).push(Reflected {
             snapshot: Box::new(move || reader.state().into_iter().map(wrap).collect()),
         });
-        let stream = reflector::reflector(writer, watcher(api, config))
+        let stream = reflector::reflector(writer, watcher(api, config).modify(trim::<K>))
             .default_backoff()
             .touched_objects();
         let task = tokio::spawn(async move {

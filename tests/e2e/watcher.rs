@@ -102,7 +102,8 @@ async fn shared_repositories_are_listed_once_and_idle_rounds_cost_no_api_request
         server.clear_requests();
     }
     let report = h.poller.round_all(&deployments).await;
-    assert_eq!((report.listed, report.applied), (2, 0));
+    // Listings that brought nothing new decide nothing again: steady cost follows change.
+    assert_eq!((report.listed, report.planned, report.applied), (2, 0, 0));
     registry.sync_log().await.expect("sync");
     assert_eq!(registry.count("GET", "/one/tags/list"), 2);
     assert_eq!(registry.count("GET", "/two/tags/list"), 2);
@@ -111,6 +112,17 @@ async fn shared_repositories_are_listed_once_and_idle_rounds_cost_no_api_request
             server.requests(),
             vec![],
             "an idle round sends no API request"
+        );
+    }
+
+    // A new tag in one repository: only that repository's five users are decided (and updated).
+    push(&registry, "one", &["1.1.0"]).await;
+    let report = h.poller.round_all(&deployments).await;
+    assert_eq!((report.listed, report.planned, report.applied), (2, 5, 5));
+    for i in (0..10).step_by(2) {
+        assert_eq!(
+            image(&cluster, namespaces[i % 3], &format!("d{i}")).await,
+            format!("{}/one:1.1.0", registry.host())
         );
     }
 }
