@@ -721,3 +721,106 @@ async fn a_daemon_set_and_a_cron_job_refuse_the_canary_and_are_not_updated() {
         assert!(written.is_empty(), "{written:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_version_waits_for_the_partition_canary_which_a_restart_resumes() {
+    let cluster = TestCluster::start().await.expect("cluster");
+    require_running_images!(cluster => ());
+    let registry = Registry::anonymous().await.expect("registry");
+    let host = registry.host();
+    let image = |tag: &str| format!("{host}/db:{tag}");
+    push(&registry, "db", &["1.0.0"]).await;
+    let set = stateful_set(
+        "db",
+        &image("1.0.0"),
+        3,
+        &[
+            ("tagwatch.dev/policy", "minor"),
+            (CANARY, "true"),
+            (BAKE, "8s"),
+        ],
+        None,
+    );
+    sets(&cluster)
+        .create(&PostParams::default(), &set)
+        .await
+        .expect("create StatefulSet");
+    wait_rolled_out(&cluster, "db", 3).await;
+    let before = get_set(&cluster, "db").await;
+    let mut first = Tagwatch::watching(&cluster, &registry, &[]);
+    first.wait_polling().await;
+    push(&registry, "db", &["1.1.0"]).await;
+    // Stopped mid-bake, with a newer version already pushed: it waits, it does not supersede.
+    wait::until("the bake under way", Duration::from_secs(30), || async {
+        let state = set_annotation(&get_set(&cluster, "db").await, STATE)?;
+        state.contains("readySince").then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", first.logs()));
+    push(&registry, "db", &["1.2.0"]).await;
+    more_polls(&first, 2.0).await;
+    let waiting = get_set(&cluster, "db").await;
+    assert_eq!(set_image(&waiting), image("1.1.0"), "1.2.0 waits");
+    assert_eq!(partition(&waiting), Some(2), "still baking (bake 8s)");
+    first.kill();
+    if let Some(server) = cluster.server() {
+        server.clear_requests();
+    }
+
+    // Another process finds the canary on the set and ends it: passed once, partition back.
+    let second = Tagwatch::watching(&cluster, &registry, &[]);
+    let passed = wait::until("1.1.0 passed", Duration::from_secs(60), || async {
+        let set = get_set(&cluster, "db").await;
+        history(&set)
+            .iter()
+            .any(|e| e["how"] == "canary-pass" && e["to"] == image("1.1.0").as_str())
+            .then_some(set)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", second.logs()));
+    assert_eq!(set_image(&passed), image("1.1.0"));
+    assert_eq!(partition(&passed), partition(&before), "partition back");
+    if let Some(server) = cluster.server() {
+        let resumed = server
+            .requests()
+            .into_iter()
+            .find(|r| r.method == "PATCH" && r.path.ends_with("/statefulsets/db"))
+            .expect("the promotion");
+        assert!(
+            !resumed.body.contains("1.2.0") && resumed.body.contains("promoting"),
+            "the first write resumes the canary, it starts none: {}",
+            resumed.body
+        );
+    }
+
+    // Then 1.2.0 gets a canary of its own, and passes.
+    let after = wait::until("1.2.0 passed", Duration::from_secs(60), || async {
+        let set = get_set(&cluster, "db").await;
+        let done = set_annotation(&set, STATE).is_none()
+            && history(&set)
+                .last()
+                .is_some_and(|e| e["how"] == "canary-pass" && e["to"] == image("1.2.0").as_str());
+        done.then_some(set)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", second.logs()));
+    let passes: Vec<(String, String)> = history(&after)
+        .iter()
+        .filter(|e| e["how"] == "canary-pass")
+        .map(|e| {
+            (
+                e["from"].as_str().unwrap_or_default().to_string(),
+                e["to"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        passes,
+        vec![
+            (image("1.0.0"), image("1.1.0")),
+            (image("1.1.0"), image("1.2.0"))
+        ],
+        "each version judged once, in order"
+    );
+    assert_eq!(strategy(&after), strategy(&before));
+}
