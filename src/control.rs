@@ -712,7 +712,14 @@ impl Poller {
         if self.rollout_busy(workload) {
             return;
         }
-        if self.refuse_outright(workload, find(deployments, id)) {
+        // Only a canary needs the object itself (its pod template, a StatefulSet's update
+        // strategy): no scan otherwise.
+        let primary = workload
+            .rollout
+            .canary
+            .as_ref()
+            .and_then(|_| find(deployments, id));
+        if self.refuse_outright(workload, primary) {
             return;
         }
         self.report.planned += 1;
@@ -734,13 +741,7 @@ impl Poller {
             }
             return;
         }
-        // Only a canary needs the object itself (its pod template): no scan otherwise.
-        let primary = workload
-            .rollout
-            .canary
-            .as_ref()
-            .and_then(|_| find(deployments, id))
-            .cloned();
+        let primary = primary.cloned();
         // A plain rollout still in progress is replaced by this update (canaries wait instead).
         let superseding = workload
             .rollout
