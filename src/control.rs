@@ -32,6 +32,7 @@ use crate::model::kind::CanaryMode;
 use crate::model::policy::Policy;
 use crate::model::workload::{Workload, WorkloadId};
 use crate::plan::actions::{self, Action};
+use crate::plan::partition;
 use crate::plan::schedule::Schedule;
 use crate::plan::update::{self, Inputs, Outcome, WorkloadPlan};
 use crate::registry::{Login, RegistryError};
@@ -738,7 +739,14 @@ impl Poller {
         if self.rollout_busy(workload) {
             return;
         }
-        if self.refuse_outright(workload) {
+        // Only a canary needs the object itself (its pod template, a StatefulSet's update
+        // strategy): no scan otherwise.
+        let primary = workload
+            .rollout
+            .canary
+            .as_ref()
+            .and_then(|_| find(deployments, id));
+        if self.refuse_outright(workload, primary) {
             return;
         }
         self.report.planned += 1;
@@ -760,13 +768,7 @@ impl Poller {
             }
             return;
         }
-        // Only a canary needs the object itself (its pod template): no scan otherwise.
-        let primary = workload
-            .rollout
-            .canary
-            .as_ref()
-            .and_then(|_| find(deployments, id))
-            .cloned();
+        let primary = primary.cloned();
         // A plain rollout still in progress is replaced by this update (canaries wait instead).
         let superseding = workload
             .rollout
@@ -782,8 +784,9 @@ impl Poller {
     }
 
     /// Workloads tagwatch must not write at all, reported once: one owned by GitOps (its writes
-    /// would be undone), and one asking for a canary its kind cannot run.
-    fn refuse_outright(&mut self, workload: &Arc<Workload>) -> bool {
+    /// would be undone), and one asking for a canary its kind (or, for a StatefulSet, its update
+    /// strategy) cannot run.
+    fn refuse_outright(&mut self, workload: &Arc<Workload>, object: Option<&Object>) -> bool {
         if !workload.problems.iter().all(|p| p.container.is_some()) {
             // A workload-wide problem is reported as such (InvalidAnnotation), not as this.
             return false;
@@ -798,7 +801,10 @@ impl Poller {
         }
         if workload.rollout.canary.is_some() {
             let why = match workload.id.kind.canary_mode() {
-                CanaryMode::Separate | CanaryMode::Partition => None,
+                CanaryMode::Separate => None,
+                CanaryMode::Partition => object
+                    .and_then(Object::as_stateful_set)
+                    .and_then(partition::refusal),
                 CanaryMode::External => Some(
                     "Argo Rollouts runs this workload's canary itself: remove tagwatch.dev/canary; \
                      not updated",

@@ -28,6 +28,7 @@ use crate::model::annotations as keys;
 use crate::model::canary::CanarySpec;
 use crate::model::history::{Entry, How};
 use crate::model::image::tag_of;
+use crate::model::kind::CanaryMode;
 use crate::model::query::render;
 use crate::model::rollout_state::{CanaryState, Phase, RolloutState};
 use crate::model::workload::{Workload, WorkloadId};
@@ -142,6 +143,7 @@ impl Rollouts<'_> {
             started: now(),
             ready_since: None,
             failed_checks: 0,
+            partition: None,
         };
         self.write_state(workload, Some(&state), None).await?;
         self.ctx.taken_names.forget(&workload.id);
@@ -175,6 +177,12 @@ impl Rollouts<'_> {
     ) -> Step {
         let rollout = &workload.rollout;
         if let Some(state) = &rollout.canary_state {
+            // A StatefulSet's canary is its own rolling-update partition.
+            if object.as_stateful_set().is_some() {
+                return self
+                    .check_partition_canary(workload, object, state, prometheus)
+                    .await;
+            }
             // Only a Deployment runs a separate canary; other kinds' canaries are their own.
             let Some(primary) = object.as_deployment() else {
                 return Step::Waiting;
@@ -259,7 +267,7 @@ impl Rollouts<'_> {
         }
     }
 
-    async fn query(
+    pub(super) async fn query(
         &self,
         prometheus: Option<&PrometheusClient>,
         query: &str,
@@ -429,9 +437,15 @@ impl Rollouts<'_> {
 
     /// Past the progress deadline: back to the images before, the new version rejected (or,
     /// with `tagwatch.dev/rollback: off`, only reported).
-    async fn stuck(&self, workload: &Workload, watching: &RolloutState, message: &str) -> Step {
+    pub(super) async fn stuck(
+        &self,
+        workload: &Workload,
+        watching: &RolloutState,
+        message: &str,
+    ) -> Step {
         let canary = workload.rollout.canary_state.is_some();
-        if canary {
+        // Only a Deployment's canary is an object of its own to remove.
+        if canary && workload.id.kind.canary_mode() == CanaryMode::Separate {
             if let Err(e) = self.delete_canary(workload).await {
                 tracing::warn!(workload = %workload.id, error = %e, "cannot remove the canary yet");
                 return Step::Waiting;
@@ -511,7 +525,7 @@ impl Rollouts<'_> {
         state
     }
 
-    async fn write_state(
+    pub(super) async fn write_state(
         &self,
         workload: &Workload,
         canary: Option<&CanaryState>,
@@ -528,7 +542,7 @@ impl Rollouts<'_> {
         self.write_extra(workload, extra).await
     }
 
-    async fn write_extra(
+    pub(super) async fn write_extra(
         &self,
         workload: &Workload,
         extra: BTreeMap<String, Option<String>>,
@@ -775,7 +789,13 @@ impl Rollouts<'_> {
             .collect())
     }
 
-    async fn event(&self, workload: &Workload, type_: EventType, reason: &str, note: String) {
+    pub(super) async fn event(
+        &self,
+        workload: &Workload,
+        type_: EventType,
+        reason: &str,
+        note: String,
+    ) {
         let reference = reference(&workload.id, workload.uid.as_deref());
         self.writer
             .publish(&reference, type_, reason, "Rollout", note)
@@ -809,7 +829,7 @@ async fn delete_exact(api: &Api<Deployment>, name: &str, uid: &str) -> Result<bo
     }
 }
 
-fn pod_view(pod: &Pod) -> PodView {
+pub(super) fn pod_view(pod: &Pod) -> PodView {
     let status = pod.status.as_ref();
     let ready = status
         .and_then(|s| s.conditions.as_ref())
@@ -825,7 +845,7 @@ fn pod_view(pod: &Pod) -> PodView {
 }
 
 /// Image changes from `from` to `to` for the containers whose image is still `from`.
-fn changes(
+pub(super) fn changes(
     workload: &Workload,
     from: &BTreeMap<String, String>,
     to: &BTreeMap<String, String>,
@@ -849,7 +869,7 @@ fn changes(
 }
 
 /// Adds the tags of `images` to the containers' rejected sets.
-fn reject(state: &mut State, images: &BTreeMap<String, String>) {
+pub(super) fn reject(state: &mut State, images: &BTreeMap<String, String>) {
     for (container, image) in images {
         if let Some(tag) = tag_of(image) {
             state.reject(container, tag);
@@ -857,7 +877,7 @@ fn reject(state: &mut State, images: &BTreeMap<String, String>) {
     }
 }
 
-fn describe(images: &BTreeMap<String, String>) -> String {
+pub(super) fn describe(images: &BTreeMap<String, String>) -> String {
     images
         .iter()
         .map(|(c, i)| format!("{c}={i}"))

@@ -35,6 +35,7 @@ use crate::model::rollout_state::RolloutState;
 use crate::model::workload::{Workload, WorkloadId};
 use crate::plan::actions::UpdateJob;
 use crate::plan::alias_tags::Levels;
+use crate::plan::partition;
 use crate::plan::patch;
 use crate::plan::rollout;
 use crate::plan::update::{self, Digest, WorkloadPlan};
@@ -401,15 +402,37 @@ async fn write(
     if changes.is_empty() {
         return Err(WriteError::Retry("no pinned digest could be read".into()));
     }
-    if let (Some(spec), Some(primary)) = (
-        &workload.rollout.canary,
-        primary.and_then(Object::as_deployment),
-    ) {
-        // A new version proves itself in a canary first; the primary is not touched yet.
-        return match (Rollouts { ctx, writer })
-            .start_canary(workload, primary, spec, &changes)
-            .await
-        {
+    if let Some(spec) = &workload.rollout.canary {
+        let rollouts = Rollouts { ctx, writer };
+        let started = match primary {
+            // A new version proves itself in a canary first; the primary is not touched yet.
+            Some(Object::Deployment(primary)) => {
+                rollouts
+                    .start_canary(workload, primary, spec, &changes)
+                    .await
+            }
+            // A StatefulSet's canary is its own partition: the images go in with it.
+            Some(Object::StatefulSet(set)) => match partition::rolling(set) {
+                Ok(at) => {
+                    let mut state = state;
+                    if !plan.manual.is_empty() {
+                        state.record(&workload.rollout.history, manual_entries(plan, &now()));
+                    }
+                    rollouts
+                        .start_partition_canary(workload, set, at, spec, &changes, state)
+                        .await
+                }
+                // Turned OnDelete since it was decided on: decided again, and refused then.
+                Err(why) => return Err(WriteError::Retry(why.into())),
+            },
+            // The canary is not skipped for want of the object: decided again on a fresh read.
+            _ => {
+                return Err(WriteError::Retry(
+                    "the workload to run the canary on was not read".into(),
+                ))
+            }
+        };
+        return match started {
             Ok(()) => Ok(WriteOutcome::CanaryStarted),
             Err(error) => Err(write_error(workload, error)),
         };

@@ -1,4 +1,4 @@
-//! The rollout state tagwatch keeps in a Deployment's annotations: a canary in progress
+//! The rollout state tagwatch keeps in a workload's annotations: a canary in progress
 //! (`tagwatch.dev/canary-state`) and a rollout being watched (`tagwatch.dev/rollout`).
 
 use std::collections::BTreeMap;
@@ -30,6 +30,20 @@ pub struct CanaryState {
     pub ready_since: Option<String>,
     #[serde(default)]
     pub failed_checks: u32,
+    /// A StatefulSet's canary runs on its own rolling-update partition: what the partition was
+    /// before, to put back whatever the verdict (absent: a Deployment's canary, which runs in
+    /// `<name>-canary` and leaves the primary's spec alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<PartitionState>,
+}
+
+/// `partition` in a StatefulSet's canary state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PartitionState {
+    /// `spec.updateStrategy.rollingUpdate.partition` before the canary; `None`: it was not set.
+    /// Written out as `null` rather than left out, so the state says it was absent.
+    pub original: Option<i32>,
 }
 
 impl CanaryState {
@@ -65,5 +79,49 @@ impl RolloutState {
 
     pub fn encode(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn state(partition: Option<PartitionState>) -> CanaryState {
+        CanaryState {
+            phase: Phase::Running,
+            images: BTreeMap::from([("db".into(), "r/db:1.1.0".into())]),
+            from: BTreeMap::from([("db".into(), "r/db:1.0.0".into())]),
+            started: "2026-12-01T10:00:00Z".into(),
+            ready_since: None,
+            failed_checks: 0,
+            partition,
+        }
+    }
+
+    #[test]
+    fn a_deployment_canary_state_reads_and_writes_as_before() {
+        // Written by a release that knew no partition canary.
+        let old = r#"{"phase":"running","images":{"db":"r/db:1.1.0"},"from":{"db":"r/db:1.0.0"},"started":"2026-12-01T10:00:00Z","failedChecks":0}"#;
+        let decoded = CanaryState::decode(old).unwrap();
+        assert_eq!(decoded, state(None));
+        assert_eq!(decoded.encode(), old, "no new key for a Deployment");
+    }
+
+    #[test]
+    fn the_original_partition_round_trips_absent_or_set() {
+        let cases = [
+            (None, r#""partition":{"original":null}"#),
+            (Some(0), r#""partition":{"original":0}"#),
+            (Some(4), r#""partition":{"original":4}"#),
+        ];
+        for (original, json) in cases {
+            let written = state(Some(PartitionState { original })).encode();
+            assert!(written.contains(json), "{written}");
+            assert_eq!(
+                CanaryState::decode(&written).unwrap().partition,
+                Some(PartitionState { original })
+            );
+        }
     }
 }

@@ -14,6 +14,7 @@ use k8s_openapi::jiff::Timestamp;
 
 use crate::model::annotations as keys;
 use crate::model::canary::CanarySpec;
+use crate::model::kind::Kind;
 use crate::model::rollout_state::CanaryState;
 use crate::model::workload::Workload;
 
@@ -413,9 +414,13 @@ pub fn orphans(deployments: &[Arc<Deployment>], workloads: &[Arc<Workload>]) -> 
                 d.metadata.namespace.as_deref() == namespace
                     && d.metadata.name.as_deref() == Some(owner.name.as_str())
             });
-            let workload = workloads
-                .iter()
-                .find(|w| Some(w.id.namespace.as_str()) == namespace && w.id.name == owner.name);
+            // Only a Deployment has a `<name>-canary`: a StatefulSet of the same name (whose
+            // canary is its own partition) says nothing about it.
+            let workload = workloads.iter().find(|w| {
+                w.id.kind == Kind::Deployment
+                    && Some(w.id.namespace.as_str()) == namespace
+                    && w.id.name == owner.name
+            });
             orphaned(candidate, primary.map(|p| &**p), workload.map(|w| &**w))
         })
         .collect()
@@ -450,6 +455,7 @@ mod tests {
             started: at(0).to_string(),
             ready_since: None,
             failed_checks: 0,
+            partition: None,
         }
     }
 
@@ -874,6 +880,21 @@ mod tests {
         let (deployments, workloads) = snapshot(vec![kept.clone()]);
         assert_eq!(orphans(&deployments, &workloads), vec![]);
         // The same primary in another namespace is not this canary's.
+        // A StatefulSet named like the primary, with a canary of its own, keeps nothing alive:
+        // the primary that lost its canary state loses its canary.
+        let stateless = primary(
+            "u-1",
+            serde_json::json!({"tagwatch.dev/policy": "minor", "tagwatch.dev/canary": "true"}),
+        );
+        let (deployments, mut workloads) = snapshot(vec![stateless]);
+        let mut set = workload_of(&kept).unwrap();
+        set.id.kind = Kind::StatefulSet;
+        workloads.insert(0, Arc::new(set));
+        let found = orphans(&deployments, &workloads);
+        assert_eq!(
+            found.iter().map(|r| r.why).collect::<Vec<_>>(),
+            vec![Orphaned::StateRemoved]
+        );
         let (deployments, workloads) = snapshot(vec![elsewhere]);
         let found = orphans(&deployments, &workloads);
         assert_eq!(found.len(), 1);

@@ -6,6 +6,7 @@ pub mod canary;
 pub mod digest;
 pub mod explain;
 pub mod ordering;
+pub mod partition;
 pub mod patch;
 pub mod resolve;
 pub mod rollback;

@@ -450,6 +450,7 @@ async fn canary_primary(cluster: &TestCluster, name: &str, on: bool) {
         started: k8s_openapi::jiff::Timestamp::now().to_string(),
         ready_since: None,
         failed_checks: 0,
+        partition: None,
     };
     let mut primary = deployment(name)
         .replicas(0)

@@ -17,6 +17,7 @@ mod registry_client;
 mod registry_harness;
 mod registry_hostile;
 mod stalls;
+mod statefulset_canary;
 mod support;
 mod tenancy;
 mod watcher;
