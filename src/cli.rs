@@ -173,6 +173,10 @@ pub struct RunArgs {
     /// at least every 5s) [default: 60s, 2s to 1h].
     #[arg(long, env = "TAGWATCH_LIVENESS_TIMEOUT", value_parser = parse_liveness)]
     pub liveness_timeout: Option<Duration>,
+    /// How often to ask discovery whether Argo Rollouts' CRD was installed, while it is not
+    /// [default: 30s, 1s to 1h].
+    #[arg(long, env = "TAGWATCH_CRD_RECHECK", value_parser = parse_crd_recheck)]
+    pub crd_recheck: Option<Duration>,
     /// The pod's name (the downward API's `POD_NAME`): names this replica in the Lease and Events.
     #[arg(long, env = "POD_NAME", hide = true)]
     pub pod_name: Option<String>,
@@ -185,6 +189,14 @@ fn parse_liveness(text: &str) -> Result<Duration, String> {
     let value = parse_duration(text)?;
     if value < Duration::from_secs(2) || value > Duration::from_secs(3600) {
         return Err("the liveness timeout must be between 2s and 1h".into());
+    }
+    Ok(value)
+}
+
+fn parse_crd_recheck(text: &str) -> Result<Duration, String> {
+    let value = parse_duration(text)?;
+    if value < Duration::from_secs(1) || value > Duration::from_secs(3600) {
+        return Err("the CRD recheck interval must be between 1s and 1h".into());
     }
     Ok(value)
 }

@@ -972,7 +972,16 @@ impl Poller {
         let Checked { id, started, step } = checked;
         self.checking.remove(&id);
         match step {
-            Step::Waiting => {}
+            // Still in progress; a decision put off while this check ran (a listing completed
+            // meanwhile) is made now: a newer version supersedes a plain rollout in progress,
+            // and must not wait for the next listing (a poll interval, or a day).
+            Step::Waiting => {
+                if self.dirty.remove(&id) {
+                    if let Some(workload) = self.workloads.iter().find(|w| w.id == id).cloned() {
+                        self.decide(&workload, deployments);
+                    }
+                }
+            }
             Step::Done => {
                 if let Some(started) = started {
                     self.settled.insert((id.clone(), started));
@@ -984,7 +993,10 @@ impl Poller {
                 let ours = started
                     .parse::<k8s_openapi::jiff::Timestamp>()
                     .is_ok_and(|t| t >= self.since);
-                if ours && self.timed.insert((id.clone(), started.clone())) {
+                // A CronJob's rollout waits for its schedule (a week, for a weekly job): that
+                // wait is not how long rolling out took.
+                let timed = ours && id.kind != crate::model::kind::Kind::CronJob;
+                if timed && self.timed.insert((id.clone(), started.clone())) {
                     crate::act::rollouts::observe_duration(&self.ctx.metrics, &started);
                 }
                 self.settled.insert((id.clone(), started));

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::DynamicObject;
@@ -38,6 +39,13 @@ use crate::plan::canary::{
 };
 use crate::plan::patch::{self, ImageChange, State};
 use crate::plan::rollout::{self, progress, progress_of, Progress};
+
+/// Jobs asked for per request while looking for the one that judges a CronJob's rollout.
+const JOBS_PAGE: u32 = 100;
+
+/// At most this many Jobs are read per look (whole pages): a namespace with more is judged on
+/// these, and the CronJob's own status.
+const JOBS_LISTED: usize = 500;
 
 /// What a check did, for the round's bookkeeping.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -421,6 +429,9 @@ impl Rollouts<'_> {
         if watching.generation.is_some() && watching.generation != workload.generation {
             return Step::Done;
         }
+        if let Object::CronJob(cron_job) = object {
+            return self.watch_cron_job(workload, cron_job, watching).await;
+        }
         match progress_of(
             object,
             &watching.started,
@@ -435,8 +446,85 @@ impl Rollouts<'_> {
         }
     }
 
-    /// Past the progress deadline: back to the images before, the new version rejected (or,
-    /// with `tagwatch.dev/rollback: off`, only reported).
+    /// A CronJob's rollout is its next Job ([`rollout::cron_job`]). Its Jobs are listed only
+    /// once its status shows a run since the write; a tagwatch that may not list Jobs says so
+    /// and counts the rollout complete (the watch is optional: the image is written either way).
+    async fn watch_cron_job(
+        &self,
+        workload: &Workload,
+        cron_job: &CronJob,
+        watching: &RolloutState,
+    ) -> Step {
+        let completed = Step::Completed {
+            started: watching.started.clone(),
+        };
+        let jobs = if rollout::cron_job_ran(cron_job, &watching.started) {
+            match self.jobs(&workload.id.namespace, cron_job).await {
+                Ok(jobs) => jobs,
+                Err(kube::Error::Api(status)) if status.code == 403 => {
+                    tracing::warn!(workload = %workload.id, error = %status.message,
+                        "cannot list Jobs (grant tagwatch `list` on batch jobs): the rollout of this \
+                         CronJob counts as complete without waiting for its next Job");
+                    return completed;
+                }
+                Err(e) => {
+                    tracing::warn!(workload = %workload.id, error = %e, "cannot list the CronJob's Jobs; retrying");
+                    return Step::Waiting;
+                }
+            }
+        } else {
+            Vec::new()
+        };
+        let judged = rollout::cron_job(
+            cron_job,
+            &jobs,
+            &watching.to,
+            &watching.started,
+            workload.rollout.progress_deadline,
+            Timestamp::now(),
+        );
+        match judged {
+            Progress::InProgress => Step::Waiting,
+            Progress::Stuck(message) => self.stuck(workload, watching, &message).await,
+            Progress::Complete => completed,
+        }
+    }
+
+    /// The Jobs that may be the CronJob's: those carrying its job template's labels (a Job
+    /// copies them), a page at a time up to [`JOBS_LISTED`].
+    async fn jobs(&self, namespace: &str, cron_job: &CronJob) -> Result<Vec<Job>, kube::Error> {
+        let api: Api<Job> = Api::namespaced(self.ctx.client.clone(), namespace);
+        let labels = cron_job
+            .spec
+            .as_ref()
+            .and_then(|s| s.job_template.metadata.as_ref())
+            .and_then(|m| m.labels.as_ref())
+            .map(|labels| {
+                labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default();
+        let mut params = ListParams::default().limit(JOBS_PAGE);
+        if !labels.is_empty() {
+            params = params.labels(&labels);
+        }
+        let mut jobs = Vec::new();
+        loop {
+            let page = api.list(&params).await?;
+            jobs.extend(page.items);
+            match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                Some(token) if jobs.len() < JOBS_LISTED => params = params.continue_token(&token),
+                _ => return Ok(jobs),
+            }
+        }
+    }
+
+    /// Past the progress deadline, or failed by its kind's verdict: back to the images before,
+    /// the new version rejected (or, with `tagwatch.dev/rollback: off`, only reported).
+    /// `message` is the whole reason, as [`Progress::Stuck`] gives it.
     pub(super) async fn stuck(
         &self,
         workload: &Workload,
@@ -451,7 +539,7 @@ impl Rollouts<'_> {
                 return Step::Waiting;
             }
         }
-        let why = format!("rollout passed its progress deadline: {message}");
+        let why = message.to_string();
         if !workload.rollout.rollback {
             let mut extra = BTreeMap::from([(keys::ROLLOUT.to_string(), None)]);
             if canary {

@@ -13,7 +13,7 @@ use crate::app;
 use crate::cli::RunArgs;
 use crate::config::{self, FileConfig};
 use crate::control::Poller;
-use crate::discover::watch::Workloads;
+use crate::discover::watch::{Workloads, CRD_RECHECK};
 use crate::leader::{self, Elector, Leadership};
 use crate::metrics::Metrics;
 use crate::model::kind::Kind;
@@ -121,11 +121,12 @@ pub async fn run(args: RunArgs, file: FileConfig) -> anyhow::Result<()> {
         taken_names: Default::default(),
     });
 
-    let deployments = Workloads::start(
+    let deployments = Workloads::start_with(
         &client,
         &settings.namespaces,
         settings.selector.as_deref(),
         &Kind::ALL,
+        args.crd_recheck.unwrap_or(CRD_RECHECK),
     );
     tokio::select! {
         _ = async { tokio::join!(deployments.ready(), leadership.known()) } => {}

@@ -4,8 +4,8 @@
 //! A kind tagwatch may not list (no RBAC for it, or a cluster without it) is reported once, by
 //! name, and the other kinds are served; it keeps being retried in the background. Argo Rollouts
 //! are watched only once their CRD is served: discovery is asked at start and every
-//! [`CRD_RECHECK`] until it is, so installing Argo later needs no restart. Objects are trimmed
-//! ([`super::trim`]) before they are cached.
+//! [`CRD_RECHECK`] (`--crd-recheck`) until it is, so installing Argo later needs no restart.
+//! Objects are trimmed ([`super::trim`]) before they are cached.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -27,7 +27,7 @@ use super::object::{api_resource, Object};
 use super::trim::trim;
 use crate::model::kind::Kind;
 
-/// How often discovery is asked whether Argo Rollouts' CRD appeared.
+/// How often discovery is asked whether Argo Rollouts' CRD appeared, unless configured.
 pub const CRD_RECHECK: Duration = Duration::from_secs(30);
 
 /// Where each kind's watch stands.
@@ -39,7 +39,7 @@ pub enum Availability {
     Synced,
     /// Cannot be listed (forbidden, not served); the watch keeps retrying.
     Unavailable(String),
-    /// The CRD is absent (Argo Rollouts): looked for again every [`CRD_RECHECK`].
+    /// The CRD is absent (Argo Rollouts): looked for again every `crd_recheck`.
     Absent,
 }
 
@@ -65,6 +65,7 @@ struct Starter {
     tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
     changed: Arc<Notify>,
     availability: Arc<signal::Sender<BTreeMap<Kind, Availability>>>,
+    crd_recheck: Duration,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -75,12 +76,23 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Workloads {
     /// Starts the reflectors of `kinds`, one per namespace (one cluster-wide when `namespaces` is
-    /// empty).
+    /// empty); an absent Rollout CRD is looked for again every [`CRD_RECHECK`].
     pub fn start(
         client: &Client,
         namespaces: &[String],
         selector: Option<&str>,
         kinds: &[Kind],
+    ) -> Workloads {
+        Workloads::start_with(client, namespaces, selector, kinds, CRD_RECHECK)
+    }
+
+    /// As [`Workloads::start`], looking for an absent Rollout CRD every `crd_recheck`.
+    pub fn start_with(
+        client: &Client,
+        namespaces: &[String],
+        selector: Option<&str>,
+        kinds: &[Kind],
+        crd_recheck: Duration,
     ) -> Workloads {
         let initial: BTreeMap<Kind, Availability> =
             kinds.iter().map(|k| (*k, Availability::Starting)).collect();
@@ -93,6 +105,7 @@ impl Workloads {
             tasks: Arc::default(),
             changed: Arc::new(Notify::new()),
             availability: Arc::new(tx),
+            crd_recheck,
         });
         for kind in kinds {
             match kind {
@@ -306,7 +319,8 @@ impl Starter {
                     }
                     Ok(false) => {
                         if !said_absent {
-                            tracing::info!("Argo Rollouts' CRD is not installed: rollouts are not watched (looked for again every {}s)", CRD_RECHECK.as_secs());
+                            tracing::info!("Argo Rollouts' CRD is not installed: rollouts are not watched (looked for again every {})",
+                                humantime::format_duration(starter.crd_recheck));
                             said_absent = true;
                         }
                         starter.set(kind, Availability::Absent);
@@ -316,7 +330,7 @@ impl Starter {
                         starter.set(kind, Availability::Unavailable(e.to_string()));
                     }
                 }
-                tokio::time::sleep(CRD_RECHECK).await;
+                tokio::time::sleep(starter.crd_recheck).await;
             }
         });
         lock(&self.tasks).push(task);

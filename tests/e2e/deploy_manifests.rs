@@ -760,13 +760,15 @@ fn rbac_reads_secrets_by_name_only_and_uses_no_wildcards() {
         );
     }
     assert_eq!(on("", "pods"), verbs(&["list"]));
+    // A CronJob's next Job, found by listing: never watched, never read one by one.
+    assert_eq!(on("batch", "jobs"), verbs(&["list"]));
     assert_eq!(on("", "events"), verbs(&["create", "patch"]));
     assert_eq!(on("events.k8s.io", "events"), verbs(&["create", "patch"]));
     assert_eq!(
         on("coordination.k8s.io", "leases"),
         verbs(&["create", "get", "update"])
     );
-    assert_eq!(grants.len(), 28, "nothing else: {grants:?}");
+    assert_eq!(grants.len(), 29, "nothing else: {grants:?}");
 }
 
 /// The RBAC verbs behind API server requests, as the API server derives them: `GET` on a
@@ -1093,6 +1095,33 @@ async fn rbac_covers_exactly_the_verbs_a_full_run_uses() {
             async move { (promoted && gone).then_some(()) }
         },
     )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", read(&log_path)));
+    // The CronJob runs its new version: its Jobs are listed to judge the rollout.
+    wait::until("nightly to run 1.1.0", Duration::from_secs(30), || {
+        let current = server
+            .get::<k8s_openapi::api::batch::v1::CronJob>(&ns, "nightly")
+            .and_then(|c| c.spec?.job_template.spec?.template.spec)
+            .and_then(|p| p.containers.first()?.image.clone());
+        let done = current.as_ref() == Some(&want);
+        async move { done.then_some(()) }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", read(&log_path)));
+    server
+        .run_cronjob(
+            &ns,
+            "nightly",
+            tagwatch_testbed::apiserver::JobOutcome::Succeeded,
+        )
+        .expect("run the CronJob");
+    wait::until("the CronJob's Jobs listed", Duration::from_secs(30), || {
+        let listed = server
+            .requests()
+            .iter()
+            .any(|r| r.method == "GET" && r.path.ends_with("/jobs") && r.status == 200);
+        async move { listed.then_some(()) }
+    })
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", read(&log_path)));
     wait::until("a Warning Event about bad", Duration::from_secs(30), || {

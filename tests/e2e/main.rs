@@ -11,6 +11,7 @@ mod canary_query;
 mod commands;
 mod deploy_manifests;
 mod history_commands;
+mod kinds;
 mod leader;
 mod observability;
 mod registry_client;

@@ -834,6 +834,31 @@ async fn cronjob_runs_on_cue_with_owned_jobs_and_history_limits() -> anyhow::Res
         "failedJobsHistoryLimit 1 keeps the newest failure only"
     );
 
+    // A run whose pod never starts: the Job stays active, and the CronJob lists it as running.
+    let pending = server.run_cronjob(ns, "nightly", JobOutcome::Pending)?;
+    assert!(condition_types(&pending).is_empty());
+    let counts = pending
+        .status
+        .as_ref()
+        .map(|s| (s.active, s.ready, s.succeeded, s.failed));
+    assert_eq!(counts, Some((Some(1), Some(0), None, None)));
+    let status = api.get("nightly").await?.status.unwrap_or_default();
+    let active: Vec<_> = status
+        .active
+        .iter()
+        .flatten()
+        .map(|r| (r.kind.clone(), r.name.clone(), r.uid.clone()))
+        .collect();
+    assert_eq!(
+        active,
+        [(
+            Some("Job".to_string()),
+            Some(pending.name_any()),
+            pending.uid()
+        )]
+    );
+    assert_eq!(status.last_successful_time, last_success);
+
     api.delete("nightly", &Default::default()).await?;
     assert!(
         jobs.list(&ListParams::default()).await?.items.is_empty(),

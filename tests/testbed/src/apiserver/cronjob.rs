@@ -17,9 +17,14 @@ use super::Cluster;
 pub enum JobOutcome {
     Succeeded,
     Failed,
+    /// Not at all: its pod never starts (an image that cannot be pulled), which a Job never
+    /// gives up on by itself. The Job stays active (`active: 1`, `ready: 0`) and is listed in
+    /// the CronJob's `status.active`, as the real controller keeps a running Job there.
+    Pending,
 }
 
-/// Creates the Job of one run, finished, and records the run on the CronJob. Returns the Job.
+/// Creates the Job of one run, finished (or left pending), and records the run on the CronJob.
+/// Returns the Job.
 pub(crate) fn run(
     cluster: &mut Cluster,
     namespace: &str,
@@ -64,8 +69,19 @@ pub(crate) fn run(
 
     let mut recorded = cronjob.clone();
     recorded["status"]["lastScheduleTime"] = json!(scheduled);
-    if outcome == JobOutcome::Succeeded {
-        recorded["status"]["lastSuccessfulTime"] = json!(now());
+    match outcome {
+        JobOutcome::Succeeded => recorded["status"]["lastSuccessfulTime"] = json!(now()),
+        JobOutcome::Failed => {}
+        JobOutcome::Pending => {
+            let meta = &finished["metadata"];
+            let reference = json!({"kind": "Job", "namespace": meta["namespace"],
+                "name": meta["name"], "uid": meta["uid"], "apiVersion": "batch/v1",
+                "resourceVersion": meta["resourceVersion"]});
+            match recorded["status"]["active"].as_array_mut() {
+                Some(active) => active.push(reference),
+                None => recorded["status"]["active"] = json!([reference]),
+            }
+        }
     }
     cluster.store.update(&CRONJOBS, recorded);
     prune_history(cluster, &cronjob);
@@ -103,6 +119,9 @@ fn job_status(job: &Value, outcome: JobOutcome, started: &str) -> Value {
             ]);
             status["completionTime"] = json!(at);
             status["succeeded"] = job["spec"]["completions"].clone();
+        }
+        JobOutcome::Pending => {
+            status["active"] = json!(1);
         }
         JobOutcome::Failed => {
             let limit = "Job has reached the specified backoff limit";

@@ -327,8 +327,9 @@ impl ApiServer {
     }
 
     /// Makes a CronJob run now, whatever its schedule: creates the Job its controller would
-    /// (`<cronjob>-<n>`, owned by the CronJob, the job template's spec), finished with `outcome`,
-    /// and records `lastScheduleTime` (and `lastSuccessfulTime`) on the CronJob.
+    /// (`<cronjob>-<n>`, owned by the CronJob, the job template's spec), finished with `outcome`
+    /// (or active, never starting a pod: [`JobOutcome::Pending`]), and records
+    /// `lastScheduleTime` (and `lastSuccessfulTime`, or the active Job) on the CronJob.
     pub fn run_cronjob(
         &self,
         namespace: &str,
