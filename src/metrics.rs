@@ -297,10 +297,12 @@ pub enum Why {
     NameTaken,
     /// Rolled back: the rollout passed its progress deadline.
     ProgressDeadline,
+    /// Rolled back: the kind's own verdict was failure (a `Degraded` Rollout, a failed Job).
+    RolloutFailed,
 }
 
 impl Why {
-    pub const ALL: [Why; 20] = [
+    pub const ALL: [Why; 21] = [
         Why::Policy,
         Why::Alias,
         Why::Digest,
@@ -321,6 +323,7 @@ impl Why {
         Why::PrimaryRollout,
         Why::NameTaken,
         Why::ProgressDeadline,
+        Why::RolloutFailed,
     ];
 
     pub fn label(self) -> &'static str {
@@ -345,6 +348,7 @@ impl Why {
             Why::PrimaryRollout => "primary_rollout",
             Why::NameTaken => "name_taken",
             Why::ProgressDeadline => "progress_deadline",
+            Why::RolloutFailed => "rollout_failed",
         }
     }
 

@@ -281,7 +281,14 @@ impl Rollouts<'_> {
             Timestamp::now(),
         ) {
             Progress::InProgress => Step::Waiting,
-            Progress::Stuck(message) => self.stuck(workload, &watching, &message).await,
+            Progress::Stuck(message) => {
+                self.stuck(workload, &watching, &message, &Why::ProgressDeadline)
+                    .await
+            }
+            Progress::Failed(message) => {
+                self.stuck(workload, &watching, &message, &Why::RolloutFailed)
+                    .await
+            }
             Progress::Complete => {
                 let extra = BTreeMap::from([
                     (keys::CANARY_STATE.to_string(), None),

@@ -338,14 +338,15 @@ impl Rollouts<'_> {
     ) -> Step {
         match progress(primary) {
             Progress::InProgress => Step::Waiting,
-            Progress::Stuck(message) => {
+            Progress::Stuck(message) | Progress::Failed(message) => {
                 let watching = workload.rollout.watching.clone().unwrap_or(RolloutState {
                     from: state.from.clone(),
                     to: state.images.clone(),
                     started: state.started.clone(),
                     generation: None,
                 });
-                self.stuck(workload, &watching, &message).await
+                self.stuck(workload, &watching, &message, &Why::ProgressDeadline)
+                    .await
             }
             Progress::Complete => {
                 if let Err(e) = self.delete_canary(workload).await {
@@ -439,7 +440,14 @@ impl Rollouts<'_> {
             Timestamp::now(),
         ) {
             Progress::InProgress => Step::Waiting,
-            Progress::Stuck(message) => self.stuck(workload, watching, &message).await,
+            Progress::Stuck(message) => {
+                self.stuck(workload, watching, &message, &Why::ProgressDeadline)
+                    .await
+            }
+            Progress::Failed(message) => {
+                self.stuck(workload, watching, &message, &Why::RolloutFailed)
+                    .await
+            }
             Progress::Complete => Step::Completed {
                 started: watching.started.clone(),
             },
@@ -485,7 +493,14 @@ impl Rollouts<'_> {
         );
         match judged {
             Progress::InProgress => Step::Waiting,
-            Progress::Stuck(message) => self.stuck(workload, watching, &message).await,
+            Progress::Stuck(message) => {
+                self.stuck(workload, watching, &message, &Why::ProgressDeadline)
+                    .await
+            }
+            Progress::Failed(message) => {
+                self.stuck(workload, watching, &message, &Why::RolloutFailed)
+                    .await
+            }
             Progress::Complete => completed,
         }
     }
@@ -524,12 +539,14 @@ impl Rollouts<'_> {
 
     /// Past the progress deadline, or failed by its kind's verdict: back to the images before,
     /// the new version rejected (or, with `tagwatch.dev/rollback: off`, only reported).
-    /// `message` is the whole reason, as [`Progress::Stuck`] gives it.
+    /// `message` is the whole reason, as [`Progress::Stuck`] or [`Progress::Failed`] gives it;
+    /// `cause` labels the rollback's metric.
     pub(super) async fn stuck(
         &self,
         workload: &Workload,
         watching: &RolloutState,
         message: &str,
+        cause: &Why,
     ) -> Step {
         let canary = workload.rollout.canary_state.is_some();
         // Only a Deployment's canary is an object of its own to remove.
@@ -564,7 +581,7 @@ impl Rollouts<'_> {
         next.extra.insert(keys::CANARY_STATE.into(), None);
         match self.write_guarded(workload, &changes, &next).await {
             Ok(_) => {
-                self.ctx.metrics.rollback(&Why::ProgressDeadline);
+                self.ctx.metrics.rollback(cause);
                 if canary {
                     self.ctx
                         .metrics

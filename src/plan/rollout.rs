@@ -64,9 +64,11 @@ pub fn supersede(
 pub enum Progress {
     Complete,
     InProgress,
-    /// Failed: past its progress deadline, or failed by its kind's own verdict (a `Degraded`
-    /// Argo Rollout, a failed Job). The text says which, whole: it is the rollback's reason.
+    /// Past its progress deadline (the controller's, or tagwatch's own). The text is the
+    /// rollback's whole reason.
     Stuck(String),
+    /// Failed by its kind's own verdict: a `Degraded` Argo Rollout, a failed Job.
+    Failed(String),
 }
 
 /// A rollout of any kind, judged from the object's status; for kinds without a progress deadline
@@ -203,7 +205,7 @@ fn next_job(job: &Job, deadline: Duration, now: Timestamp) -> Progress {
             (None, Some(message)) => format!(" ({message})"),
             (None, None) => String::new(),
         };
-        return Progress::Stuck(format!("the next Job {name} failed{why}"));
+        return Progress::Failed(format!("the next Job {name} failed{why}"));
     }
     let count = |v: Option<i32>| v.unwrap_or(0);
     // `ready` is absent on servers that do not count ready pods: nothing to go by then.
@@ -312,7 +314,7 @@ fn argo_rollout(rollout: &DynamicObject) -> Progress {
                 .and_then(|s| s.get("message"))
                 .and_then(|m| m.as_str())
                 .filter(|m| !m.is_empty());
-            Progress::Stuck(match message {
+            Progress::Failed(match message {
                 Some(message) => format!("the Rollout is Degraded: {message}"),
                 None => "the Rollout is Degraded".to_string(),
             })
@@ -541,7 +543,7 @@ mod tests {
             (
                 "failed",
                 vec![job("cj-uid", "2026-12-01T10:01:00Z", "app:1.1.0", finished("Failed"))],
-                Progress::Stuck(
+                Progress::Failed(
                     "the next Job nightly-2026-12-01T10:01:00Z failed (BackoffLimitExceeded: Job \
                      has reached the specified backoff limit)"
                         .into(),
@@ -739,11 +741,11 @@ mod tests {
             (
                 json!({"phase": "Degraded", "observedGeneration": "3",
                     "message": "ProgressDeadlineExceeded: ReplicaSet \"web-7d\" has timed out progressing."}),
-                Progress::Stuck(degraded.into()),
+                Progress::Failed(degraded.into()),
             ),
             (
                 json!({"phase": "Degraded", "observedGeneration": "3"}),
-                Progress::Stuck("the Rollout is Degraded".into()),
+                Progress::Failed("the Rollout is Degraded".into()),
             ),
             // Degraded by the release before: says nothing about the fix tagwatch just wrote.
             (

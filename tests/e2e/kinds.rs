@@ -704,7 +704,7 @@ async fn automatic_rollback(kind: Kind) {
     let written = bed.read().await;
     assert_eq!(image_of(kind, &written), v110);
 
-    let why = match kind {
+    let (why, cause) = match kind {
         Kind::Rollout => {
             let generation = written.metadata.generation;
             set_rollout_status(
@@ -715,16 +715,25 @@ async fn automatic_rollback(kind: Kind) {
                 generation,
                 "RolloutAborted: Rollout aborted update to revision 2",
             );
-            "the Rollout is Degraded: RolloutAborted".to_string()
+            (
+                "the Rollout is Degraded: RolloutAborted".to_string(),
+                "rollout_failed",
+            )
         }
         Kind::CronJob => {
             let job = server
                 .run_cronjob(&bed.ns, bed.name, JobOutcome::Failed)
                 .expect("run");
             let name = job.metadata.name.expect("job name");
-            format!("the next Job {name} failed (BackoffLimitExceeded")
+            (
+                format!("the next Job {name} failed (BackoffLimitExceeded"),
+                "rollout_failed",
+            )
         }
-        _ => "rollout passed its progress deadline: not rolled out within 10s".to_string(),
+        _ => (
+            "rollout passed its progress deadline: not rolled out within 10s".to_string(),
+            "progress_deadline",
+        ),
     };
     let rolled_back = bed
         .rounds_until("rolled back", Duration::from_secs(40), |o| {
@@ -753,7 +762,7 @@ async fn automatic_rollback(kind: Kind) {
         events[0].note
     );
     assert_eq!(
-        bed.metric(r#"tagwatch_rollbacks_total{reason="progress_deadline"}"#)
+        bed.metric(&format!(r#"tagwatch_rollbacks_total{{reason="{cause}"}}"#))
             .await,
         1.0
     );
