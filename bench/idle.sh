@@ -11,7 +11,8 @@
 #
 # Environment: DEPLOYMENTS (1000), REPOSITORIES (100), TAGS (20), WINDOW (120 s), WARMUP (10 s),
 # INTERVAL (30s, tagwatch --interval), SAMPLE_EVERY (5 s), STARTUP_TIMEOUT (600 s),
-# SKIP_BUILD (unset: set to 1 to reuse target/release binaries), KEEP_TMP (unset: keep logs).
+# SKIP_BUILD (unset: set to 1 to reuse target/release binaries), KEEP_TMP (unset: keep logs),
+# TAGWATCH_BIN / TESTBED_BIN (the binaries to measure, e.g. an older build to compare with).
 set -euo pipefail
 
 DEPLOYMENTS=${DEPLOYMENTS:-1000}
@@ -44,8 +45,8 @@ if [[ -z ${SKIP_BUILD:-} ]]; then
     cargo build --release --bin tagwatch
     cargo build --release -p tagwatch-testbed --bin testbed
 fi
-TAGWATCH_BIN=$ROOT/target/release/tagwatch
-TESTBED_BIN=$ROOT/target/release/testbed
+TAGWATCH_BIN=${TAGWATCH_BIN:-$ROOT/target/release/tagwatch}
+TESTBED_BIN=${TESTBED_BIN:-$ROOT/target/release/testbed}
 [[ -x $TAGWATCH_BIN && -x $TESTBED_BIN ]] || die "release binaries missing (unset SKIP_BUILD)"
 
 TMP=$(mktemp -d -t tagwatch-idle.XXXXXX)
