@@ -116,14 +116,16 @@ pub struct Rollouts<'a> {
 
 impl Rollouts<'_> {
     /// Starts a canary for `changes` instead of patching the primary: the state is written first
-    /// (guarded), then the canary created, so a crash in between resumes by creating it.
+    /// (guarded), then the canary created, so a crash in between resumes by creating it. False:
+    /// not started because a canary of ours that nothing records was there and went first (a new
+    /// canary is never an old one adopted); decided again.
     pub async fn start_canary(
         &self,
         workload: &Workload,
         primary: &Deployment,
         spec: &CanarySpec,
         changes: &[ImageChange],
-    ) -> Result<(), ApplyError> {
+    ) -> Result<bool, ApplyError> {
         let images: BTreeMap<String, String> = changes
             .iter()
             .map(|c| (c.container.clone(), c.to.clone()))
@@ -136,9 +138,17 @@ impl Rollouts<'_> {
             Ok(Some(existing)) if !owned(&existing, workload) => {
                 let uid = existing.metadata.uid.unwrap_or_default();
                 self.name_taken(workload, &uid, &images).await;
-                return Ok(());
+                return Ok(true);
             }
-            Ok(_) => {}
+            Ok(Some(leftover)) => {
+                // Ours, but no state records it (a person removed the state, or the sweep has
+                // not come by yet): removed as the sweep would, so the judgement starts afresh.
+                if let Some(removal) = orphaned(&leftover, Some(primary), Some(workload)) {
+                    self.remove_orphan(&leftover, &removal).await?;
+                    return Ok(false);
+                }
+            }
+            Ok(None) => {}
             Err(e) => return Err(ApplyError::from_kube(&workload.id, e)),
         }
         let state = CanaryState {
@@ -173,7 +183,7 @@ impl Rollouts<'_> {
         if let Err(e) = self.ensure_canary(primary, spec, &state).await {
             tracing::warn!(workload = %workload.id, error = %e, "cannot create the canary yet; retrying");
         }
-        Ok(())
+        Ok(true)
     }
 
     /// One look at a workload with a canary or a rollout in progress.

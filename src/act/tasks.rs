@@ -421,6 +421,7 @@ async fn write(
                     rollouts
                         .start_partition_canary(workload, set, at, spec, &changes, state)
                         .await
+                        .map(|()| true)
                 }
                 // Turned OnDelete since it was decided on: decided again, and refused then.
                 Err(why) => return Err(WriteError::Retry(why.into())),
@@ -433,7 +434,10 @@ async fn write(
             }
         };
         return match started {
-            Ok(()) => Ok(WriteOutcome::CanaryStarted),
+            Ok(true) => Ok(WriteOutcome::CanaryStarted),
+            Ok(false) => Ok(WriteOutcome::Retry(
+                "a canary nothing recorded was removed first".into(),
+            )),
             Err(error) => Err(write_error(workload, error)),
         };
     }
