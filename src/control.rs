@@ -275,25 +275,12 @@ impl Poller {
             .repositories_watched
             .set(repositories.len() as i64);
 
-        let mut due: Vec<ListingKey> = if all {
+        let due: Vec<ListingKey> = if all {
             wanted.keys().cloned().collect()
         } else {
             self.schedule.due(Instant::now())
         };
-        due.retain(|key| !self.listing.contains(key));
-        due.sort();
-        for key in &due {
-            self.start_listing(key.clone());
-        }
-        if !due.is_empty() {
-            tracing::debug!(
-                listings = due.len(),
-                workloads = workloads.len(),
-                "poll cycle started"
-            );
-            self.cycles
-                .push((Instant::now(), due.iter().cloned().collect()));
-        }
+        let due = self.start_listings(due);
 
         // Every turn notices a rollout tagwatch just started; while one runs, once a second.
         if check_now || self.next_check.is_none_or(|at| at <= Instant::now()) {
@@ -323,6 +310,36 @@ impl Poller {
         self.refused.retain(|id, _| present.contains(id));
         self.settled.retain(|(id, _)| present.contains(id));
         self.dirty.retain(|id| present.contains(id));
+    }
+
+    /// Woken by the clock ([`Poller::next_wakeup`]): starts the listings and rollout checks that
+    /// are due, on the last turn's view. Costs what is due, not a look at every workload: with
+    /// listings spread over the interval, the clock wakes the loop for nearly every one.
+    pub async fn wake(&mut self, deployments: &[Object]) {
+        let due = self.schedule.due(Instant::now());
+        self.start_listings(due);
+        if self.next_check.is_none_or(|at| at <= Instant::now()) {
+            self.start_checks(deployments);
+        }
+    }
+
+    /// Starts the listings of `due` not already under way, as one poll cycle; returns them.
+    fn start_listings(&mut self, mut due: Vec<ListingKey>) -> Vec<ListingKey> {
+        due.retain(|key| !self.listing.contains(key));
+        due.sort();
+        for key in &due {
+            self.start_listing(key.clone());
+        }
+        if !due.is_empty() {
+            tracing::debug!(
+                listings = due.len(),
+                workloads = self.workloads.len(),
+                "poll cycle started"
+            );
+            self.cycles
+                .push((Instant::now(), due.iter().cloned().collect()));
+        }
+        due
     }
 
     /// A task is done: record what it found, and decide for what it unblocked.

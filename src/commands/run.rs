@@ -156,6 +156,7 @@ pub async fn run(args: RunArgs, file: FileConfig) -> anyhow::Result<()> {
     // finished task: a finished listing decides its own users, so steady cost follows changes.
     let mut snapshot = Vec::new();
     let mut turn = true;
+    let mut woken = false;
     loop {
         if *shutdown.borrow() {
             break;
@@ -163,9 +164,12 @@ pub async fn run(args: RunArgs, file: FileConfig) -> anyhow::Result<()> {
         if turn && leadership.is_leader() {
             snapshot = deployments.snapshot();
             guarded(&metrics, poller.turn(&snapshot)).await;
+        } else if woken && leadership.is_leader() {
+            guarded(&metrics, poller.wake(&snapshot)).await;
         }
         liveness.beat();
         turn = true;
+        woken = false;
         let next = if leadership.is_leader() {
             poller.next_wakeup()
         } else {
@@ -196,7 +200,11 @@ pub async fn run(args: RunArgs, file: FileConfig) -> anyhow::Result<()> {
                     Some(first) = hints.recv() => relist(&mut poller, first, &mut hints, debounce).await,
                 }
             }
-            _ = tokio::time::sleep_until(wake) => {}
+            _ = tokio::time::sleep_until(wake) => {
+                // Due listings and checks only; watch events and heartbeats bring full turns.
+                turn = false;
+                woken = true;
+            }
             _ = heartbeat.tick() => {}
             _ = leadership.changed() => {}
             Some(first) = hints.recv() => relist(&mut poller, first, &mut hints, debounce).await,

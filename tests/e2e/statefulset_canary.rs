@@ -737,7 +737,8 @@ async fn a_newer_version_waits_for_the_partition_canary_which_a_restart_resumes(
         &[
             ("tagwatch.dev/policy", "minor"),
             (CANARY, "true"),
-            (BAKE, "8s"),
+            // Long enough that two polls and a kill fit inside the bake on a loaded machine.
+            (BAKE, "20s"),
         ],
         None,
     );
@@ -761,7 +762,7 @@ async fn a_newer_version_waits_for_the_partition_canary_which_a_restart_resumes(
     more_polls(&first, 2.0).await;
     let waiting = get_set(&cluster, "db").await;
     assert_eq!(set_image(&waiting), image("1.1.0"), "1.2.0 waits");
-    assert_eq!(partition(&waiting), Some(2), "still baking (bake 8s)");
+    assert_eq!(partition(&waiting), Some(2), "still baking (bake 20s)");
     first.kill();
     if let Some(server) = cluster.server() {
         server.clear_requests();
