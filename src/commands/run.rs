@@ -146,6 +146,18 @@ pub async fn run(args: RunArgs, file: FileConfig) -> anyhow::Result<()> {
         metrics.clone(),
     ));
     let mut poller = Poller::new(ctx, writer);
+    // First-seen times (tagwatch.dev/min-age) live beside the Lease, in tagwatch's namespace.
+    let state_namespace =
+        leader::lease_namespace(&leader_settings, args.pod_namespace.as_deref(), &client);
+    let first_seen = match crate::act::gates::load_first_seen(&client, &state_namespace).await {
+        Ok(seen) => seen,
+        Err(error) => {
+            tracing::warn!(namespace = %state_namespace, %error,
+                "cannot read saved first-seen times: tags are counted as first seen now");
+            Default::default()
+        }
+    };
+    poller.keep_first_seen(state_namespace, first_seen);
     let Some(mut finished) = poller.take_events() else {
         anyhow::bail!("the poller's task channel is taken twice");
     };

@@ -74,6 +74,9 @@ pub struct Request<'a> {
     pub track: Option<Alias>,
     /// Tags never to apply again (rolled back from, failed canaries).
     pub rejected: &'a BTreeSet<String>,
+    /// Tags a release gate holds back (exactly these tags: another build of the same version
+    /// is judged on its own).
+    pub gated: &'a BTreeSet<String>,
     /// Fill in the per-tag explanation. Off on the hot path: it allocates one entry per tag.
     pub explain: bool,
 }
@@ -90,6 +93,7 @@ impl<'a> Request<'a> {
             filter: None,
             track: None,
             rejected: &NO_REJECTED,
+            gated: &NO_REJECTED,
             explain: false,
         }
     }
@@ -108,6 +112,10 @@ impl<'a> Request<'a> {
 
     pub fn rejected(self, rejected: &'a BTreeSet<String>) -> Request<'a> {
         Request { rejected, ..self }
+    }
+
+    pub fn gated(self, gated: &'a BTreeSet<String>) -> Request<'a> {
+        Request { gated, ..self }
     }
 
     pub fn explain(self, explain: bool) -> Request<'a> {
@@ -373,6 +381,9 @@ impl<'r> Rules<'r> {
             });
         if rejected {
             return Err(Verdict::Rejected);
+        }
+        if self.req.gated.contains(tag) {
+            return Err(Verdict::Gated);
         }
         Ok(key)
     }
