@@ -17,6 +17,8 @@
 //! 7. `rejected`: the caller's rejected set names this tag, or a tag with the same version
 //!    (precedence-equal: `v1.2.4` and `1.2.4+b` are rejected with `1.2.4`, since they are normally
 //!    the same release).
+//! 8. `gated`: a release gate holds this exact tag back ([`Request::gated`], filled by
+//!    [`crate::plan::update::choose_gated`] as it walks the candidates newest first).
 //!
 //! The newest tag that passes is `chosen`; the others that passed are `superseded`. Among tags of
 //! the same version the current tag's prefix style wins (`v1.2.4` over `1.2.4` when running

@@ -41,7 +41,7 @@ pub struct GateInputs {
 }
 
 impl GateInputs {
-    fn lookup(&self, repo: &Repository, tag: &str) -> Lookup<'_> {
+    pub fn lookup(&self, repo: &Repository, tag: &str) -> Lookup<'_> {
         match self.facts.get(&(repo.clone(), tag.to_string())) {
             None => Lookup::Unknown,
             Some(Ok(facts)) => Lookup::Known(facts),
@@ -199,11 +199,12 @@ pub fn plan(workload: &Workload, inputs: &Inputs) -> WorkloadPlan {
     }
 }
 
-#[derive(Default)]
-struct GateReport {
-    judged: Vec<Judged>,
-    reads: Vec<(Repository, String)>,
-    wake_at: Option<Timestamp>,
+/// What a gated choice judged, must read first, and waits for.
+#[derive(Debug, Default)]
+pub struct GateReport {
+    pub judged: Vec<Judged>,
+    pub reads: Vec<(Repository, String)>,
+    pub wake_at: Option<Timestamp>,
 }
 
 /// Final changes and state once the pinned digests are known (`digests` by container).
@@ -278,15 +279,20 @@ fn request<'a>(
 /// The newest candidate every gate passes: candidates are taken newest first, and one a gate
 /// holds back is set aside and the choice made again without it. A candidate whose facts are
 /// not read yet stops the walk at the end (nothing is written while a newer one may pass).
-fn decide_gated(
-    container: &WatchedContainer,
+///
+/// Returns the decision and, when it is an update, the digest the gates judged.
+pub fn choose_gated<S: AsRef<str>>(
+    candidate: Candidate<'_>,
     request: Request<'_>,
-    tags: &[String],
-    inputs: &Inputs,
+    tags: &[S],
+    gates: &GateInputs,
     report: &mut GateReport,
 ) -> (Decision, Option<String>) {
-    let repository = &container.image.repository;
-    let gates = &inputs.gates;
+    let Candidate {
+        container,
+        repository,
+        spec,
+    } = candidate;
     let env = GateEnv {
         nodes: gates.nodes.as_deref(),
         now: gates.now,
@@ -305,12 +311,12 @@ fn decide_gated(
         }
         let lookup = gates.lookup(repository, tag);
         let first_seen = gates.first_seen.get(repository, tag);
-        let verdict = gates::judge(&container.gates, &lookup, first_seen, env);
+        let verdict = gates::judge(spec, &lookup, first_seen, env);
         match verdict {
             GateVerdict::Pass if reads.is_empty() => {
-                for gate in container.gates.gates() {
+                for gate in spec.gates() {
                     report.judged.push(Judged {
-                        container: container.name.clone(),
+                        container: container.to_string(),
                         tag: tag.clone(),
                         gate,
                         result: GateResult::Passed,
@@ -341,7 +347,7 @@ fn decide_gated(
                 }
                 if let Some((gate, result, reason)) = held_back.held() {
                     report.judged.push(Judged {
-                        container: container.name.clone(),
+                        container: container.to_string(),
                         tag: tag.clone(),
                         gate,
                         result,
@@ -352,6 +358,14 @@ fn decide_gated(
         }
         held.insert(tag.clone());
     }
+}
+
+/// Whose candidates [`choose_gated`] judges.
+#[derive(Debug, Clone, Copy)]
+pub struct Candidate<'a> {
+    pub container: &'a str,
+    pub repository: &'a Repository,
+    pub spec: &'a crate::model::gates::GateSpec,
 }
 
 /// The decision with its update taken back: nothing is written this time.
@@ -382,7 +396,12 @@ fn decide(
             (resolve(&request, tags), None)
         } else {
             let reads_before = report.reads.len();
-            let decided = decide_gated(container, request, tags, inputs, report);
+            let candidate = Candidate {
+                container: &container.name,
+                repository,
+                spec: &container.gates,
+            };
+            let decided = choose_gated(candidate, request, tags, &inputs.gates, report);
             if report.reads.len() > reads_before {
                 // Facts are being read: decided again once they are in.
                 return (Outcome::NotListed, None);

@@ -356,3 +356,141 @@ async fn an_unreadable_candidate_is_blocked_and_read_again_at_the_next_listing()
     assert_eq!(report.applied, 1);
     assert_eq!(image(&cluster, &ns, "web").await, format!("{app}:1.1.0"));
 }
+
+#[tokio::test]
+async fn resolve_runs_the_same_gates_from_the_command_line() {
+    let registry = Registry::anonymous().await.expect("registry");
+    let app = format!("{}/app", registry.host());
+    registry
+        .push_image_with("app", "1.0.0", ImageKind::OciIndex, BOTH, None)
+        .await
+        .expect("push");
+    let passing = registry
+        .push_image_with("app", "1.1.0", ImageKind::OciIndex, BOTH, None)
+        .await
+        .expect("push");
+    registry
+        .push_image_with("app", "1.2.0", ImageKind::OciIndex, AMD, None)
+        .await
+        .expect("push");
+    // Built just now (by its own account): too young for a day's wait.
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    registry
+        .push_image_with("app", "1.1.1", ImageKind::OciManifest, AMD, Some(&now))
+        .await
+        .expect("push");
+    let resolve = |extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tagwatch"))
+            .args([
+                "resolve",
+                &format!("{app}:1.0.0"),
+                "--insecure",
+                "-o",
+                "json",
+            ])
+            .args(extra)
+            .output()
+            .expect("resolve");
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        (out.status.code(), json)
+    };
+    let (code, json) = resolve(&["--platforms", "linux/amd64,linux/arm64"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(json["tag"], "1.1.0");
+    assert_eq!(json["new_image"], format!("{app}:1.1.0@{passing}"));
+    let gated: Vec<(String, String)> = json["gated"]
+        .as_array()
+        .expect("gated")
+        .iter()
+        .map(|g| {
+            (
+                g["tag"].as_str().unwrap_or_default().to_string(),
+                g["gate"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        gated,
+        vec![
+            ("1.2.0".to_string(), "platforms".to_string()),
+            ("1.1.1".to_string(), "platforms".to_string())
+        ]
+    );
+
+    // Age: 1.2.0 has no `created` (counts as now), 1.1.1 was built now; 1.1.0 has none either.
+    let (code, json) = resolve(&["--min-age", "24h"]);
+    assert_eq!(code, Some(1), "{json}");
+    assert_eq!(json["gated"].as_array().map(Vec::len), Some(3), "{json}");
+    assert!(
+        json["gated"][0]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("younger than 1day"),
+        "{json}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tagwatch"))
+        .args([
+            "resolve",
+            &format!("{app}:1.0.0"),
+            "--insecure",
+            "--platforms",
+            "auto",
+        ])
+        .output()
+        .expect("resolve");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("auto"));
+}
+
+// The API server runs in this process: the runtime must keep serving while `plan` runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_shows_the_versions_a_gate_holds_back() {
+    let cluster = TestCluster::start().await.expect("cluster");
+    let registry = Registry::anonymous().await.expect("registry");
+    let ns = cluster.namespace.clone();
+    let app = format!("{}/app", registry.host());
+    for (tag, platforms) in [("1.0.0", BOTH), ("1.1.0", BOTH), ("1.2.0", AMD)] {
+        registry
+            .push_image_with("app", tag, ImageKind::OciIndex, platforms, None)
+            .await
+            .expect("push");
+    }
+    deployment("web")
+        .image(&format!("{app}:1.0.0"))
+        .policy("minor")
+        .annotate("tagwatch.dev/platforms", "linux/amd64,linux/arm64")
+        .create(&cluster, &ns)
+        .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = cluster.kubeconfig(dir.path()).expect("kubeconfig");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tagwatch"))
+        .args(["plan", "--kubeconfig"])
+        .arg(&kubeconfig)
+        .args([
+            "-n",
+            &ns,
+            "--insecure-registry",
+            &registry.host(),
+            "-o",
+            "json",
+        ])
+        .output()
+        .expect("plan");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let rows: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    let row = &rows[0];
+    assert_eq!(row["decision"], "update", "{rows}");
+    assert_eq!(row["tag"], "1.1.0", "{rows}");
+    let gated = row["gated"][0].as_str().unwrap_or_default();
+    assert!(
+        gated.starts_with("1.2.0 held back by platforms") && gated.contains("linux/arm64"),
+        "{rows}"
+    );
+    // Read-only: nothing written.
+    assert_eq!(image(&cluster, &ns, "web").await, format!("{app}:1.0.0"));
+}
