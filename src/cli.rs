@@ -264,6 +264,14 @@ pub struct ResolveArgs {
     /// Resolve against the tags in FILE (one per line) instead of the registry.
     #[arg(long)]
     pub tags_file: Option<PathBuf>,
+    /// Release gate: platforms every candidate must cover (`linux/amd64,linux/arm64`), read
+    /// from each candidate's manifest (as `tagwatch.dev/platforms`; `auto` needs a cluster).
+    #[arg(long)]
+    pub platforms: Option<String>,
+    /// Release gate: how old a candidate must be (`24h`), by its image config's `created`; an
+    /// image without one counts as created now (no listing history here).
+    #[arg(long)]
+    pub min_age: Option<String>,
 }
 
 /// `NAMESPACE/NAME` (a Deployment) or `NAMESPACE/KIND/NAME`.

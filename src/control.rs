@@ -37,6 +37,8 @@ use crate::plan::schedule::Schedule;
 use crate::plan::update::{self, Inputs, Outcome, WorkloadPlan};
 use crate::registry::{Login, RegistryError};
 
+mod gates;
+
 /// How often canaries and rollouts in progress are looked at.
 pub const ROLLOUT_CHECK: Duration = Duration::from_secs(1);
 
@@ -121,6 +123,8 @@ pub struct Poller {
     /// Actions decided without a runner, for `tagwatch plan` to print.
     actions: Vec<Action>,
     report: RoundReport,
+    /// Release gates: facts read, first-seen times, wake-ups for `tagwatch.dev/min-age`.
+    gates: gates::Gatekeeper,
 }
 
 impl Poller {
@@ -164,6 +168,7 @@ impl Poller {
             runner: None,
             actions: Vec::new(),
             report: RoundReport::default(),
+            gates: gates::Gatekeeper::default(),
         }
     }
 
@@ -173,8 +178,17 @@ impl Poller {
         self.rx.take()
     }
 
+    /// Keeps first-seen times (`tagwatch.dev/min-age`) in tagwatch's ConfigMap in `namespace`,
+    /// starting from those saved there before.
+    pub fn keep_first_seen(&mut self, namespace: String, saved: crate::plan::gates::FirstSeen) {
+        self.gates.restore(namespace, saved);
+    }
+
     pub fn next_wakeup(&self) -> Option<Instant> {
-        let polls = self.schedule.next_wakeup();
+        let polls = [self.schedule.next_wakeup(), self.gates.next_wakeup()]
+            .into_iter()
+            .flatten()
+            .min();
         match (polls, self.next_check) {
             (Some(p), Some(c)) => Some(p.min(c)),
             (p, c) => p.or(c),
@@ -188,6 +202,7 @@ impl Poller {
             + self.checking.len()
             + self.aliasing.len()
             + usize::from(self.sweeping)
+            + self.gates.reads_in_flight()
     }
 
     /// A webhook named this repository: list it (as every login that reads it) as soon as its
@@ -255,6 +270,7 @@ impl Poller {
     async fn turn_with(&mut self, deployments: &[Object], all: bool, check_now: bool) {
         let workloads = self.discover(deployments);
         self.workloads = workloads.clone();
+        self.gates.sync(&workloads);
         self.report_problems(&workloads);
         self.ctx
             .metrics
@@ -303,6 +319,8 @@ impl Poller {
             }
         }
 
+        self.gate_turn(deployments);
+
         let present: HashSet<&WorkloadId> = workloads.iter().map(|w| &w.id).collect();
         self.planned.retain(|id, _| present.contains(id));
         self.reported.retain(|id, _| present.contains(id));
@@ -321,6 +339,8 @@ impl Poller {
         if self.next_check.is_none_or(|at| at <= Instant::now()) {
             self.start_checks(deployments);
         }
+        // A `min-age` candidate coming of age is one of the clock's reasons to wake.
+        self.gate_turn(deployments);
     }
 
     /// Starts the listings of `due` not already under way, as one poll cycle; returns them.
@@ -357,6 +377,113 @@ impl Poller {
                     self.next_check = Some(Instant::now() + ROLLOUT_CHECK);
                 }
             }
+            Finished::Facts(read) => {
+                let repo = read.repo.clone();
+                self.gates.facts_read(read.repo, read.tag, read.result);
+                self.decide_gated(deployments, |c| c.image.repository == repo);
+            }
+            Finished::Nodes(nodes) => {
+                self.gates.nodes_read(nodes);
+                self.decide_gated(deployments, |c| c.gates.wants_nodes());
+            }
+            Finished::Saved(ok) => {
+                self.gates.saved(ok);
+                self.save_first_seen();
+            }
+        }
+    }
+
+    /// Release gates' share of a turn: the Nodes read when `auto` needs them, the workloads
+    /// whose waiting candidate came of age decided, first-seen times saved.
+    fn gate_turn(&mut self, deployments: &[Object]) {
+        if self.gates.nodes_due(Instant::now()) {
+            tasks::spawn(
+                &self.tx,
+                &self.ctx.metrics,
+                Task::Listing,
+                Some(tasks::TASK_TIMEOUT),
+                crate::act::gates::read_nodes(self.ctx.clone()),
+                |why| Finished::Nodes(Err(why.to_string())),
+            );
+        }
+        for id in self.gates.due(Instant::now()) {
+            if let Some(workload) = self.workloads.iter().find(|w| w.id == id).cloned() {
+                self.decide(&workload, deployments);
+            }
+        }
+        self.save_first_seen();
+    }
+
+    fn save_first_seen(&mut self) {
+        if self.runner.is_none() {
+            return;
+        }
+        if let Some((namespace, data)) = self.gates.save_due() {
+            self.act(Action::SaveFirstSeen { namespace, data });
+        }
+    }
+
+    /// Decides again the gated workloads with a container `matches` picks (new facts are in).
+    fn decide_gated(
+        &mut self,
+        deployments: &[Object],
+        matches: impl Fn(&crate::model::workload::WatchedContainer) -> bool,
+    ) {
+        let affected: Vec<Arc<Workload>> = self
+            .workloads
+            .iter()
+            .filter(|w| {
+                w.containers
+                    .iter()
+                    .any(|c| !c.gates.is_empty() && matches(c))
+            })
+            .cloned()
+            .collect();
+        for workload in affected {
+            self.decide(&workload, deployments);
+        }
+    }
+
+    /// Counts and reports a plan's gate judgements, and starts the reads it waits for.
+    fn record_gates(&mut self, workload: &Workload, plan: &WorkloadPlan) {
+        if workload.containers.iter().all(|c| c.gates.is_empty()) {
+            return;
+        }
+        let reports = self
+            .gates
+            .planned(workload, plan, k8s_openapi::jiff::Timestamp::now());
+        let regarding = reference(&workload.id, workload.uid.as_deref());
+        for report in reports {
+            self.ctx.metrics.gate(report.gate, report.result);
+            if let Some(note) = report.note {
+                tracing::info!(workload = %workload.id, gate = %report.gate, %note, "release gate");
+                self.act(Action::Publish {
+                    regarding: regarding.clone(),
+                    reason: crate::act::gates::GATE_BLOCKED,
+                    note,
+                });
+            }
+        }
+        let keys = self.keys_of(workload);
+        for (repo, tag) in self.gates.reads(plan) {
+            let Some(key) = keys.iter().find(|k| k.repo == repo).cloned() else {
+                continue;
+            };
+            let failed = (repo.clone(), tag.clone());
+            tasks::spawn(
+                &self.tx,
+                &self.ctx.metrics,
+                Task::Listing,
+                Some(tasks::TASK_TIMEOUT),
+                crate::act::gates::read_facts(self.ctx.clone(), key, tag),
+                move |why| {
+                    Finished::Facts(crate::act::gates::FactsRead {
+                        repo: failed.0.clone(),
+                        tag: failed.1.clone(),
+                        result: Err(why.to_string()),
+                    })
+                },
+            );
         }
     }
 
@@ -494,6 +621,9 @@ impl Poller {
             if let Some(tags) = self.listings.get(&key) {
                 inputs.tags.insert(key.repo.clone(), tags.clone());
             }
+            if !container.gates.is_empty() {
+                inputs.gates = self.gates.inputs();
+            }
             if let Some(tag) = &container.image.tag {
                 if let Some(digest) = self.digests.get(&(key.clone(), tag.clone())) {
                     inputs
@@ -618,6 +748,8 @@ impl Poller {
                     .set(unix_now());
                 let content = fingerprint_listing(&tags, &digests);
                 let same = self.contents.insert(key.clone(), content) == Some(content);
+                self.gates
+                    .listed(&key.repo, &tags, k8s_openapi::jiff::Timestamp::now());
                 let tags = Arc::new(tags);
                 self.listings.insert(key.clone(), tags.clone());
                 for (tag, digest) in digests {
@@ -642,11 +774,14 @@ impl Poller {
                     // may wait on another object (its name taken): decided at every listing.
                     let unchanged =
                         self.planned.get(&workload.id) == workload.resource_version.as_ref();
-                    if same && unchanged && workload.rollout.canary.is_none() {
+                    // A gate that could not decide is asked again at every listing.
+                    let retry = self.gates.must_retry(&workload.id);
+                    if same && unchanged && workload.rollout.canary.is_none() && !retry {
                         continue;
                     }
                     self.decide(&workload, deployments);
                 }
+                self.save_first_seen();
             }
             Err(error) => {
                 self.report.listing_failures += 1;
@@ -770,6 +905,7 @@ impl Poller {
         let inputs = self.inputs_for(workload);
         let plan = update::plan(workload, &inputs);
         self.record_skips(workload, &plan);
+        self.record_gates(workload, &plan);
         let rv = workload.resource_version.clone();
         let has_work = plan.pending().next().is_some() || !plan.manual.is_empty();
         if !has_work {

@@ -109,6 +109,7 @@ pub struct Metrics {
     canaries: IntCounterVec,
     pub canaries_in_progress: IntGauge,
     rollbacks: IntCounterVec,
+    gate_results: IntCounterVec,
     pub rollout_duration: Histogram,
     pub panics: IntCounterVec,
     pub registry_labels: RegistryLabels,
@@ -121,6 +122,8 @@ pub enum RegistryOp {
     ManifestHead,
     ManifestGet,
     ManifestPut,
+    /// An image config blob (release gates: platform and `created`).
+    BlobGet,
     Token,
 }
 
@@ -131,6 +134,7 @@ impl RegistryOp {
             RegistryOp::ManifestHead => "manifest_head",
             RegistryOp::ManifestGet => "manifest_get",
             RegistryOp::ManifestPut => "manifest_put",
+            RegistryOp::BlobGet => "blob_get",
             RegistryOp::Token => "token",
         }
     }
@@ -246,6 +250,8 @@ impl Task {
         }
     }
 }
+
+pub use crate::plan::gates::GateResult;
 
 /// A `reason` label value. Every implementation gives values from a small fixed set (an error's
 /// or a skip's kind, or a [`Why`]), never per-workload detail.
@@ -530,6 +536,14 @@ impl Metrics {
             ),
             &["reason"],
         )?;
+        let gate_results = IntCounterVec::new(
+            Opts::new(
+                "tagwatch_gate_results_total",
+                "Release gate judgements, once per workload, version and gate (gate: platforms, \
+                 min-age; result: passed, blocked, waiting, error)",
+            ),
+            &["gate", "result"],
+        )?;
         let rollout_duration = Histogram::with_opts(
             HistogramOpts::new(
                 "tagwatch_rollout_duration_seconds",
@@ -550,6 +564,7 @@ impl Metrics {
         registry.register(Box::new(canaries.clone()))?;
         registry.register(Box::new(canaries_in_progress.clone()))?;
         registry.register(Box::new(rollbacks.clone()))?;
+        registry.register(Box::new(gate_results.clone()))?;
         registry.register(Box::new(rollout_duration.clone()))?;
         registry.register(Box::new(alias_writes.clone()))?;
         registry.register(Box::new(webhooks.clone()))?;
@@ -589,6 +604,7 @@ impl Metrics {
             canaries,
             canaries_in_progress,
             rollbacks,
+            gate_results,
             rollout_duration,
             panics,
             registry_labels: labels,
@@ -632,6 +648,13 @@ impl Metrics {
     /// Counts one automatic rollback in `tagwatch_rollbacks_total{reason}`.
     pub fn rollback(&self, reason: &(impl Reason + ?Sized)) {
         self.rollbacks.with_label_values(&[reason.label()]).inc();
+    }
+
+    /// Counts one release gate judgement in `tagwatch_gate_results_total{gate, result}`.
+    pub fn gate(&self, gate: crate::plan::gates::Gate, result: GateResult) {
+        self.gate_results
+            .with_label_values(&[gate.label(), result.label()])
+            .inc();
     }
 
     /// Metrics in a registry of their own: for commands and tests that do not serve `/metrics`.

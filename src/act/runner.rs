@@ -56,7 +56,7 @@ impl Writer {
             match what {
                 Fenced::Update => self.metrics.update(UpdateResult::Skipped, &Why::NotLeader),
                 Fenced::Canary => self.metrics.canary(CanaryResult::Skipped, &Why::NotLeader),
-                Fenced::Alias | Fenced::Event => {}
+                Fenced::Alias | Fenced::Event | Fenced::State => {}
             }
         }
         leader
@@ -97,6 +97,19 @@ impl Writer {
         write::write_guarded(&self.client, workload, changes, state).await
     }
 
+    /// tagwatch's state ConfigMap in its own namespace: merged, or created when missing.
+    pub async fn save_state(
+        &self,
+        namespace: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<(), kube::Error> {
+        if !self.may_write(Fenced::State) {
+            return Ok(());
+        }
+        super::gates::save(&self.client, namespace, key, value).await
+    }
+
     /// An Event on a workload; a follower publishes none. A failure is logged, never fatal.
     pub async fn publish(
         &self,
@@ -119,6 +132,7 @@ pub enum Fenced {
     Canary,
     Alias,
     Event,
+    State,
 }
 
 /// Performs actions, each in its own task, reporting back on the loop's channel.
@@ -215,10 +229,27 @@ impl Runner {
                 reason,
                 note,
             } => {
+                let type_ = if reason == crate::act::gates::GATE_BLOCKED {
+                    EventType::Normal
+                } else {
+                    EventType::Warning
+                };
                 tokio::spawn(async move {
                     writer
-                        .publish(&regarding, EventType::Warning, reason, "Skip", note)
+                        .publish(&regarding, type_, reason, "Skip", note)
                         .await;
+                });
+            }
+            Action::SaveFirstSeen { namespace, data } => {
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    let result = writer
+                        .save_state(&namespace, crate::act::gates::FIRST_SEEN_KEY, &data)
+                        .await;
+                    if let Err(error) = &result {
+                        tracing::warn!(%namespace, %error, "cannot save first-seen times; trying again later");
+                    }
+                    let _ = tx.send(Finished::Saved(result.is_ok())).await;
                 });
             }
         }

@@ -71,6 +71,12 @@ pub enum Finished {
     Aliased(Repository),
     /// Left-behind canaries were looked at; true when one is left for the next look.
     Swept(bool),
+    /// A candidate's facts for the release gates were read (or could not be).
+    Facts(crate::act::gates::FactsRead),
+    /// The Nodes' platforms (`tagwatch.dev/platforms: auto`) were read (or could not be).
+    Nodes(Result<std::collections::BTreeSet<crate::model::gates::Platform>, String>),
+    /// First-seen times were saved (or not: saved again later).
+    Saved(bool),
 }
 
 pub struct Listed {

@@ -26,6 +26,9 @@ pub struct Row {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tag: Option<String>,
     pub reason: String,
+    /// Versions a release gate held back (`1.2.0 held back by platforms: …`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub gated: Vec<String>,
     /// What `tagwatch run` would do for this workload now (never done here).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub actions: Vec<String>,
@@ -62,6 +65,7 @@ pub async fn plan(args: PlanArgs, file: FileConfig) -> anyhow::Result<()> {
                 decision: "invalid",
                 tag: None,
                 reason: format!("{}: {}", problem.field, problem.reason),
+                gated: Vec::new(),
                 actions: Vec::new(),
             });
         }
@@ -86,6 +90,14 @@ pub async fn plan(args: PlanArgs, file: FileConfig) -> anyhow::Result<()> {
                 decision,
                 tag,
                 reason,
+                gated: plan
+                    .judged
+                    .iter()
+                    .filter(|j| {
+                        &j.container == name && j.result != crate::plan::gates::GateResult::Passed
+                    })
+                    .map(|j| format!("{} held back by {}: {}", j.tag, j.gate, j.reason))
+                    .collect(),
                 actions: Vec::new(),
             });
         }
@@ -135,12 +147,17 @@ fn print_table(rows: &[Row]) {
                 Some(tag) => format!("{} → {tag}", r.decision),
                 None => r.decision.to_string(),
             };
+            let reason = std::iter::once(r.reason.clone())
+                .chain(r.gated.iter().map(|g| format!("gated: {g}")))
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+                .join("; ");
             [
                 r.workload.clone(),
                 r.container.clone(),
                 r.image.clone(),
                 decision,
-                r.reason.clone(),
+                reason,
             ]
         })
         .collect();

@@ -13,9 +13,13 @@ use crate::metrics::Metrics;
 use crate::model::alias::Alias;
 use crate::model::channels::Channels;
 use crate::model::filter::parse_filter;
+use crate::model::gates::{parse_min_age, GateSpec, Platforms};
 use crate::model::image::ImageRef;
 use crate::model::policy::Policy;
+use crate::plan::gates::{FactsByTag, FirstSeen};
 use crate::plan::resolve::{resolve as decide, Decision, Request};
+use crate::plan::update::{choose_gated, Candidate, GateInputs, GateReport};
+use crate::registry::fanout::Fanout;
 use crate::registry::{ClientOptions, Credentials, RegistryClient, Secret};
 
 pub const EXIT_UPDATE: u8 = 0;
@@ -32,6 +36,17 @@ struct Report<'a> {
     new_image: Option<String>,
     #[serde(flatten)]
     decision: &'a Decision,
+    /// Candidates a release gate held back, newest first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    gated: Vec<Gated>,
+}
+
+#[derive(Serialize)]
+struct Gated {
+    tag: String,
+    gate: &'static str,
+    result: &'static str,
+    reason: String,
 }
 
 pub async fn resolve(args: ResolveArgs) -> anyhow::Result<u8> {
@@ -40,6 +55,28 @@ pub async fn resolve(args: ResolveArgs) -> anyhow::Result<u8> {
     let channels = Channels::from_str(&args.prerelease)?;
     let filter = args.filter.as_deref().map(parse_filter).transpose()?;
     let track = args.track.as_deref().map(Alias::from_str).transpose()?;
+    let spec = GateSpec {
+        platforms: args
+            .platforms
+            .as_deref()
+            .map(Platforms::parse)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("--platforms: {e}"))?,
+        min_age: match args.min_age.as_deref() {
+            Some(text) => parse_min_age(text).map_err(|e| anyhow::anyhow!("--min-age: {e}"))?,
+            None => None,
+        },
+    };
+    if spec.wants_nodes() {
+        anyhow::bail!("--platforms auto needs a cluster's Nodes: list the platforms instead");
+    }
+    if !spec.is_empty() && args.tags_file.is_some() {
+        anyhow::bail!(
+            "--platforms and --min-age read each candidate from the registry: drop --tags-file"
+        );
+    }
+    // One connection (the password is read from standard input once).
+    let mut connection = None;
     let tags = match &args.tags_file {
         Some(path) => std::fs::read_to_string(path)
             .with_context(|| format!("reading tags file {}", path.display()))?
@@ -48,8 +85,14 @@ pub async fn resolve(args: ResolveArgs) -> anyhow::Result<u8> {
             .filter(|l| !l.is_empty())
             .map(str::to_string)
             .collect(),
-        None => list(&args, &image).await?,
+        None => {
+            let (client, credentials) = connect(&args, &image)?;
+            let tags = client.list_tags(&image.repository, &credentials).await?;
+            connection = Some((client, credentials));
+            tags
+        }
     };
+    let gated_digest;
     let current = image.tag.as_deref().unwrap_or("");
     let rejected = BTreeSet::new();
     let request = Request::new(current, &policy)
@@ -58,8 +101,42 @@ pub async fn resolve(args: ResolveArgs) -> anyhow::Result<u8> {
         .track(track)
         .rejected(&rejected)
         .explain(args.explain);
-    let decision = decide(&request, &tags);
-    let new_image = decision.tag().map(|tag| image.with_tag(tag, None));
+    let mut report = GateReport::default();
+    let decision = if spec.is_empty() {
+        gated_digest = None;
+        decide(&request, &tags)
+    } else {
+        let (client, credentials) = connection
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("release gates need the registry"))?;
+        let fanout = Fanout::new(client, 4, Default::default());
+        let (decision, digest) = gate(
+            &fanout,
+            &credentials,
+            &image,
+            &spec,
+            request,
+            &tags,
+            &mut report,
+        )
+        .await;
+        gated_digest = digest;
+        decision
+    };
+    let new_image = decision
+        .tag()
+        .map(|tag| image.with_tag(tag, gated_digest.as_deref()));
+    let gated: Vec<Gated> = report
+        .judged
+        .iter()
+        .filter(|j| j.result != crate::plan::gates::GateResult::Passed)
+        .map(|j| Gated {
+            tag: j.tag.clone(),
+            gate: j.gate.label(),
+            result: j.result.label(),
+            reason: j.reason.clone(),
+        })
+        .collect();
     match args.output {
         Output::Json => {
             let report = Report {
@@ -69,6 +146,7 @@ pub async fn resolve(args: ResolveArgs) -> anyhow::Result<u8> {
                 policy: policy.to_string(),
                 new_image: new_image.clone(),
                 decision: &decision,
+                gated,
             };
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
@@ -82,6 +160,12 @@ pub async fn resolve(args: ResolveArgs) -> anyhow::Result<u8> {
             for candidate in decision.explanation() {
                 println!("  {:<24} {}", candidate.tag, candidate.verdict);
             }
+            for held in &gated {
+                println!(
+                    "  gated: {} held back by {} ({}): {}",
+                    held.tag, held.gate, held.result, held.reason
+                );
+            }
         }
     }
     Ok(match decision {
@@ -94,7 +178,51 @@ pub async fn resolve(args: ResolveArgs) -> anyhow::Result<u8> {
     })
 }
 
-async fn list(args: &ResolveArgs, image: &ImageRef) -> anyhow::Result<Vec<String>> {
+/// The same walk `tagwatch run` makes: newest candidate first, facts read until one passes.
+async fn gate(
+    fanout: &Fanout,
+    credentials: &Credentials,
+    image: &ImageRef,
+    spec: &GateSpec,
+    request: Request<'_>,
+    tags: &[String],
+    report: &mut GateReport,
+) -> (Decision, Option<String>) {
+    let repository = &image.repository;
+    // No listing history: every tag counts as known forever, so `created` alone decides.
+    let mut first_seen = FirstSeen::default();
+    first_seen.listed(repository, tags, k8s_openapi::jiff::Timestamp::UNIX_EPOCH);
+    let mut facts = FactsByTag::new();
+    let candidate = Candidate {
+        container: "image",
+        repository,
+        spec,
+    };
+    loop {
+        let inputs = GateInputs {
+            facts: std::sync::Arc::new(facts.clone()),
+            first_seen: std::sync::Arc::new(first_seen.clone()),
+            nodes: None,
+            now: k8s_openapi::jiff::Timestamp::now(),
+        };
+        let mut attempt = GateReport::default();
+        let (decision, digest) = choose_gated(candidate, request, tags, &inputs, &mut attempt);
+        if attempt.reads.is_empty() {
+            *report = attempt;
+            return (decision, digest);
+        }
+        for (repo, tag) in attempt.reads {
+            let mut read = crate::registry::facts::read(fanout, &repo, &tag, credentials).await;
+            if let Ok(facts) = &mut read {
+                // Fail closed: an image that does not say when it was built is as young as can be.
+                facts.created = facts.created.or(Some(k8s_openapi::jiff::Timestamp::now()));
+            }
+            facts.insert((repo, tag), read);
+        }
+    }
+}
+
+fn connect(args: &ResolveArgs, image: &ImageRef) -> anyhow::Result<(RegistryClient, Credentials)> {
     let credentials = match &args.username {
         Some(username) => {
             let password = if args.password_stdin {
@@ -125,5 +253,5 @@ async fn list(args: &ResolveArgs, image: &ImageRef) -> anyhow::Result<Vec<String
         },
         Metrics::unregistered()?,
     )?;
-    Ok(client.list_tags(&image.repository, &credentials).await?)
+    Ok((client, credentials))
 }

@@ -146,6 +146,10 @@ pub async fn run(args: RunArgs, file: FileConfig) -> anyhow::Result<()> {
         metrics.clone(),
     ));
     let mut poller = Poller::new(ctx, writer);
+    // First-seen times (tagwatch.dev/min-age) live beside the Lease, in tagwatch's namespace.
+    let state_namespace =
+        leader::lease_namespace(&leader_settings, args.pod_namespace.as_deref(), &client);
+    let mut was_leader = false;
     let Some(mut finished) = poller.take_events() else {
         anyhow::bail!("the poller's task channel is taken twice");
     };
@@ -162,6 +166,14 @@ pub async fn run(args: RunArgs, file: FileConfig) -> anyhow::Result<()> {
             break;
         }
         if turn && leadership.is_leader() {
+            if !was_leader {
+                // The times the last leader saved, not those read when this replica started.
+                poller.keep_first_seen(
+                    state_namespace.clone(),
+                    saved_first_seen(&client, &state_namespace).await,
+                );
+                was_leader = true;
+            }
             snapshot = deployments.snapshot();
             guarded(&metrics, poller.turn(&snapshot)).await;
         } else if woken && leadership.is_leader() {
@@ -170,6 +182,7 @@ pub async fn run(args: RunArgs, file: FileConfig) -> anyhow::Result<()> {
         liveness.beat();
         turn = true;
         woken = false;
+        was_leader &= leadership.is_leader();
         let next = if leadership.is_leader() {
             poller.next_wakeup()
         } else {
@@ -230,6 +243,18 @@ pub async fn run(args: RunArgs, file: FileConfig) -> anyhow::Result<()> {
 }
 
 /// Runs one step of the loop; a panic in it is logged and counted, and the loop goes on.
+async fn saved_first_seen(client: &kube::Client, namespace: &str) -> crate::plan::gates::FirstSeen {
+    match crate::act::gates::load_first_seen(client, namespace).await {
+        Ok(seen) => seen,
+        Err(error) => {
+            // Only later, never earlier: a release may wait longer, none is let through sooner.
+            tracing::warn!(%namespace, %error,
+                "cannot read saved first-seen times: tags are counted as first seen now");
+            Default::default()
+        }
+    }
+}
+
 async fn guarded(metrics: &Metrics, step: impl std::future::Future<Output = ()>) {
     if let Err(panic) = AssertUnwindSafe(step).catch_unwind().await {
         metrics.panic(crate::metrics::Task::Loop);

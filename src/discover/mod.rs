@@ -21,6 +21,7 @@ use crate::model::annotations as keys;
 use crate::model::canary;
 use crate::model::channels::Channels;
 use crate::model::filter::parse_filter;
+use crate::model::gates::{parse_min_age, GateSpec, Platforms};
 use crate::model::history;
 use crate::model::image::ImageRef;
 use crate::model::policy::Policy;
@@ -90,13 +91,22 @@ pub fn workload<S: Source + ?Sized>(object: &S) -> Option<Workload> {
     };
     let state = State::read(&annotations);
     let gitops = gitops::allowed(meta);
+    // A gate that does not parse stops updates: going ahead ungated would skip the check the
+    // owner asked for.
+    let gates = gate_spec(get(keys::PLATFORMS), get(keys::MIN_AGE));
 
-    let (policy, channels, filter, pin, interval) =
-        match (policy, channels, filter, pin, interval, gitops) {
-            (Ok(Some(policy)), Ok(channels), Ok(filter), Ok(pin), Ok(interval), Ok(_)) => {
-                (policy, channels, filter, pin, interval)
-            }
-            (policy, channels, filter, pin, interval, gitops) => {
+    let (policy, channels, filter, pin, interval, gates) =
+        match (policy, channels, filter, pin, interval, gitops, gates) {
+            (
+                Ok(Some(policy)),
+                Ok(channels),
+                Ok(filter),
+                Ok(pin),
+                Ok(interval),
+                Ok(_),
+                Ok(gates),
+            ) => (policy, channels, filter, pin, interval, gates),
+            (policy, channels, filter, pin, interval, gitops, gates) => {
                 if let Err(e) = policy {
                     problem(None, keys::POLICY, e.to_string());
                 }
@@ -114,6 +124,9 @@ pub fn workload<S: Source + ?Sized>(object: &S) -> Option<Workload> {
                 }
                 if let Err(e) = gitops {
                     problem(None, keys::GITOPS, e);
+                }
+                if let Err((field, e)) = gates {
+                    problem(None, field, e);
                 }
                 return Some(empty_workload(object, id, problems, annotations));
             }
@@ -216,6 +229,7 @@ pub fn workload<S: Source + ?Sized>(object: &S) -> Option<Workload> {
             applied: state.applied.get(name).cloned(),
             track: state.track_for(name),
             rejected: state.rejected_for(name),
+            gates: gates.clone(),
         });
     }
     let mut workload = empty_workload(object, id, problems, annotations);
@@ -223,6 +237,22 @@ pub fn workload<S: Source + ?Sized>(object: &S) -> Option<Workload> {
     workload.interval = interval;
     workload.rollout = rollout;
     Some(workload)
+}
+
+fn gate_spec(
+    platforms: Option<&str>,
+    min_age: Option<&str>,
+) -> Result<GateSpec, (&'static str, String)> {
+    Ok(GateSpec {
+        platforms: platforms
+            .map(Platforms::parse)
+            .transpose()
+            .map_err(|e| (keys::PLATFORMS, e))?,
+        min_age: match min_age {
+            None => None,
+            Some(text) => parse_min_age(text).map_err(|e| (keys::MIN_AGE, e))?,
+        },
+    })
 }
 
 /// Canary settings, canary and rollout state, rollback switch: read together, all-or-nothing.
@@ -887,9 +917,9 @@ mod tests {
                         digests.insert((c.image.repository.clone(), tag.clone()), digest.clone());
                     }
                 }
-                let _ = update::plan(&w, &Inputs { tags, digests });
+                let _ = update::plan(&w, &Inputs { tags, digests, ..Inputs::default() });
                 // And with nothing listed yet.
-                let _ = update::plan(&w, &Inputs { tags: HashMap::new(), digests: HashMap::new() });
+                let _ = update::plan(&w, &Inputs::default());
             }
 
             #[test]

@@ -9,6 +9,12 @@ pub const MATCH: &str = "tagwatch.dev/match";
 pub const PIN: &str = "tagwatch.dev/pin";
 pub const INTERVAL: &str = "tagwatch.dev/interval";
 pub const CONTAINERS: &str = "tagwatch.dev/containers";
+/// Release gate: every platform a candidate must cover (`linux/amd64,linux/arm64`, or `auto`:
+/// the cluster's Nodes').
+pub const PLATFORMS: &str = "tagwatch.dev/platforms";
+/// Release gate: how old a candidate must be (counted from the later of its `created` time and
+/// when tagwatch first saw the tag listed).
+pub const MIN_AGE: &str = "tagwatch.dev/min-age";
 /// What tagwatch last wrote, per container (JSON map container → image).
 pub const APPLIED: &str = "tagwatch.dev/applied";
 /// The alias a container follows (`1`), or a JSON map container → alias.

@@ -8,6 +8,7 @@ pub mod annotations;
 pub mod canary;
 pub mod channels;
 pub mod filter;
+pub mod gates;
 pub mod history;
 pub mod policy;
 pub mod query;

@@ -113,6 +113,8 @@ pub struct WatchedContainer {
     /// The alias intent remembered from an earlier `app:1`.
     pub track: Option<Alias>,
     pub rejected: BTreeSet<String>,
+    /// `tagwatch.dev/platforms`, `tagwatch.dev/min-age`.
+    pub gates: super::gates::GateSpec,
 }
 
 /// Something a person must fix before tagwatch can serve (part of) the workload.

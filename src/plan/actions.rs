@@ -51,12 +51,15 @@ pub enum Action {
         levels: Levels,
         tags: Arc<Vec<String>>,
     },
-    /// A Warning Event about a workload (a problem, a skip, a refusal), once.
+    /// A Warning Event about a workload (a problem, a skip, a refusal), once; `GateBlocked` is
+    /// a Normal Event (a gate doing its job is not a fault).
     Publish {
         regarding: ObjectReference,
         reason: &'static str,
         note: String,
     },
+    /// Store when each tag was first seen (`tagwatch.dev/min-age`) in tagwatch's ConfigMap.
+    SaveFirstSeen { namespace: String, data: String },
 }
 
 impl fmt::Display for Action {
@@ -104,6 +107,13 @@ impl fmt::Display for Action {
                 write!(f, "check {what} {}", workload.id)
             }
             Action::SweepCanaries { .. } => f.write_str("remove left-behind canaries"),
+            Action::SaveFirstSeen { namespace, .. } => {
+                write!(
+                    f,
+                    "save first-seen times in {namespace}/{}",
+                    crate::act::gates::STATE_CONFIGMAP
+                )
+            }
             Action::MoveAliases { repo, .. } => write!(f, "move alias tags of {repo}"),
             Action::Publish {
                 regarding,
@@ -143,7 +153,9 @@ impl Action {
                     }
                 }
             }
-            Action::SweepCanaries { .. } | Action::MoveAliases { .. } => false,
+            Action::SweepCanaries { .. }
+            | Action::MoveAliases { .. }
+            | Action::SaveFirstSeen { .. } => false,
         }
     }
 }

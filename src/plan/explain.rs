@@ -37,6 +37,8 @@ pub enum Verdict {
     PrereleaseChannel,
     /// The version is on the rejected list (rolled back from, or a failed canary).
     Rejected,
+    /// Held back by a release gate (`tagwatch.dev/platforms`, `tagwatch.dev/min-age`).
+    Gated,
 }
 
 impl Verdict {
@@ -51,6 +53,7 @@ impl Verdict {
             Verdict::OutsidePolicy => "outside-policy",
             Verdict::PrereleaseChannel => "prerelease-channel",
             Verdict::Rejected => "rejected",
+            Verdict::Gated => "gated",
         }
     }
 
@@ -70,6 +73,7 @@ impl Verdict {
                 "a prerelease whose channel is not listed in tagwatch.dev/prerelease"
             }
             Verdict::Rejected => "on the rejected list",
+            Verdict::Gated => "held back by a release gate",
         }
     }
 }

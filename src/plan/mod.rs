@@ -5,6 +5,7 @@ pub mod alias_tags;
 pub mod canary;
 pub mod digest;
 pub mod explain;
+pub mod gates;
 pub mod ordering;
 pub mod partition;
 pub mod patch;

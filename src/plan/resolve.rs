@@ -17,6 +17,8 @@
 //! 7. `rejected`: the caller's rejected set names this tag, or a tag with the same version
 //!    (precedence-equal: `v1.2.4` and `1.2.4+b` are rejected with `1.2.4`, since they are normally
 //!    the same release).
+//! 8. `gated`: a release gate holds this exact tag back ([`Request::gated`], filled by
+//!    [`crate::plan::update::choose_gated`] as it walks the candidates newest first).
 //!
 //! The newest tag that passes is `chosen`; the others that passed are `superseded`. Among tags of
 //! the same version the current tag's prefix style wins (`v1.2.4` over `1.2.4` when running
@@ -74,6 +76,9 @@ pub struct Request<'a> {
     pub track: Option<Alias>,
     /// Tags never to apply again (rolled back from, failed canaries).
     pub rejected: &'a BTreeSet<String>,
+    /// Tags a release gate holds back (exactly these tags: another build of the same version
+    /// is judged on its own).
+    pub gated: &'a BTreeSet<String>,
     /// Fill in the per-tag explanation. Off on the hot path: it allocates one entry per tag.
     pub explain: bool,
 }
@@ -90,6 +95,7 @@ impl<'a> Request<'a> {
             filter: None,
             track: None,
             rejected: &NO_REJECTED,
+            gated: &NO_REJECTED,
             explain: false,
         }
     }
@@ -108,6 +114,10 @@ impl<'a> Request<'a> {
 
     pub fn rejected(self, rejected: &'a BTreeSet<String>) -> Request<'a> {
         Request { rejected, ..self }
+    }
+
+    pub fn gated(self, gated: &'a BTreeSet<String>) -> Request<'a> {
+        Request { gated, ..self }
     }
 
     pub fn explain(self, explain: bool) -> Request<'a> {
@@ -373,6 +383,9 @@ impl<'r> Rules<'r> {
             });
         if rejected {
             return Err(Verdict::Rejected);
+        }
+        if self.req.gated.contains(tag) {
+            return Err(Verdict::Gated);
         }
         Ok(key)
     }

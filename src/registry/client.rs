@@ -379,6 +379,35 @@ impl RegistryClient {
         }))
     }
 
+    /// A blob's bytes (an image config), checked against its digest. `None` when it does not exist.
+    pub async fn get_blob(
+        &self,
+        repo: &Repository,
+        digest: &str,
+        credentials: &Credentials,
+    ) -> Result<Option<bytes::Bytes>, RegistryError> {
+        let url = parse_url(&format!("{}/blobs/{digest}", self.base_url(repo)?))?;
+        let response = self
+            .send(RegistryOp::BlobGet, repo, credentials, Access::Pull, || {
+                self.http.get(url.clone())
+            })
+            .await;
+        let response = match response {
+            Ok(response) => response,
+            Err(RegistryError::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let bytes = read_body(response, url.as_str()).await?;
+        let actual = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes)));
+        if digest.starts_with("sha256:") && actual != digest {
+            return Err(RegistryError::Malformed {
+                url: url.to_string(),
+                reason: format!("blob content is {actual}, not the {digest} asked for"),
+            });
+        }
+        Ok(Some(bytes))
+    }
+
     /// HEAD or GET of a manifest with every manifest type accepted; `None` on 404.
     async fn manifest_request(
         &self,

@@ -54,7 +54,7 @@ impl Fanout {
             .clone()
     }
 
-    async fn bounded<T, F>(&self, registry: &str, work: F) -> T
+    pub async fn bounded<T, F>(&self, registry: &str, work: F) -> T
     where
         F: Future<Output = T>,
     {

@@ -6,6 +6,7 @@ pub mod client;
 pub mod credentials;
 pub mod egress;
 pub mod error;
+pub mod facts;
 pub mod fanout;
 pub mod pull_secrets;
 pub mod tag_page;

@@ -251,6 +251,7 @@ fn kustomizations_list_exactly_their_files() {
         "monitoring",
         "admission",
         "rollouts",
+        "nodes",
     ];
     for relative in dirs {
         let dir = deploy_dir().join(relative);
@@ -683,12 +684,15 @@ pub(crate) fn granted(rules: &[PolicyRule]) -> BTreeSet<Grant> {
     grants
 }
 
-/// What the cluster-wide install grants: the ClusterRole and the leader-election Role.
+/// What the cluster-wide install grants: the ClusterRole, the leader-election Role and the
+/// state Role.
 fn granted_by_the_manifests() -> BTreeSet<Grant> {
     let cluster_role: ClusterRole = object("clusterrole.yaml", "ClusterRole");
     let role: Role = object("base/role.yaml", "Role");
+    let state: Role = object("base/role-state.yaml", "Role");
     let mut grants = granted(cluster_role.rules.as_deref().unwrap_or_default());
     grants.extend(granted(role.rules.as_deref().unwrap_or_default()));
+    grants.extend(granted(state.rules.as_deref().unwrap_or_default()));
     grants
 }
 
@@ -768,7 +772,27 @@ fn rbac_reads_secrets_by_name_only_and_uses_no_wildcards() {
         on("coordination.k8s.io", "leases"),
         verbs(&["create", "get", "update"])
     );
-    assert_eq!(grants.len(), 29, "nothing else: {grants:?}");
+    // The state ConfigMap: its one name, where RBAC can say so.
+    let state: Role = object("base/role-state.yaml", "Role");
+    for rule in state.rules.iter().flatten() {
+        assert_eq!(rule.resources, Some(vec!["configmaps".to_string()]));
+        if rule.verbs != ["create"] {
+            assert_eq!(
+                rule.resource_names,
+                Some(vec![tagwatch::act::gates::STATE_CONFIGMAP.to_string()])
+            );
+        }
+    }
+    assert_eq!(on("", "configmaps"), verbs(&["create", "get", "patch"]));
+    assert_eq!(grants.len(), 32, "nothing else: {grants:?}");
+    // Nodes only with the optional rights (`tagwatch.dev/platforms: auto`): list, nothing else.
+    let nodes: ClusterRole = object("nodes/clusterrole.yaml", "ClusterRole");
+    let node_grants = granted(nodes.rules.as_deref().unwrap_or_default());
+    assert_eq!(
+        node_grants,
+        BTreeSet::from([("".to_string(), "nodes".to_string(), "list".to_string())])
+    );
+    assert!(read(&deploy_dir().join("kustomization.yaml")).contains("# - nodes\n"));
 }
 
 /// The RBAC verbs behind API server requests, as the API server derives them: `GET` on a
@@ -1056,6 +1080,14 @@ async fn rbac_covers_exactly_the_verbs_a_full_run_uses() {
         let object: kube::api::DynamicObject = serde_json::from_value(body).expect(kind);
         api.create(&Default::default(), &object).await.expect(kind);
     }
+    // Release gates: first-seen times read, created and saved.
+    deployment("gated")
+        .image(&format!("{}/app:1.0.0", registry.host()))
+        .policy("minor")
+        .annotate("tagwatch.dev/platforms", "linux/amd64")
+        .annotate("tagwatch.dev/min-age", "1s")
+        .create(&cluster, &ns)
+        .await;
     // A bad annotation: a Warning Event.
     deployment("bad")
         .image(&format!("{}/app:1.0.0", registry.host()))
@@ -1131,6 +1163,20 @@ async fn rbac_covers_exactly_the_verbs_a_full_run_uses() {
         });
         async move { found.then_some(()) }
     })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", read(&log_path)));
+    wait::until(
+        "gated to run 1.1.0 once of age",
+        Duration::from_secs(30),
+        || {
+            let current = server
+                .get_deployment(&ns, "gated")
+                .map(|d| images(&d))
+                .unwrap_or_default();
+            let done = current.first() == Some(&want);
+            async move { done.then_some(()) }
+        },
+    )
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", read(&log_path)));
     // A few more 1 s rounds in steady state: what tagwatch does when nothing changes counts too.

@@ -10,6 +10,7 @@ mod canary;
 mod canary_query;
 mod commands;
 mod deploy_manifests;
+mod gates;
 mod history_commands;
 mod kinds;
 mod leader;

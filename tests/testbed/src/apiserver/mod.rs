@@ -326,6 +326,22 @@ impl ApiServer {
         self.put(&node)
     }
 
+    /// Adds a Ready Node of one platform, labelled as a kubelet labels it
+    /// (`kubernetes.io/os`, `kubernetes.io/arch`) and with the same in its node info.
+    pub fn add_node_on(&self, name: &str, os: &str, arch: &str) -> anyhow::Result<Node> {
+        let node: Node = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "labels": {
+                "kubernetes.io/hostname": name, "kubernetes.io/os": os, "kubernetes.io/arch": arch}},
+            "status": {
+                "conditions": [{"type": "Ready", "status": "True"}],
+                "nodeInfo": {"operatingSystem": os, "architecture": arch, "bootID": "", "containerRuntimeVersion": "",
+                    "kernelVersion": "", "kubeProxyVersion": "", "kubeletVersion": "", "machineID": "",
+                    "osImage": "", "systemUUID": ""}
+            }
+        }))?;
+        self.put(&node)
+    }
+
     /// Makes a CronJob run now, whatever its schedule: creates the Job its controller would
     /// (`<cronjob>-<n>`, owned by the CronJob, the job template's spec), finished with `outcome`
     /// (or active, never starting a pod: [`JobOutcome::Pending`]), and records

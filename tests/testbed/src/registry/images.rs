@@ -119,23 +119,43 @@ pub struct Image {
 }
 
 /// Builds an image whose config names `repo`, `tag` and `variant`, so each gets its own digest.
+/// A single image is linux/amd64, an index lists linux/amd64 and linux/arm64; configs carry no
+/// `created`.
 pub fn build(repo: &str, tag: &str, variant: &str, kind: ImageKind) -> Image {
+    let architectures: &[&str] = if kind.is_multi_arch() {
+        &["amd64", "arm64"]
+    } else {
+        &["amd64"]
+    };
+    build_with(repo, tag, variant, kind, architectures, None)
+}
+
+/// As [`build`], for the given linux architectures (a single image uses the first) and with
+/// `created` (RFC 3339) in every config.
+pub fn build_with(
+    repo: &str,
+    tag: &str,
+    variant: &str,
+    kind: ImageKind,
+    architectures: &[&str],
+    created: Option<&str>,
+) -> Image {
     let format = kind.format();
     let layer = layer(
         "tagwatch.txt",
         format!("tagwatch test image {repo}:{tag} {variant}\n").as_bytes(),
     );
     let layer_blob = Blob::new(layer.gzip);
-    let architectures: &[&str] = if kind.is_multi_arch() {
-        &["amd64", "arm64"]
+    let architectures = if kind.is_multi_arch() {
+        architectures
     } else {
-        &["amd64"]
+        &architectures[..architectures.len().min(1)]
     };
 
     let mut blobs = vec![layer_blob.clone()];
     let mut platforms = Vec::new();
     for arch in architectures {
-        let config = Blob::new(to_bytes(&json!({
+        let mut config = json!({
             "architecture": arch,
             "os": "linux",
             "config": {
@@ -146,7 +166,11 @@ pub fn build(repo: &str, tag: &str, variant: &str, kind: ImageKind) -> Image {
                 }
             },
             "rootfs": { "type": "layers", "diff_ids": [layer.diff_id] },
-        })));
+        });
+        if let Some(created) = created {
+            config["created"] = json!(created);
+        }
+        let config = Blob::new(to_bytes(&config));
         let manifest = json!({
             "schemaVersion": 2,
             "mediaType": format.manifest_type(),

@@ -32,6 +32,41 @@ impl Registry {
         }
     }
 
+    /// The config blob digest of the single-platform image `repo:tag` (plain HTTP: not logged).
+    pub async fn config_digest(&self, repo: &str, tag: &str) -> anyhow::Result<String> {
+        let url = format!("{}/v2/{repo}/manifests/{tag}", self.url());
+        let request = self
+            .http
+            .get(&url)
+            .header(http::header::ACCEPT, ALL_MANIFEST_TYPES.join(", "));
+        let response = self.authorize(request, repo, &["pull"])?.send().await?;
+        anyhow::ensure!(
+            response.status().is_success(),
+            "GET {url} answered {}",
+            response.status()
+        );
+        let manifest: serde_json::Value = response.json().await?;
+        manifest["config"]["digest"]
+            .as_str()
+            .map(str::to_string)
+            .with_context(|| format!("{repo}:{tag} is not a single-platform image"))
+    }
+
+    /// Deletes a blob (an image config, say): its manifests stay, but cannot be read whole.
+    pub async fn delete_blob(&self, repo: &str, digest: &str) -> anyhow::Result<()> {
+        let url = format!("{}/v2/{repo}/blobs/{digest}", self.url());
+        let response = self
+            .authorize(self.http.delete(&url), repo, &["delete"])?
+            .send()
+            .await?;
+        anyhow::ensure!(
+            response.status() == StatusCode::ACCEPTED,
+            "DELETE {url} answered {}",
+            response.status()
+        );
+        Ok(())
+    }
+
     /// Deletes a manifest by digest through the API; every tag pointing to it goes too.
     pub async fn delete_manifest(&self, repo: &str, digest: &str) -> anyhow::Result<()> {
         let url = format!("{}/v2/{repo}/manifests/{digest}", self.url());

@@ -27,7 +27,30 @@ impl Registry {
         kind: ImageKind,
         variant: &str,
     ) -> anyhow::Result<String> {
-        let image = images::build(repo, tag, variant, kind);
+        self.push_built(repo, tag, images::build(repo, tag, variant, kind))
+            .await
+    }
+
+    /// Pushes an image of the given linux architectures (an index lists them all; a single image
+    /// is the first) whose configs say `created` (RFC 3339); returns the top manifest's digest.
+    pub async fn push_image_with(
+        &self,
+        repo: &str,
+        tag: &str,
+        kind: ImageKind,
+        architectures: &[&str],
+        created: Option<&str>,
+    ) -> anyhow::Result<String> {
+        let image = images::build_with(repo, tag, "", kind, architectures, created);
+        self.push_built(repo, tag, image).await
+    }
+
+    async fn push_built(
+        &self,
+        repo: &str,
+        tag: &str,
+        image: images::Image,
+    ) -> anyhow::Result<String> {
         let reference = self.reference(repo, tag);
         // push_blob and push_manifest_raw take no credentials: they use the ones stored per host.
         self.oci

@@ -1,0 +1,259 @@
+//! The poll loop's bookkeeping for release gates: facts read per candidate tag (kept while the
+//! tag is listed, so a steady cycle reads nothing), reads in flight, first-seen times, the
+//! Nodes' platforms, when a workload waiting for `tagwatch.dev/min-age` is due again, and which
+//! judgements were already reported. No I/O: the loop starts the reads this asks for.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::jiff::Timestamp;
+
+use crate::act::gates::{encode_first_seen, MAX_STATE_BYTES};
+use crate::model::gates::Platform;
+use crate::model::image::Repository;
+use crate::model::workload::{Workload, WorkloadId};
+use crate::plan::gates::{Facts, FactsByTag, FirstSeen, Gate, GateResult};
+use crate::plan::update::{GateInputs, WorkloadPlan};
+
+/// The Nodes' platforms are read again after this (a new arm64 pool counts).
+const NODES_TTL: Duration = Duration::from_secs(300);
+
+const WAKE_SLACK: Duration = Duration::from_millis(10);
+
+/// A judgement to report: counted once, and (unless it passed) one Normal Event.
+pub struct Report {
+    pub gate: Gate,
+    pub result: GateResult,
+    pub note: Option<String>,
+}
+
+#[derive(Default)]
+pub struct Gatekeeper {
+    facts: Arc<FactsByTag>,
+    reading: HashSet<(Repository, String)>,
+    first_seen: Arc<FirstSeen>,
+    /// Repositories a container with `tagwatch.dev/min-age` uses: only theirs are kept.
+    aged: BTreeSet<Repository>,
+    wants_nodes: bool,
+    nodes: Option<Arc<BTreeSet<Platform>>>,
+    nodes_read: Option<Instant>,
+    reading_nodes: bool,
+    wakeups: HashMap<WorkloadId, Instant>,
+    reported: HashMap<WorkloadId, BTreeSet<(String, String, Gate, GateResult)>>,
+    /// Workloads whose last decision met a gate that could not decide: decided again at each
+    /// listing, even one that brought nothing new.
+    retry: HashSet<WorkloadId>,
+    /// Where first-seen times are saved (`None`: kept in memory only, as `tagwatch plan` does).
+    pub store: Option<String>,
+    unsaved: bool,
+    saving: bool,
+}
+
+impl Gatekeeper {
+    /// Starts from saved first-seen times, saving changes to `namespace`.
+    pub fn restore(&mut self, namespace: String, first_seen: FirstSeen) {
+        self.store = Some(namespace);
+        self.first_seen = Arc::new(first_seen);
+    }
+
+    /// The turn's workloads: what to keep, and whether Nodes must be read.
+    pub fn sync(&mut self, workloads: &[Arc<Workload>]) {
+        let mut watched = BTreeSet::new();
+        self.aged.clear();
+        self.wants_nodes = false;
+        for workload in workloads {
+            for container in &workload.containers {
+                if container.gates.is_empty() {
+                    continue;
+                }
+                watched.insert(container.image.repository.clone());
+                if container.gates.min_age.is_some() {
+                    self.aged.insert(container.image.repository.clone());
+                }
+                self.wants_nodes |= container.gates.wants_nodes();
+            }
+        }
+        if self.facts.keys().any(|(repo, _)| !watched.contains(repo)) {
+            Arc::make_mut(&mut self.facts).retain(|(repo, _), _| watched.contains(repo));
+        }
+        let aged: BTreeSet<&Repository> = self.aged.iter().collect();
+        let pruned = self.first_seen.tags.keys().any(|r| !aged.contains(r));
+        if pruned {
+            Arc::make_mut(&mut self.first_seen).retain(&aged);
+            self.unsaved = true;
+        }
+        let present: HashSet<&WorkloadId> = workloads.iter().map(|w| &w.id).collect();
+        self.wakeups.retain(|id, _| present.contains(id));
+        self.reported.retain(|id, _| present.contains(id));
+        self.retry.retain(|id| present.contains(id));
+    }
+
+    pub fn inputs(&self) -> GateInputs {
+        GateInputs {
+            facts: self.facts.clone(),
+            first_seen: self.first_seen.clone(),
+            nodes: self.nodes.clone(),
+            now: Timestamp::now(),
+        }
+    }
+
+    /// A complete listing: new tags are stamped, facts of tags gone (or that failed to read, to
+    /// be read again) are dropped.
+    pub fn listed(&mut self, repo: &Repository, tags: &[String], now: Timestamp) {
+        if self.aged.contains(repo) {
+            let mut next = (*self.first_seen).clone();
+            if next.listed(repo, tags, now) {
+                self.first_seen = Arc::new(next);
+                self.unsaved = true;
+            }
+        }
+        let stale = self
+            .facts
+            .iter()
+            .any(|((r, tag), facts)| r == repo && (facts.is_err() || !tags.contains(tag)));
+        if stale {
+            let listed: HashSet<&String> = tags.iter().collect();
+            Arc::make_mut(&mut self.facts)
+                .retain(|(r, tag), facts| r != repo || (facts.is_ok() && listed.contains(tag)));
+        }
+    }
+
+    pub fn must_retry(&self, id: &WorkloadId) -> bool {
+        self.retry.contains(id)
+    }
+
+    /// The reads a plan asks for that are not under way yet (now marked as under way).
+    pub fn reads(&mut self, plan: &WorkloadPlan) -> Vec<(Repository, String)> {
+        plan.reads
+            .iter()
+            .filter(|read| self.reading.insert((*read).clone()))
+            .cloned()
+            .collect()
+    }
+
+    pub fn facts_read(&mut self, repo: Repository, tag: String, result: Result<Facts, String>) {
+        self.reading.remove(&(repo.clone(), tag.clone()));
+        Arc::make_mut(&mut self.facts).insert((repo, tag), result);
+    }
+
+    pub fn reads_in_flight(&self) -> usize {
+        self.reading.len() + usize::from(self.reading_nodes)
+    }
+
+    /// What a plan's judgements add to report, its wake-up, and whether it must be retried.
+    pub fn planned(
+        &mut self,
+        workload: &Workload,
+        plan: &WorkloadPlan,
+        now: Timestamp,
+    ) -> Vec<Report> {
+        let id = &workload.id;
+        match plan.wake_at {
+            Some(at) => {
+                // A hair late rather than early: woken early, it would only wait again.
+                let wait = Duration::try_from(at.duration_since(now)).unwrap_or_default();
+                self.wakeups
+                    .insert(id.clone(), Instant::now() + wait + WAKE_SLACK);
+            }
+            None => {
+                self.wakeups.remove(id);
+            }
+        }
+        if plan.judged.iter().any(|j| j.result == GateResult::Error) {
+            self.retry.insert(id.clone());
+        } else {
+            self.retry.remove(id);
+        }
+        let reported = self.reported.entry(id.clone()).or_default();
+        let mut reports = Vec::new();
+        for judged in &plan.judged {
+            let key = (
+                judged.container.clone(),
+                judged.tag.clone(),
+                judged.gate,
+                judged.result,
+            );
+            if !reported.insert(key) {
+                continue;
+            }
+            let note = (judged.result != GateResult::Passed).then(|| {
+                format!(
+                    "container {}: {} held back by {}: {}",
+                    judged.container, judged.tag, judged.gate, judged.reason
+                )
+            });
+            reports.push(Report {
+                gate: judged.gate,
+                result: judged.result,
+                note,
+            });
+        }
+        reports
+    }
+
+    /// Workloads whose youngest waiting candidate came of age.
+    pub fn due(&mut self, now: Instant) -> Vec<WorkloadId> {
+        let due: Vec<WorkloadId> = self
+            .wakeups
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &due {
+            self.wakeups.remove(id);
+        }
+        due
+    }
+
+    pub fn next_wakeup(&self) -> Option<Instant> {
+        self.wakeups.values().min().copied()
+    }
+
+    /// Whether the Nodes must be read now (marked as under way when so).
+    pub fn nodes_due(&mut self, now: Instant) -> bool {
+        let stale = self
+            .nodes_read
+            .is_none_or(|at| now.duration_since(at) >= NODES_TTL);
+        if self.wants_nodes && stale && !self.reading_nodes {
+            self.reading_nodes = true;
+            return true;
+        }
+        false
+    }
+
+    pub fn nodes_read(&mut self, result: Result<BTreeSet<Platform>, String>) {
+        self.reading_nodes = false;
+        self.nodes_read = Some(Instant::now());
+        // A failed read keeps the last known platforms; with none, `auto` blocks (fail closed).
+        if let Ok(nodes) = result {
+            self.nodes = Some(Arc::new(nodes));
+        }
+    }
+
+    /// The first-seen times to save now, if they changed and no save is under way.
+    pub fn save_due(&mut self) -> Option<(String, String)> {
+        let namespace = self.store.clone()?;
+        if !self.unsaved || self.saving {
+            return None;
+        }
+        let data = encode_first_seen(&self.first_seen);
+        self.unsaved = false;
+        if data.len() > MAX_STATE_BYTES {
+            tracing::warn!(
+                bytes = data.len(),
+                "first-seen times too large for a ConfigMap: kept in memory only"
+            );
+            return None;
+        }
+        self.saving = true;
+        Some((namespace, data))
+    }
+
+    pub fn saved(&mut self, ok: bool) {
+        self.saving = false;
+        if !ok {
+            self.unsaved = true;
+        }
+    }
+}
