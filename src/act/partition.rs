@@ -6,8 +6,6 @@
 //! All state lives on the set (`tagwatch.dev/canary-state`, with the partition before), so a
 //! restart or a new leader resumes the canary where it was and ends it exactly once.
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
@@ -16,7 +14,7 @@ use kube::runtime::events::EventType;
 use kube::Api;
 
 use super::prometheus::PrometheusClient;
-use super::rollouts::{changes, describe, observe_duration, pod_view, reject, Rollouts, Step};
+use super::rollouts::{changes, describe, pod_view, reject, Rollouts, Step};
 use super::runner::Fenced;
 use super::write::{now, ApplyError};
 use crate::discover::Object;
@@ -290,26 +288,8 @@ impl Rollouts<'_> {
                     .await
             }
             Progress::Complete => {
-                let extra = BTreeMap::from([
-                    (keys::CANARY_STATE.to_string(), None),
-                    (keys::ROLLOUT.to_string(), None),
-                ]);
-                if self.write_extra(workload, extra).await.is_err() {
-                    return Step::Waiting;
-                }
-                observe_duration(&self.ctx.metrics, &watching.started);
-                self.ctx
-                    .metrics
-                    .canary(CanaryResult::Promoted, &Why::Passed);
-                tracing::info!(workload = %workload.id, "partition canary promoted");
-                self.event(
-                    workload,
-                    EventType::Normal,
-                    "CanaryPromoted",
-                    format!("{} rolled out to every pod", describe(&state.images)),
-                )
-                .await;
-                Step::Done
+                let note = format!("{} rolled out to every pod", describe(&state.images));
+                self.promoted(workload, Some(&watching.started), note).await
             }
         }
     }

@@ -363,29 +363,42 @@ impl Rollouts<'_> {
                     tracing::warn!(workload = %workload.id, error = %e, "cannot remove the canary yet");
                     return Step::Waiting;
                 }
-                let mut extra = BTreeMap::new();
-                extra.insert(keys::CANARY_STATE.to_string(), None);
-                extra.insert(keys::ROLLOUT.to_string(), None);
-                if self.write_extra(workload, extra).await.is_err() {
-                    return Step::Waiting;
-                }
-                if let Some(watching) = &workload.rollout.watching {
-                    observe_duration(&self.ctx.metrics, &watching.started);
-                }
-                self.ctx
-                    .metrics
-                    .canary(CanaryResult::Promoted, &Why::Passed);
-                tracing::info!(workload = %workload.id, "canary promoted; canary removed");
-                self.event(
-                    workload,
-                    EventType::Normal,
-                    "CanaryPromoted",
-                    format!("{} rolled out; canary removed", describe(&state.images)),
-                )
-                .await;
-                Step::Done
+                let started = workload
+                    .rollout
+                    .watching
+                    .as_ref()
+                    .map(|w| w.started.as_str());
+                let note = format!("{} rolled out; canary removed", describe(&state.images));
+                self.promoted(workload, started, note).await
             }
         }
+    }
+
+    /// The promotion's rollout completed: the canary and rollout state cleared (the one write),
+    /// then counted, timed and told.
+    pub(super) async fn promoted(
+        &self,
+        workload: &Workload,
+        started: Option<&str>,
+        note: String,
+    ) -> Step {
+        let extra = BTreeMap::from([
+            (keys::CANARY_STATE.to_string(), None),
+            (keys::ROLLOUT.to_string(), None),
+        ]);
+        if self.write_extra(workload, extra).await.is_err() {
+            return Step::Waiting;
+        }
+        if let Some(started) = started {
+            observe_duration(&self.ctx.metrics, started);
+        }
+        self.ctx
+            .metrics
+            .canary(CanaryResult::Promoted, &Why::Passed);
+        tracing::info!(workload = %workload.id, kind = workload.id.kind.name(), "canary promoted");
+        self.event(workload, EventType::Normal, "CanaryPromoted", note)
+            .await;
+        Step::Done
     }
 
     /// The canary goes; the primary is left as it was; the version is rejected for good.
