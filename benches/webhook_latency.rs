@@ -11,9 +11,8 @@
 // with its reason, not produce figures.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+mod support;
+
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -21,50 +20,14 @@ use kube::api::PostParams;
 use kube::Api;
 use rand::distr::{Alphanumeric, SampleString};
 use serde_json::json;
+use support::{first_image, metric_sum, metrics, ms, percentiles, wait_for, Tagwatch};
 use tagwatch_testbed::cluster::TestCluster;
 use tagwatch_testbed::registry::{ImageKind, Registry};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tagwatch");
 const REPO: &str = "bench/app";
 const TARGET_P99: Duration = Duration::from_millis(1000);
 const ITERATION_TIMEOUT: Duration = Duration::from_secs(10);
 const PATCH_POLL: Duration = Duration::from_millis(5);
-
-/// A `tagwatch run` process, killed when dropped (also on panic).
-struct Tagwatch {
-    child: Child,
-    listen: SocketAddr,
-    log: PathBuf,
-}
-
-impl Drop for Tagwatch {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Tagwatch {
-    fn base(&self) -> String {
-        format!("http://{}", self.listen)
-    }
-
-    /// Panics with the log tail when the process has exited: nothing else can be measured.
-    fn ensure_alive(&mut self) {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(20).collect();
-            let tail: Vec<&str> = tail.into_iter().rev().collect();
-            panic!("tagwatch exited ({status}); log tail:\n{}", tail.join("\n"));
-        }
-    }
-}
-
-fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-}
 
 fn deployment(name: &str, image: &str) -> Deployment {
     serde_json::from_value(json!({
@@ -89,94 +52,11 @@ fn deployment(name: &str, image: &str) -> Deployment {
     .expect("valid Deployment")
 }
 
-fn first_image(deployment: &Deployment) -> Option<&str> {
-    deployment
-        .spec
-        .as_ref()?
-        .template
-        .spec
-        .as_ref()?
-        .containers
-        .first()?
-        .image
-        .as_deref()
-}
-
-/// The sum of every sample of `family` whose labels contain all of `labels` (`k="v"` pieces).
-fn metric_sum(body: &str, family: &str, labels: &[&str]) -> f64 {
-    body.lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter_map(|line| {
-            let (name, value) = line.rsplit_once(' ')?;
-            let matches = name == family
-                || (name.starts_with(family)
-                    && name[family.len()..].starts_with('{')
-                    && labels.iter().all(|l| name.contains(l)));
-            if matches {
-                value.trim().parse::<f64>().ok()
-            } else {
-                None
-            }
-        })
-        .sum()
-}
-
-async fn metrics(http: &reqwest::Client, base: &str) -> Option<String> {
-    let response = http.get(format!("{base}/metrics")).send().await.ok()?;
-    response.text().await.ok()
-}
-
-/// Polls `check` every 50 ms until it holds; panics after `timeout` naming `what`.
-async fn wait_for<F, Fut>(tagwatch: &mut Tagwatch, what: &str, timeout: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        tagwatch.ensure_alive();
-        if check().await {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// One timed webhook: 202 expected (503 "not the leader" is retried inside the timed window).
 enum Outcome {
     Patched(Duration),
     TimedOut,
     Refused(u16, String),
-}
-
-struct Percentiles {
-    min: Duration,
-    p50: Duration,
-    p90: Duration,
-    p99: Duration,
-    max: Duration,
-}
-
-fn percentiles(samples: &mut [Duration]) -> Option<Percentiles> {
-    samples.sort_unstable();
-    let last = samples.len().checked_sub(1)?;
-    // Nearest rank: the smallest sample with at least q of them at or below it.
-    let at = |q: f64| samples[((samples.len() as f64 * q).ceil() as usize).clamp(1, last + 1) - 1];
-    Some(Percentiles {
-        min: samples[0],
-        p50: at(0.50),
-        p90: at(0.90),
-        p99: at(0.99),
-        max: samples[last],
-    })
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1}", d.as_secs_f64() * 1000.0)
 }
 
 fn main() {
@@ -218,26 +98,15 @@ async fn bench(iterations: usize) -> bool {
 
     let dir = tempfile::tempdir().expect("tempdir");
     let kubeconfig = cluster.kubeconfig(dir.path()).expect("kubeconfig");
-    let listen = free_port();
     let secret = Alphanumeric.sample_string(&mut rand::rng(), 32);
-    let log = dir.path().join("tagwatch.log");
-    let stderr = std::fs::File::create(&log).expect("log file");
-    let child = Command::new(BIN)
-        .arg("run")
-        .arg("--kubeconfig")
-        .arg(&kubeconfig)
-        .args(["-n", &ns])
-        .args(["--listen", &listen.to_string()])
-        .args(["--insecure-registry", &host])
-        .args(["--interval", "10m"])
-        .args(["--webhook-secret", &secret])
-        .args(["--lease-namespace", &ns])
-        .args(["--log-format", "json"])
-        .stdout(Stdio::null())
-        .stderr(stderr)
-        .spawn()
-        .expect("spawn tagwatch");
-    let mut tagwatch = Tagwatch { child, listen, log };
+    let mut tagwatch = Tagwatch::spawn(
+        &kubeconfig,
+        &ns,
+        &host,
+        "10m",
+        &["--webhook-secret", &secret],
+        dir.path().join("tagwatch.log"),
+    );
     let http = reqwest::Client::new();
     let base = tagwatch.base();
 
@@ -246,6 +115,7 @@ async fn bench(iterations: usize) -> bool {
         &mut tagwatch,
         "/readyz = 200",
         Duration::from_secs(30),
+        Duration::from_millis(50),
         || async {
             http.get(format!("{base}/readyz"))
                 .send()
@@ -258,6 +128,7 @@ async fn bench(iterations: usize) -> bool {
         &mut tagwatch,
         "tagwatch_poll_cycles_total >= 1",
         Duration::from_secs(30),
+        Duration::from_millis(50),
         || async {
             metrics(&http, &base)
                 .await

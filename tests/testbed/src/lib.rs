@@ -6,12 +6,14 @@
 //! - [`apiserver`]: an in-process Kubernetes API server speaking the real REST protocol.
 //! - [`cluster`]: hands a test a `kube::Client` for the in-process server, or for a real cluster when
 //!   `TAGWATCH_E2E_KUBECONFIG` is set.
+//! - [`seed`]: the kubectl-shaped Deployments the benchmarks seed the API server with.
 //! - [`wait`]: polling with a deadline (tests never sleep for fixed times).
 //! - [`skip`]: tests that cannot run where they are run say so, by name.
 
 pub mod apiserver;
 pub mod cluster;
 pub mod registry;
+pub mod seed;
 pub mod skip;
 pub mod stub_registry;
 pub mod wait;

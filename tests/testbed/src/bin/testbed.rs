@@ -16,10 +16,9 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use futures::{StreamExt as _, TryStreamExt as _};
-use k8s_openapi::api::apps::v1::Deployment;
-use serde_json::json;
 use tagwatch_testbed::apiserver::ApiServer;
 use tagwatch_testbed::registry::{ImageKind, Registry};
+use tagwatch_testbed::seed::kubectl_deployment;
 
 /// Pushes in flight at once: the registry's disk and the 2 cores, not the network, are the limit.
 const PUSH_CONCURRENCY: usize = 8;
@@ -97,65 +96,6 @@ fn tag(patch: usize) -> String {
     format!("1.0.{patch}")
 }
 
-/// One container on `image`, opted in with policy `minor`, shaped like a Deployment applied with
-/// kubectl from a typical chart: probes, resources, a few variables, and kubectl's last-applied
-/// copy of the whole manifest (the API server adds `managedFields`), so the benchmark's watch
-/// caches hold what a real cluster's would. `replicas: 0`: no pods to simulate.
-fn deployment(namespace: &str, name: &str, image: &str) -> anyhow::Result<Deployment> {
-    let env: Vec<serde_json::Value> = (0..8)
-        .map(|i| json!({ "name": format!("SETTING_{i}"), "value": format!("value-{i}-of-{name}") }))
-        .collect();
-    let probe = |path: &str| json!({ "httpGet": { "path": path, "port": 8080 }, "periodSeconds": 10, "timeoutSeconds": 2 });
-    let mut manifest = json!({
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "annotations": { "tagwatch.dev/policy": "minor" },
-            "labels": {
-                "app": name,
-                "app.kubernetes.io/name": name,
-                "app.kubernetes.io/part-of": "bench",
-                "app.kubernetes.io/managed-by": "kubectl",
-            },
-        },
-        "spec": {
-            "replicas": 0,
-            "revisionHistoryLimit": 10,
-            "selector": { "matchLabels": { "app": name } },
-            "strategy": { "type": "RollingUpdate", "rollingUpdate": { "maxSurge": "25%", "maxUnavailable": "25%" } },
-            "template": {
-                "metadata": { "labels": { "app": name, "app.kubernetes.io/name": name } },
-                "spec": {
-                    "containers": [{
-                        "name": "app",
-                        "image": image,
-                        "ports": [{ "name": "http", "containerPort": 8080, "protocol": "TCP" }],
-                        "env": env,
-                        "resources": {
-                            "requests": { "cpu": "100m", "memory": "128Mi" },
-                            "limits": { "cpu": "500m", "memory": "256Mi" },
-                        },
-                        "readinessProbe": probe("/ready"),
-                        "livenessProbe": probe("/healthz"),
-                        "securityContext": {
-                            "runAsNonRoot": true,
-                            "readOnlyRootFilesystem": true,
-                            "allowPrivilegeEscalation": false,
-                        },
-                    }],
-                    "terminationGracePeriodSeconds": 30,
-                },
-            },
-        },
-    });
-    let last_applied = serde_json::to_string(&manifest)?;
-    manifest["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"] =
-        json!(last_applied);
-    Ok(serde_json::from_value(manifest)?)
-}
-
 /// Pushes `tags` tags to each of `repositories` repositories; one small layer per image.
 async fn push_tags(registry: &Registry, repositories: usize, tags: usize) -> anyhow::Result<()> {
     let pushes = (0..repositories).flat_map(|i| (0..tags).map(move |t| (repository(i), tag(t))));
@@ -214,7 +154,11 @@ async fn main() -> anyhow::Result<()> {
             repository(j % args.repositories)
         );
         apiserver
-            .put_deployment(&deployment(&args.namespace, &format!("app-{j}"), &image)?)
+            .put_deployment(&kubectl_deployment(
+                &args.namespace,
+                &format!("app-{j}"),
+                &image,
+            )?)
             .with_context(|| format!("seeding deployment app-{j}"))?;
     }
 
@@ -283,22 +227,5 @@ mod tests {
         assert!(parse("").is_err());
         assert!(parse("--kubeconfig k --tags 0").is_err());
         assert!(parse("--kubeconfig k --tags").is_err());
-    }
-
-    #[test]
-    fn deployments_opt_in_with_one_container() -> anyhow::Result<()> {
-        let d = deployment("bench", "app-7", "127.0.0.1:5000/bench/app-7:1.0.19")?;
-        let annotations = d.metadata.annotations.unwrap_or_default();
-        assert_eq!(
-            annotations.get("tagwatch.dev/policy").map(String::as_str),
-            Some("minor")
-        );
-        let containers = d
-            .spec
-            .and_then(|s| s.template.spec)
-            .map(|p| p.containers)
-            .unwrap_or_default();
-        assert_eq!(containers.len(), 1);
-        Ok(())
     }
 }

@@ -83,6 +83,12 @@ impl RequestLog {
             .clone()
     }
 
+    /// The requests logged after the first `from`: followers read on without copying the whole log.
+    pub fn requests_since(&self, from: usize) -> Vec<SeenRequest> {
+        let lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+        lines.requests.get(from..).unwrap_or_default().to_vec()
+    }
+
     /// Whether a harness request with this exact query has been logged.
     pub fn saw_harness_request(&self, query: &str) -> bool {
         let lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());

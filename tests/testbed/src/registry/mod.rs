@@ -231,6 +231,11 @@ impl Registry {
         self.log.requests()
     }
 
+    /// The requests of [`Registry::requests`] after the first `from`, in the order they were logged.
+    pub fn requests_since(&self, from: usize) -> Vec<SeenRequest> {
+        self.log.requests_since(from)
+    }
+
     /// How many served requests had `method` and a path ending in `path_suffix`.
     pub fn count(&self, method: &str, path_suffix: &str) -> usize {
         self.requests()
