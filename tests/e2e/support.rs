@@ -173,6 +173,26 @@ pub async fn set_image(cluster: &TestCluster, namespace: &str, name: &str, image
 }
 
 /// Every workload of every kind in `namespaces`, as the reflectors would hold them.
+/// Every object of kind `K` in `ns`, as the watch would hold it.
+async fn listed<K>(client: &kube::Client, ns: &str) -> Vec<Object>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned,
+    K::DynamicType: Default,
+    Object: From<K>,
+{
+    Api::<K>::namespaced(client.clone(), ns)
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .items
+        .into_iter()
+        .map(Object::from)
+        .collect()
+}
+
 pub async fn snapshot(cluster: &TestCluster, namespaces: &[&str]) -> Vec<Object> {
     use k8s_openapi::api::apps::v1::{DaemonSet, StatefulSet};
     use k8s_openapi::api::batch::v1::CronJob;
@@ -180,44 +200,10 @@ pub async fn snapshot(cluster: &TestCluster, namespaces: &[&str]) -> Vec<Object>
     for ns in namespaces {
         let client = cluster.client.clone();
         let params = ListParams::default();
-        let deployments = Api::<Deployment>::namespaced(client.clone(), ns);
-        all.extend(
-            deployments
-                .list(&params)
-                .await
-                .expect("list")
-                .items
-                .into_iter()
-                .map(Object::from),
-        );
-        let sets = Api::<StatefulSet>::namespaced(client.clone(), ns);
-        all.extend(
-            sets.list(&params)
-                .await
-                .expect("list")
-                .items
-                .into_iter()
-                .map(Object::from),
-        );
-        let daemons = Api::<DaemonSet>::namespaced(client.clone(), ns);
-        all.extend(
-            daemons
-                .list(&params)
-                .await
-                .expect("list")
-                .items
-                .into_iter()
-                .map(Object::from),
-        );
-        let jobs = Api::<CronJob>::namespaced(client.clone(), ns);
-        all.extend(
-            jobs.list(&params)
-                .await
-                .expect("list")
-                .items
-                .into_iter()
-                .map(Object::from),
-        );
+        all.extend(listed::<Deployment>(&client, ns).await);
+        all.extend(listed::<StatefulSet>(&client, ns).await);
+        all.extend(listed::<DaemonSet>(&client, ns).await);
+        all.extend(listed::<CronJob>(&client, ns).await);
         // Argo Rollouts only where their CRD is installed.
         let resource =
             tagwatch::discover::object::api_resource(tagwatch::model::kind::Kind::Rollout);
