@@ -272,6 +272,28 @@ pub struct ResolveArgs {
     /// image without one counts as created now (no listing history here).
     #[arg(long)]
     pub min_age: Option<String>,
+    /// Release gate: a cosign public key (PEM) a candidate's signature must verify with
+    /// (repeatable: any of them); the written image then carries its digest.
+    #[arg(long = "verify-key", value_name = "FILE")]
+    pub verify_keys: Vec<PathBuf>,
+    /// Release gate, keyless: the signing certificate's identity (email or URI), exact.
+    #[arg(long, conflicts_with = "certificate_identity_regexp")]
+    pub certificate_identity: Option<String>,
+    /// … or a regular expression the whole identity must match.
+    #[arg(long)]
+    pub certificate_identity_regexp: Option<String>,
+    /// Keyless: the OIDC issuer of the signing certificate, exact.
+    #[arg(long, conflicts_with = "certificate_oidc_issuer_regexp")]
+    pub certificate_oidc_issuer: Option<String>,
+    /// … or a regular expression the whole issuer must match.
+    #[arg(long)]
+    pub certificate_oidc_issuer_regexp: Option<String>,
+    /// Keyless: a Sigstore trusted_root.json (default: the public-good instance's, built in).
+    #[arg(long, value_name = "FILE")]
+    pub trusted_root: Option<PathBuf>,
+    /// Keyless: accept signatures without a transparency log entry (`tlog: off`).
+    #[arg(long)]
+    pub insecure_ignore_tlog: bool,
 }
 
 /// `NAMESPACE/NAME` (a Deployment) or `NAMESPACE/KIND/NAME`.

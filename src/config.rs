@@ -65,6 +65,44 @@ pub struct FileConfig {
     pub webhooks: WebhookSection,
     /// Where canary queries (`tagwatch.dev/canary-query`) are evaluated.
     pub prometheus_url: Option<String>,
+    /// Signature verification policies (`tagwatch.dev/verify`, and those enforced on
+    /// repositories).
+    #[serde(default)]
+    pub verification: VerificationSection,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct VerificationSection {
+    #[serde(default)]
+    pub policies: Vec<crate::model::verify::PolicyEntry>,
+}
+
+impl FileConfig {
+    /// The verification policy each maintained repository's alias targets must pass.
+    pub fn alias_policies(&self) -> std::collections::HashMap<Repository, String> {
+        self.aliases
+            .iter()
+            .filter_map(|entry| {
+                let repo = entry.repository.parse().ok()?;
+                Some((repo, entry.verify.clone()?))
+            })
+            .collect()
+    }
+}
+
+impl VerificationSection {
+    /// The checked policies (the file was validated at load: this only fails for a section
+    /// built by hand).
+    pub fn policies(&self) -> Result<crate::model::verify::Policies, ConfigError> {
+        crate::model::verify::Policies::new(&self.policies).map_err(|(field, problem)| {
+            ConfigError {
+                file: None,
+                field: format!("verification.{field}"),
+                problem,
+            }
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -74,6 +112,9 @@ pub struct AliasEntry {
     pub repository: String,
     /// Any of `major`, `minor`, `latest`; default major and minor.
     pub levels: Option<Vec<String>>,
+    /// A verification policy (`verification.policies[].name`): aliases move only onto versions
+    /// whose signatures pass it.
+    pub verify: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
@@ -322,7 +363,16 @@ impl FileConfig {
                 return refuse(&format!("allowedRegistries[{i}]"), problem);
             }
         }
+        let policies = self.verification.policies()?;
         for (i, entry) in self.aliases.iter().enumerate() {
+            if let Some(name) = &entry.verify {
+                if policies.get(name).is_none() {
+                    return refuse(
+                        &format!("aliases[{i}].verify"),
+                        format!("`{name}` is not a policy of verification.policies"),
+                    );
+                }
+            }
             alias_entry(entry).map_err(|(field, problem)| ConfigError {
                 file: None,
                 field: format!("aliases[{i}].{field}"),

@@ -469,13 +469,14 @@ impl Poller {
             let Some(key) = keys.iter().find(|k| k.repo == repo).cloned() else {
                 continue;
             };
+            let policies = self.gates.policies_for(&repo);
             let failed = (repo.clone(), tag.clone());
             tasks::spawn(
                 &self.tx,
                 &self.ctx.metrics,
                 Task::Listing,
                 Some(tasks::TASK_TIMEOUT),
-                crate::act::gates::read_facts(self.ctx.clone(), key, tag),
+                crate::act::gates::read_facts(self.ctx.clone(), key, tag, policies),
                 move |why| {
                     Finished::Facts(crate::act::gates::FactsRead {
                         repo: failed.0.clone(),
@@ -512,7 +513,10 @@ impl Poller {
             let version = object.meta().resource_version.clone();
             let workload = match self.discovered.remove(&key) {
                 Some((cached, workload)) if version.is_some() && cached == version => workload,
-                _ => discover::workload(object).map(Arc::new),
+                _ => discover::workload(object).map(|mut workload| {
+                    self.ctx.verification.enforce(&mut workload);
+                    Arc::new(workload)
+                }),
             };
             if let Some(w) = &workload {
                 workloads.push(w.clone());

@@ -124,6 +124,8 @@ pub enum RegistryOp {
     ManifestPut,
     /// An image config blob (release gates: platform and `created`).
     BlobGet,
+    /// The OCI 1.1 Referrers API (signatures of a digest).
+    Referrers,
     Token,
 }
 
@@ -135,6 +137,7 @@ impl RegistryOp {
             RegistryOp::ManifestGet => "manifest_get",
             RegistryOp::ManifestPut => "manifest_put",
             RegistryOp::BlobGet => "blob_get",
+            RegistryOp::Referrers => "referrers",
             RegistryOp::Token => "token",
         }
     }

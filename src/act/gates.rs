@@ -2,7 +2,7 @@
 //! state they keep: when each tag was first seen, in a ConfigMap in tagwatch's namespace, so a
 //! restart or a new leader does not make every release young again.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Node};
@@ -33,10 +33,28 @@ pub struct FactsRead {
     pub result: Result<Facts, String>,
 }
 
-/// Reads the facts of one candidate tag, as the login its listing was made with.
-pub async fn read_facts(ctx: Arc<Context>, key: ListingKey, tag: String) -> Finished {
-    let result =
-        crate::registry::facts::read(&ctx.fanout, &key.repo, &tag, key.login.credentials()).await;
+/// Reads the facts of one candidate tag, as the login its listing was made with, and judges its
+/// signatures under `policies` (the verification policies its repository's users ask for).
+pub async fn read_facts(
+    ctx: Arc<Context>,
+    key: ListingKey,
+    tag: String,
+    policies: BTreeSet<String>,
+) -> Finished {
+    let credentials = key.login.credentials();
+    let mut result = crate::registry::facts::read(&ctx.fanout, &key.repo, &tag, credentials).await;
+    if let Ok(facts) = &mut result {
+        facts.signatures = crate::act::verify::check(
+            Some(&ctx.client),
+            &ctx.verification,
+            &ctx.fanout,
+            &key.repo,
+            &facts.digest,
+            &policies,
+            credentials,
+        )
+        .await;
+    }
     if let Err(error) = &result {
         tracing::warn!(repository = %key.repo, %tag, %error, "cannot read what the release gates judge; the version stays blocked");
     }

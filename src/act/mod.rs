@@ -8,6 +8,7 @@ pub mod prometheus;
 pub mod rollouts;
 pub mod runner;
 pub mod tasks;
+pub mod verify;
 pub mod write;
 
 use kube::Client;
@@ -39,6 +40,8 @@ pub struct Context {
     pub taken_names: crate::act::rollouts::TakenNames,
     /// Alias tags confirmed in the registry, so a steady repository costs no alias request.
     pub confirmed: std::sync::Arc<tokio::sync::Mutex<crate::registry::alias_tags::Confirmed>>,
+    /// Signature verification policies (`verification.policies`).
+    pub verification: std::sync::Arc<crate::act::verify::Verification>,
 }
 
 impl Context {

@@ -216,16 +216,108 @@ pub async fn sync_aliases(
 ) -> Finished {
     let credentials = ctx.secrets.own(&repo.registry);
     let may_write = || writer.may_write(Fenced::Alias);
+    let mut confirmed = confirmed.lock().await;
+    let policy = ctx.verification.aliases.get(&repo).cloned();
+    let (tags, verified) = match &policy {
+        None => (tags, None),
+        Some(policy) => {
+            let Some(allowed) = verified_targets(
+                &ctx,
+                &repo,
+                &tags,
+                levels,
+                policy,
+                &credentials,
+                &mut confirmed,
+            )
+            .await
+            else {
+                return Finished::Aliased(repo);
+            };
+            (Arc::new(allowed), Some(confirmed.verified_digests(&repo)))
+        }
+    };
     let sync = Sync {
         client: ctx.fanout.client(),
         metrics: &ctx.metrics,
         credentials: &credentials,
         dry_run: false,
         may_write: &may_write,
+        verified: verified.as_ref(),
     };
-    let mut confirmed = confirmed.lock().await;
     sync.run(&repo, &tags, levels, &mut confirmed).await;
     Finished::Aliased(repo)
+}
+
+/// Alias targets whose signatures a repository's `aliases[].verify` policy checks per run.
+const MAX_ALIAS_CHECKS: usize = 16;
+
+/// The tags aliases may name under `policy`: each alias' newest target is checked (once per
+/// version: a pass is remembered with its digest) and, when it fails, set aside and the choice
+/// made again. `None` when a check could not decide: the aliases then stay where they are
+/// rather than move back to an older version.
+async fn verified_targets(
+    ctx: &Context,
+    repo: &Repository,
+    tags: &[String],
+    levels: Levels,
+    policy: &str,
+    credentials: &crate::registry::Credentials,
+    confirmed: &mut Confirmed,
+) -> Option<Vec<String>> {
+    use crate::plan::gates::SignatureCheck;
+    let names = std::collections::BTreeSet::from([policy.to_string()]);
+    let mut allowed = tags.to_vec();
+    let mut checks = 0;
+    loop {
+        let mut set_aside = false;
+        for desired in crate::plan::alias_tags::desired(&allowed, levels) {
+            if confirmed.verified(repo, &desired.target).is_some() {
+                continue;
+            }
+            if checks >= MAX_ALIAS_CHECKS {
+                tracing::warn!(repository = %repo, policy, "too many unverified versions to check in one run; aliases left as they are");
+                return None;
+            }
+            checks += 1;
+            let client = ctx.fanout.client();
+            let digest = ctx
+                .fanout
+                .bounded(
+                    &repo.registry,
+                    client.manifest_digest(repo, &desired.target, credentials),
+                )
+                .await;
+            let Ok(Some(digest)) = digest else {
+                return None;
+            };
+            let check = crate::act::verify::check(
+                Some(&ctx.client),
+                &ctx.verification,
+                &ctx.fanout,
+                repo,
+                &digest,
+                &names,
+                credentials,
+            )
+            .await;
+            match check.get(policy) {
+                Some(SignatureCheck::Verified(_)) => {
+                    confirmed.mark_verified(repo, &desired.target, digest)
+                }
+                Some(SignatureCheck::Unverified(why)) => {
+                    tracing::info!(repository = %repo, version = %desired.target, reason = %why,
+                        "alias not moved onto an unverified version");
+                    allowed.retain(|t| *t != desired.target);
+                    set_aside = true;
+                }
+                _ => return None,
+            }
+        }
+        if !set_aside {
+            return Some(allowed);
+        }
+    }
 }
 
 /// A canary or a watched rollout, looked at once.
@@ -334,9 +426,10 @@ async fn write_until_settled(
                     Ok(None) => return (WriteOutcome::Gone, conflicts),
                     Err(e) => return (WriteOutcome::Retry(e.to_string()), conflicts),
                 };
-                let Some(read) = discover::workload(&fresh) else {
+                let Some(mut read) = discover::workload(&fresh) else {
                     return (WriteOutcome::Gone, conflicts);
                 };
+                ctx.verification.enforce(&mut read);
                 if read.rollout.canary_state.is_some() || read.rollout.watching.is_some() {
                     // A rollout of its own is under way now: the loop waits for it.
                     return (

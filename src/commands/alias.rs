@@ -35,6 +35,7 @@ pub async fn alias(args: AliasArgs, file: FileConfig) -> anyhow::Result<u8> {
     // A partial listing must not move an alias backwards: list_tags is all-or-nothing.
     let tags = client.list_tags(repo, &credentials).await?;
     let sync = Sync {
+        verified: None,
         client,
         metrics: &metrics,
         credentials: &credentials,

@@ -51,6 +51,11 @@ pub async fn plan(args: PlanArgs, file: FileConfig) -> anyhow::Result<()> {
         allowed_registries: settings.registries.allowed_registries.clone(),
         confirmed: Default::default(),
         taken_names: Default::default(),
+        verification: Arc::new(crate::act::verify::Verification {
+            policies: file.verification.policies()?,
+            namespace: Some(client.default_namespace().to_string()),
+            aliases: Default::default(),
+        }),
     });
     // Read-only by construction: no writer, so no action is ever performed, only printed.
     let mut poller = Poller::read_only(ctx);

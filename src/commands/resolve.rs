@@ -8,6 +8,7 @@ use std::str::FromStr;
 use anyhow::Context as _;
 use serde::Serialize;
 
+use crate::act::verify::Verification;
 use crate::cli::{Output, ResolveArgs};
 use crate::metrics::Metrics;
 use crate::model::alias::Alias;
@@ -16,6 +17,7 @@ use crate::model::filter::parse_filter;
 use crate::model::gates::{parse_min_age, GateSpec, Platforms};
 use crate::model::image::ImageRef;
 use crate::model::policy::Policy;
+use crate::model::verify::{Identity, KeySource, KeylessPolicy, Policies, Policy as VerifyPolicy};
 use crate::plan::gates::{FactsByTag, FirstSeen};
 use crate::plan::resolve::{resolve as decide, Decision, Request};
 use crate::plan::update::{choose_gated, Candidate, GateInputs, GateReport};
@@ -55,7 +57,13 @@ pub async fn resolve(args: ResolveArgs) -> anyhow::Result<u8> {
     let channels = Channels::from_str(&args.prerelease)?;
     let filter = args.filter.as_deref().map(parse_filter).transpose()?;
     let track = args.track.as_deref().map(Alias::from_str).transpose()?;
+    let verification = cli_policy(&args)?;
     let spec = GateSpec {
+        verify: if verification.policies.is_empty() {
+            BTreeSet::new()
+        } else {
+            BTreeSet::from([CLI_POLICY.to_string()])
+        },
         platforms: args
             .platforms
             .as_deref()
@@ -72,7 +80,7 @@ pub async fn resolve(args: ResolveArgs) -> anyhow::Result<u8> {
     }
     if !spec.is_empty() && args.tags_file.is_some() {
         anyhow::bail!(
-            "--platforms and --min-age read each candidate from the registry: drop --tags-file"
+            "--platforms, --min-age and signature checks read each candidate from the registry: drop --tags-file"
         );
     }
     // One connection (the password is read from standard input once).
@@ -110,16 +118,12 @@ pub async fn resolve(args: ResolveArgs) -> anyhow::Result<u8> {
             .take()
             .ok_or_else(|| anyhow::anyhow!("release gates need the registry"))?;
         let fanout = Fanout::new(client, 4, Default::default());
-        let (decision, digest) = gate(
-            &fanout,
-            &credentials,
-            &image,
-            &spec,
-            request,
-            &tags,
-            &mut report,
-        )
-        .await;
+        let reads = Reads {
+            fanout: &fanout,
+            verification: &verification,
+            credentials: &credentials,
+        };
+        let (decision, digest) = gate(&reads, &image, &spec, request, &tags, &mut report).await;
         gated_digest = digest;
         decision
     };
@@ -179,9 +183,15 @@ pub async fn resolve(args: ResolveArgs) -> anyhow::Result<u8> {
 }
 
 /// The same walk `tagwatch run` makes: newest candidate first, facts read until one passes.
+/// Where the gates read from.
+struct Reads<'a> {
+    fanout: &'a Fanout,
+    verification: &'a Verification,
+    credentials: &'a Credentials,
+}
+
 async fn gate(
-    fanout: &Fanout,
-    credentials: &Credentials,
+    reads: &Reads<'_>,
     image: &ImageRef,
     spec: &GateSpec,
     request: Request<'_>,
@@ -212,14 +222,84 @@ async fn gate(
             return (decision, digest);
         }
         for (repo, tag) in attempt.reads {
+            let Reads {
+                fanout,
+                verification,
+                credentials,
+            } = *reads;
             let mut read = crate::registry::facts::read(fanout, &repo, &tag, credentials).await;
             if let Ok(facts) = &mut read {
                 // Fail closed: an image that does not say when it was built is as young as can be.
                 facts.created = facts.created.or(Some(k8s_openapi::jiff::Timestamp::now()));
+                facts.signatures = crate::act::verify::check(
+                    None,
+                    verification,
+                    fanout,
+                    &repo,
+                    &facts.digest,
+                    &spec.verify,
+                    credentials,
+                )
+                .await;
             }
             facts.insert((repo, tag), read);
         }
     }
+}
+
+/// The name `resolve` gives the policy its flags describe.
+const CLI_POLICY: &str = "command-line";
+
+/// The verification policy the flags describe (none without `--verify-key` or a certificate
+/// identity).
+fn cli_policy(args: &ResolveArgs) -> anyhow::Result<Verification> {
+    let keyless = match (
+        &args.certificate_identity,
+        &args.certificate_identity_regexp,
+    ) {
+        (None, None) => {
+            if args.certificate_oidc_issuer.is_some()
+                || args.certificate_oidc_issuer_regexp.is_some()
+                || args.trusted_root.is_some()
+            {
+                anyhow::bail!("keyless verification needs --certificate-identity[-regexp]");
+            }
+            None
+        }
+        (subject, subject_regexp) => {
+            let identity = Identity::new(
+                subject.as_deref(),
+                subject_regexp.as_deref(),
+                args.certificate_oidc_issuer.as_deref(),
+                args.certificate_oidc_issuer_regexp.as_deref(),
+            )
+            .map_err(|e| anyhow::anyhow!("keyless verification: {e}"))?;
+            Some(KeylessPolicy {
+                identities: vec![identity],
+                trusted_root: args.trusted_root.clone(),
+                tlog_required: !args.insecure_ignore_tlog,
+            })
+        }
+    };
+    if args.verify_keys.is_empty() && keyless.is_none() {
+        return Ok(Verification::default());
+    }
+    let policy = VerifyPolicy {
+        name: CLI_POLICY.into(),
+        repositories: Vec::new(),
+        keys: args
+            .verify_keys
+            .iter()
+            .cloned()
+            .map(KeySource::File)
+            .collect(),
+        keyless,
+    };
+    Ok(Verification {
+        policies: Policies::from_policies([policy]),
+        namespace: None,
+        aliases: Default::default(),
+    })
 }
 
 fn connect(args: &ResolveArgs, image: &ImageRef) -> anyhow::Result<(RegistryClient, Credentials)> {

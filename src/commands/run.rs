@@ -8,6 +8,7 @@ use kube::runtime::events::{Recorder, Reporter};
 
 use crate::act::prometheus::PrometheusClient;
 use crate::act::runner::Writer;
+use crate::act::verify::Verification;
 use crate::act::Context;
 use crate::app;
 use crate::cli::RunArgs;
@@ -119,6 +120,16 @@ pub async fn run(args: RunArgs, file: FileConfig) -> anyhow::Result<()> {
         allowed_registries: settings.registries.allowed_registries.clone(),
         confirmed: Default::default(),
         taken_names: Default::default(),
+        verification: Arc::new(Verification {
+            policies: file.verification.policies()?,
+            aliases: file.alias_policies(),
+            // Secret-held keys live beside the Lease, in tagwatch's namespace.
+            namespace: Some(leader::lease_namespace(
+                &leader_settings,
+                args.pod_namespace.as_deref(),
+                &client,
+            )),
+        }),
     });
 
     let deployments = Workloads::start_with(

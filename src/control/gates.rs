@@ -13,13 +13,19 @@ use crate::act::gates::{encode_first_seen, MAX_STATE_BYTES};
 use crate::model::gates::Platform;
 use crate::model::image::Repository;
 use crate::model::workload::{Workload, WorkloadId};
-use crate::plan::gates::{Facts, FactsByTag, FirstSeen, Gate, GateResult};
+use crate::plan::gates::{Facts, FactsByTag, FirstSeen, Gate, GateResult, SignatureCheck};
 use crate::plan::update::{GateInputs, WorkloadPlan};
 
 /// The Nodes' platforms are read again after this (a new arm64 pool counts).
 const NODES_TTL: Duration = Duration::from_secs(300);
 
 const WAKE_SLACK: Duration = Duration::from_millis(10);
+
+/// A version whose signatures did not pass is checked again after this, doubling up to
+/// [`SIGNATURE_RECHECK_MAX`]: CI often signs moments after it pushes, and a version signed
+/// late must not stay blocked while it is listed.
+const SIGNATURE_RECHECK: Duration = Duration::from_secs(30);
+const SIGNATURE_RECHECK_MAX: Duration = Duration::from_secs(30 * 60);
 
 /// A judgement to report: counted once, and (unless it passed) one Normal Event.
 pub struct Report {
@@ -35,15 +41,20 @@ pub struct Gatekeeper {
     first_seen: Arc<FirstSeen>,
     /// Repositories a container with `tagwatch.dev/min-age` uses: only theirs are kept.
     aged: BTreeSet<Repository>,
+    /// The verification policies each repository's users ask for, judged when its facts are
+    /// read.
+    policies: HashMap<Repository, BTreeSet<String>>,
     wants_nodes: bool,
     nodes: Option<Arc<BTreeSet<Platform>>>,
     nodes_read: Option<Instant>,
     reading_nodes: bool,
     wakeups: HashMap<WorkloadId, Instant>,
     reported: HashMap<WorkloadId, BTreeSet<(String, String, Gate, GateResult)>>,
-    /// Workloads whose last decision met a gate that could not decide: decided again at each
-    /// listing, even one that brought nothing new.
+    /// Workloads whose last decision met a gate that could not decide (or a signature that did
+    /// not pass yet): decided again at each listing, even one that brought nothing new.
     retry: HashSet<WorkloadId>,
+    /// Tags whose signatures did not pass: when to check again, and how often they were.
+    unsigned: HashMap<(Repository, String), (Instant, u32)>,
     /// Where first-seen times are saved (`None`: kept in memory only, as `tagwatch plan` does).
     pub store: Option<String>,
     unsaved: bool,
@@ -61,6 +72,7 @@ impl Gatekeeper {
     pub fn sync(&mut self, workloads: &[Arc<Workload>]) {
         let mut watched = BTreeSet::new();
         self.aged.clear();
+        self.policies.clear();
         self.wants_nodes = false;
         for workload in workloads {
             for container in &workload.containers {
@@ -68,12 +80,19 @@ impl Gatekeeper {
                     continue;
                 }
                 watched.insert(container.image.repository.clone());
+                if !container.gates.verify.is_empty() {
+                    self.policies
+                        .entry(container.image.repository.clone())
+                        .or_default()
+                        .extend(container.gates.verify.iter().cloned());
+                }
                 if container.gates.min_age.is_some() {
                     self.aged.insert(container.image.repository.clone());
                 }
                 self.wants_nodes |= container.gates.wants_nodes();
             }
         }
+        self.unsigned.retain(|(repo, _), _| watched.contains(repo));
         if self.facts.keys().any(|(repo, _)| !watched.contains(repo)) {
             Arc::make_mut(&mut self.facts).retain(|(repo, _), _| watched.contains(repo));
         }
@@ -108,15 +127,34 @@ impl Gatekeeper {
                 self.unsaved = true;
             }
         }
-        let stale = self
-            .facts
-            .iter()
-            .any(|((r, tag), facts)| r == repo && (facts.is_err() || !tags.contains(tag)));
+        let listed: HashSet<&String> = tags.iter().collect();
+        let instant = Instant::now();
+        self.unsigned
+            .retain(|(r, tag), _| r != repo || listed.contains(tag));
+        let recheck = |r: &Repository, tag: &String| {
+            self.unsigned
+                .get(&(r.clone(), tag.clone()))
+                .is_some_and(|(at, _)| *at <= instant)
+        };
+        let stale = self.facts.iter().any(|((r, tag), facts)| {
+            r == repo && (facts.is_err() || !listed.contains(tag) || recheck(r, tag))
+        });
         if stale {
-            let listed: HashSet<&String> = tags.iter().collect();
-            Arc::make_mut(&mut self.facts)
-                .retain(|(r, tag), facts| r != repo || (facts.is_ok() && listed.contains(tag)));
+            let keep: HashSet<(Repository, String)> = self
+                .facts
+                .iter()
+                .filter(|((r, tag), facts)| {
+                    r != repo || (facts.is_ok() && listed.contains(tag) && !recheck(r, tag))
+                })
+                .map(|(key, _)| key.clone())
+                .collect();
+            Arc::make_mut(&mut self.facts).retain(|key, _| keep.contains(key));
         }
+    }
+
+    /// The policies a read of `repo`'s facts judges.
+    pub fn policies_for(&self, repo: &Repository) -> BTreeSet<String> {
+        self.policies.get(repo).cloned().unwrap_or_default()
     }
 
     pub fn must_retry(&self, id: &WorkloadId) -> bool {
@@ -134,6 +172,23 @@ impl Gatekeeper {
 
     pub fn facts_read(&mut self, repo: Repository, tag: String, result: Result<Facts, String>) {
         self.reading.remove(&(repo.clone(), tag.clone()));
+        let key = (repo.clone(), tag.clone());
+        let unsigned = result.as_ref().is_ok_and(|facts| {
+            facts
+                .signatures
+                .values()
+                .any(|check| !matches!(check, SignatureCheck::Verified(_)))
+        });
+        if unsigned {
+            let attempts = self.unsigned.get(&key).map_or(0, |(_, n)| *n);
+            let wait = SIGNATURE_RECHECK
+                .saturating_mul(1 << attempts.min(10))
+                .min(SIGNATURE_RECHECK_MAX);
+            self.unsigned
+                .insert(key, (Instant::now() + wait, attempts.saturating_add(1)));
+        } else {
+            self.unsigned.remove(&key);
+        }
         Arc::make_mut(&mut self.facts).insert((repo, tag), result);
     }
 
@@ -160,7 +215,11 @@ impl Gatekeeper {
                 self.wakeups.remove(id);
             }
         }
-        if plan.judged.iter().any(|j| j.result == GateResult::Error) {
+        let unsettled = plan.judged.iter().any(|j| {
+            j.result == GateResult::Error
+                || (j.gate == Gate::Signature && j.result == GateResult::Blocked)
+        });
+        if unsettled {
             self.retry.insert(id.clone());
         } else {
             self.retry.remove(id);

@@ -93,7 +93,7 @@ pub fn workload<S: Source + ?Sized>(object: &S) -> Option<Workload> {
     let gitops = gitops::allowed(meta);
     // A gate that does not parse stops updates: going ahead ungated would skip the check the
     // owner asked for.
-    let gates = gate_spec(get(keys::PLATFORMS), get(keys::MIN_AGE));
+    let gates = gate_spec(get(keys::VERIFY), get(keys::PLATFORMS), get(keys::MIN_AGE));
 
     let (policy, channels, filter, pin, interval, gates) =
         match (policy, channels, filter, pin, interval, gitops, gates) {
@@ -240,10 +240,16 @@ pub fn workload<S: Source + ?Sized>(object: &S) -> Option<Workload> {
 }
 
 fn gate_spec(
+    verify: Option<&str>,
     platforms: Option<&str>,
     min_age: Option<&str>,
 ) -> Result<GateSpec, (&'static str, String)> {
     Ok(GateSpec {
+        verify: verify
+            .map(crate::model::verify::parse_names)
+            .transpose()
+            .map_err(|e| (keys::VERIFY, e))?
+            .unwrap_or_default(),
         platforms: platforms
             .map(Platforms::parse)
             .transpose()

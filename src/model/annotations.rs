@@ -12,6 +12,8 @@ pub const CONTAINERS: &str = "tagwatch.dev/containers";
 /// Release gate: every platform a candidate must cover (`linux/amd64,linux/arm64`, or `auto`:
 /// the cluster's Nodes').
 pub const PLATFORMS: &str = "tagwatch.dev/platforms";
+/// Verification policies (by name, comma-separated) a candidate's cosign signatures must pass.
+pub const VERIFY: &str = "tagwatch.dev/verify";
 /// Release gate: how old a candidate must be (counted from the later of its `created` time and
 /// when tagwatch first saw the tag listed).
 pub const MIN_AGE: &str = "tagwatch.dev/min-age";

@@ -75,19 +75,23 @@ impl Platforms {
 /// The gates one workload asks for. Empty: no gate, no extra registry request.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct GateSpec {
+    /// Verification policies (`tagwatch.dev/verify`, plus those the operator enforces on the
+    /// repository): a signature must pass every one.
+    pub verify: BTreeSet<String>,
     pub platforms: Option<Platforms>,
     pub min_age: Option<Duration>,
 }
 
 impl GateSpec {
     pub fn is_empty(&self) -> bool {
-        self.platforms.is_none() && self.min_age.is_none()
+        self.verify.is_empty() && self.platforms.is_none() && self.min_age.is_none()
     }
 
     /// The gates asked for, in the order they are judged.
     pub fn gates(&self) -> impl Iterator<Item = crate::plan::gates::Gate> + '_ {
         use crate::plan::gates::Gate;
         [
+            (!self.verify.is_empty()).then_some(Gate::Signature),
             self.platforms.as_ref().map(|_| Gate::Platforms),
             self.min_age.map(|_| Gate::MinAge),
         ]

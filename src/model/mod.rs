@@ -14,4 +14,5 @@ pub mod policy;
 pub mod query;
 pub mod rollout_state;
 pub mod tag;
+pub mod verify;
 pub mod workload;

@@ -17,15 +17,17 @@ use crate::model::image::Repository;
 /// One gate, as named in Events and in `tagwatch_gate_results_total{gate}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Gate {
+    Signature,
     Platforms,
     MinAge,
 }
 
 impl Gate {
-    pub const ALL: [Gate; 2] = [Gate::Platforms, Gate::MinAge];
+    pub const ALL: [Gate; 3] = [Gate::Signature, Gate::Platforms, Gate::MinAge];
 
     pub fn label(self) -> &'static str {
         match self {
+            Gate::Signature => "signature",
             Gate::Platforms => "platforms",
             Gate::MinAge => "min-age",
         }
@@ -71,6 +73,19 @@ pub struct Facts {
     /// The image config's `created` (for an index: its `org.opencontainers.image.created`
     /// annotation, if any). Untrusted: it can only make a release younger, never older.
     pub created: Option<Timestamp>,
+    /// Each verification policy asked for when the facts were read, judged on `digest`.
+    pub signatures: BTreeMap<String, SignatureCheck>,
+}
+
+/// One verification policy's judgement of a digest's cosign signatures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignatureCheck {
+    /// Who signed it.
+    Verified(String),
+    /// No signature passes the policy.
+    Unverified(String),
+    /// The signatures or the policy's keys could not be read: blocked, read again later.
+    Undecided(String),
 }
 
 /// What is known about a candidate tag.
@@ -157,11 +172,7 @@ pub fn judge(
     let facts = match lookup {
         Lookup::Unknown => return GateVerdict::Unknown,
         Lookup::Failed(why) => {
-            let gate = if spec.platforms.is_some() {
-                Gate::Platforms
-            } else {
-                Gate::MinAge
-            };
+            let gate = spec.gates().next().unwrap_or(Gate::Platforms);
             return GateVerdict::Undecided {
                 gate,
                 reason: format!("cannot be checked ({why}); blocked until it can"),
@@ -169,6 +180,27 @@ pub fn judge(
         }
         Lookup::Known(facts) => *facts,
     };
+    // Signatures first: nothing else about an untrusted release matters.
+    for policy in &spec.verify {
+        match facts.signatures.get(policy) {
+            None => return GateVerdict::Unknown,
+            Some(SignatureCheck::Verified(_)) => {}
+            Some(SignatureCheck::Unverified(why)) => {
+                return GateVerdict::Blocked {
+                    gate: Gate::Signature,
+                    reason: format!("policy {policy}: {why}"),
+                }
+            }
+            Some(SignatureCheck::Undecided(why)) => {
+                return GateVerdict::Undecided {
+                    gate: Gate::Signature,
+                    reason: format!(
+                        "policy {policy}: cannot be checked ({why}); blocked until it can"
+                    ),
+                }
+            }
+        }
+    }
     if let Some(platforms) = &spec.platforms {
         let required = match required_platforms(platforms, env.nodes) {
             Ok(required) => required,
@@ -284,6 +316,7 @@ mod tests {
                 .collect(),
             index,
             created: created.map(ts),
+            signatures: Default::default(),
         }
     }
 
@@ -297,6 +330,7 @@ mod tests {
         .into();
         let both = Some(Platforms::Listed(nodes.clone()));
         let spec = |platforms: Option<Platforms>, min_age: Option<u64>| GateSpec {
+            verify: Default::default(),
             platforms,
             min_age: min_age.map(Duration::from_secs),
         };
@@ -480,6 +514,7 @@ mod tests {
     fn waiting_names_the_moment() {
         let now = ts("2026-01-10T12:00:00Z");
         let spec = GateSpec {
+            verify: Default::default(),
             platforms: None,
             min_age: Some(Duration::from_secs(7200)),
         };

@@ -13,5 +13,6 @@ pub mod resolve;
 pub mod rollback;
 pub mod rollout;
 pub mod schedule;
+pub mod signatures;
 pub mod skip;
 pub mod update;

@@ -40,6 +40,9 @@ pub enum SkipReason {
     TagNotInRegistry { tag: String },
     /// The registry reported a digest that is not `algorithm:hex`.
     InvalidDigest { digest: String },
+    /// The digest policy follows a tag's moves, but a verification policy applies: a moved tag's
+    /// new digest would be written unverified.
+    VerifyWithDigestPolicy,
 }
 
 impl SkipReason {
@@ -56,6 +59,7 @@ impl SkipReason {
             SkipReason::AliasUnmatched { .. } => "alias-unmatched",
             SkipReason::TagNotInRegistry { .. } => "tag-not-in-registry",
             SkipReason::InvalidDigest { .. } => "invalid-digest",
+            SkipReason::VerifyWithDigestPolicy => "verify-with-digest-policy",
         }
     }
 }
@@ -99,6 +103,9 @@ impl fmt::Display for SkipReason {
             SkipReason::InvalidDigest { digest } => write!(
                 f,
                 "the registry reported digest `{digest}`, which is not algorithm:hex (sha256:...); check the registry"
+            ),
+            SkipReason::VerifyWithDigestPolicy => f.write_str(
+                "policy digest follows a tag's moves, which signature verification (tagwatch.dev/verify or an enforced policy) cannot check yet; use a version policy (major, minor, patch) with verified images",
             ),
         }
     }

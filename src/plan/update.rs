@@ -391,6 +391,9 @@ fn decide(
     };
     let current = container.image.tag.as_deref().unwrap_or("");
     let request = request(container, current, track, rejected);
+    if container.policy == Policy::Digest && !container.gates.verify.is_empty() {
+        return (Outcome::Skip(SkipReason::VerifyWithDigestPolicy), None);
+    }
     let (decision, gated_digest) =
         if container.gates.is_empty() || container.policy == Policy::Digest {
             (resolve(&request, tags), None)
@@ -427,7 +430,13 @@ fn decide(
         Decision::Skip { reason } => Outcome::Skip(reason),
         Decision::Update { tag, .. } => {
             // The gates judged this digest: pinning writes exactly it (an index's own digest).
-            let digest = match (container.pin, gated_digest) {
+            // A verified signature covers one digest: exactly that one is written.
+            let pin = if container.gates.verify.is_empty() {
+                container.pin
+            } else {
+                Pin::Digest
+            };
+            let digest = match (pin, gated_digest) {
                 (Pin::Digest, Some(digest)) => Digest::Known(digest),
                 (Pin::Digest, None) => Digest::ToRead,
                 (Pin::Tag, _) => Digest::None,
@@ -542,6 +551,7 @@ mod tests {
                 .collect(),
             index: platforms.len() > 1,
             created: None,
+            signatures: Default::default(),
         }
     }
 

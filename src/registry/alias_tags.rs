@@ -48,6 +48,9 @@ pub struct AliasOutcome {
 #[derive(Debug, Default)]
 pub struct Confirmed {
     targets: HashMap<(Repository, String), String>,
+    /// Versions whose signatures passed the repository's `aliases[].verify` policy, with the
+    /// digest that was verified (a digest's signatures never stop verifying).
+    verified: HashMap<(Repository, String), String>,
 }
 
 impl Confirmed {
@@ -66,6 +69,25 @@ impl Confirmed {
 
     pub fn forget(&mut self, repo: &Repository) {
         self.targets.retain(|(r, _), _| r != repo);
+        self.verified.retain(|(r, _), _| r != repo);
+    }
+
+    pub fn verified(&self, repo: &Repository, tag: &str) -> Option<&String> {
+        self.verified.get(&(repo.clone(), tag.to_string()))
+    }
+
+    pub fn mark_verified(&mut self, repo: &Repository, tag: &str, digest: String) {
+        self.verified
+            .insert((repo.clone(), tag.to_string()), digest);
+    }
+
+    /// The verified digest of each tag of `repo`.
+    pub fn verified_digests(&self, repo: &Repository) -> HashMap<String, String> {
+        self.verified
+            .iter()
+            .filter(|((r, _), _)| r == repo)
+            .map(|((_, tag), digest)| (tag.clone(), digest.clone()))
+            .collect()
     }
 }
 
@@ -77,6 +99,9 @@ pub struct Sync<'a> {
     /// Asked immediately before each push: only the leader writes (the runner's fence).
     pub may_write: &'a (dyn Fn() -> bool + std::marker::Sync),
     pub dry_run: bool,
+    /// With `aliases[].verify`: the digest each version was verified at. An alias is then
+    /// written only onto a version listed here, and only at that digest.
+    pub verified: Option<&'a HashMap<String, String>>,
 }
 
 impl Sync<'_> {
@@ -140,6 +165,16 @@ impl Sync<'_> {
             }
         };
         outcome.digest = Some(target.digest.clone());
+        if let Some(verified) = self.verified {
+            if verified.get(&desired.target) != Some(&target.digest) {
+                // Moved since its signatures were checked (or never checked): not written.
+                outcome.error = Some(format!(
+                    "{} is not at the digest whose signature was verified",
+                    desired.target
+                ));
+                return outcome;
+            }
+        }
         match client
             .manifest_digest(repo, &desired.alias, self.credentials)
             .await

@@ -408,6 +408,53 @@ impl RegistryClient {
         Ok(Some(bytes))
     }
 
+    /// The OCI 1.1 Referrers API's index of what refers to `digest`, filtered to `artifact_type`
+    /// (a registry may ignore the filter). `None` when the registry has no such API (404, 405):
+    /// the referrers tag schema is the fallback then.
+    pub async fn get_referrers(
+        &self,
+        repo: &Repository,
+        digest: &str,
+        artifact_type: &str,
+        credentials: &Credentials,
+    ) -> Result<Option<Manifest>, RegistryError> {
+        let mut url = parse_url(&format!("{}/referrers/{digest}", self.base_url(repo)?))?;
+        url.query_pairs_mut()
+            .append_pair("artifactType", artifact_type);
+        let response = self
+            .send(
+                RegistryOp::Referrers,
+                repo,
+                credentials,
+                Access::Pull,
+                || {
+                    self.http
+                        .get(url.clone())
+                        .header(ACCEPT, "application/vnd.oci.image.index.v1+json")
+                },
+            )
+            .await;
+        let response = match response {
+            Ok(response) => response,
+            Err(RegistryError::NotFound { .. }) => return Ok(None),
+            Err(RegistryError::Status { status: 405, .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let media_type = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("application/vnd.oci.image.index.v1+json")
+            .to_string();
+        let bytes = read_body(response, url.as_str()).await?.to_vec();
+        let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes)));
+        Ok(Some(Manifest {
+            bytes,
+            media_type,
+            digest,
+        }))
+    }
+
     /// HEAD or GET of a manifest with every manifest type accepted; `None` on 404.
     async fn manifest_request(
         &self,

@@ -124,6 +124,7 @@ pub async fn read(
             platforms,
             index: true,
             created,
+            signatures: Default::default(),
         }),
         Shape::Image { config } => {
             let bytes = fanout
@@ -137,6 +138,7 @@ pub async fn read(
                 platforms: platform.into_iter().collect(),
                 index: false,
                 created,
+                signatures: Default::default(),
             })
         }
     }

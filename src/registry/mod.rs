@@ -9,6 +9,7 @@ pub mod error;
 pub mod facts;
 pub mod fanout;
 pub mod pull_secrets;
+pub mod signatures;
 pub mod tag_page;
 pub mod tokens;
 

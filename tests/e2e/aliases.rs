@@ -264,6 +264,7 @@ async fn maintain(
     let tags = client.list_tags(&repo, &credentials).await.expect("tags");
     let may_write = || leadership.is_leader();
     let sync = Sync {
+        verified: None,
         client: &client,
         metrics: &metrics,
         credentials: &credentials,

@@ -437,6 +437,7 @@ fn context(
         allowed_registries: None,
         taken_names: Default::default(),
         confirmed: Default::default(),
+        verification: Default::default(),
     };
     (ctx, writer)
 }

@@ -277,6 +277,7 @@ pub fn poller_with(
         allowed_registries: None,
         taken_names: Default::default(),
         confirmed: Default::default(),
+        verification: Default::default(),
     };
     adjust(&mut ctx);
     let writer = Writer::new(
