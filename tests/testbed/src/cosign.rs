@@ -360,6 +360,12 @@ impl TestCa {
         params.not_before = validity.0.into();
         params.not_after = validity.1.into();
         params.custom_extensions = vec![
+            // rcgen writes a subject key identifier only along with basicConstraints, which
+            // Fulcio leaves out: the method of RFC 7093 (truncated SHA-256 of the public key).
+            rcgen::CustomExtension::from_oid_content(
+                &[2, 5, 29, 14],
+                der_octet_string(&Sha256::digest(key_pair.public_key_raw())[..20]),
+            ),
             rcgen::CustomExtension::from_oid_content(
                 FULCIO_ISSUER_V1_OID,
                 oidc_issuer.as_bytes().to_vec(),
@@ -378,9 +384,18 @@ impl TestCa {
 
 /// DER `UTF8String` (tag 12) of `text`.
 fn der_utf8_string(text: &str) -> Vec<u8> {
-    let mut out = vec![0x0c];
-    der_length(&mut out, text.len());
-    out.extend_from_slice(text.as_bytes());
+    der_tlv(0x0c, text.as_bytes())
+}
+
+/// DER `OCTET STRING` (tag 4) of `bytes`.
+fn der_octet_string(bytes: &[u8]) -> Vec<u8> {
+    der_tlv(0x04, bytes)
+}
+
+fn der_tlv(tag: u8, value: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    der_length(&mut out, value.len());
+    out.extend_from_slice(value);
     out
 }
 
