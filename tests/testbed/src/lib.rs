@@ -1,5 +1,6 @@
 //! Test bed for tagwatch's tests and benchmarks.
 //!
+//! - [`cosign`]: cosign signatures (keys, a test CA and Rekor, real wire formats) to push into either registry.
 //! - [`registry`]: the real CNCF distribution server (`docker-registry`) on a free loopback port,
 //!   anonymous, basic or token auth, with real images pushed into it.
 //! - [`stub_registry`]: a scripted registry for what the real one cannot do (paging, 429, 5xx, garbage).
@@ -12,6 +13,7 @@
 
 pub mod apiserver;
 pub mod cluster;
+pub mod cosign;
 pub mod registry;
 pub mod seed;
 pub mod skip;

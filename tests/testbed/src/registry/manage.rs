@@ -98,7 +98,7 @@ impl Registry {
     }
 
     /// Adds this registry's credentials to a request the harness makes itself.
-    fn authorize(
+    pub(super) fn authorize(
         &self,
         request: reqwest::RequestBuilder,
         repo: &str,

@@ -11,12 +11,13 @@
 //! ```
 
 mod config;
-mod images;
+pub(crate) mod images;
 mod layer;
 mod log;
 mod manage;
 mod process;
 mod push;
+mod signatures;
 mod token;
 
 use std::path::{Path, PathBuf};

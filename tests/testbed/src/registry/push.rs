@@ -139,7 +139,12 @@ impl Registry {
         Ok(response.tags)
     }
 
-    async fn expect_digest(&self, repo: &str, tag: &str, expected: &str) -> anyhow::Result<()> {
+    pub(super) async fn expect_digest(
+        &self,
+        repo: &str,
+        tag: &str,
+        expected: &str,
+    ) -> anyhow::Result<()> {
         let served = self.manifest_digest(repo, tag).await?;
         anyhow::ensure!(
             served.as_deref() == Some(expected),

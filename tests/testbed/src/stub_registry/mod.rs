@@ -6,6 +6,9 @@
 //! recorded with its `Host` and headers, so a test can assert e.g. that another host saw no
 //! `Authorization`.
 //!
+//! And what distribution 2.8 lacks: the OCI Referrers API (`enable_referrers`), with real manifest
+//! and blob bytes (`put_manifest_bytes`, `put_blob`, `put_image`, `push_signature_referrer`).
+//!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
 //! use tagwatch_testbed::stub_registry::{Reply, StubRegistry};
@@ -29,6 +32,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::task::JoinHandle;
 
+use crate::cosign::{self, CosignSignature, Descriptor};
+use crate::registry::images;
+use crate::registry::{sha256_digest, ImageKind, OCI_MANIFEST};
 pub use paging::{page, Page};
 pub use reply::Reply;
 
@@ -53,6 +59,8 @@ impl StubRequest {
 struct StubManifest {
     digest: String,
     media_type: String,
+    /// The exact bytes served (`put_manifest_bytes`); `None`: a stand-in body (`set_manifest`).
+    bytes: Option<Vec<u8>>,
 }
 
 #[derive(Debug)]
@@ -64,6 +72,10 @@ struct Repo {
     default: Reply,
     /// By tag and by digest.
     manifests: HashMap<String, StubManifest>,
+    /// By digest.
+    blobs: HashMap<String, Vec<u8>>,
+    /// `GET /v2/<repo>/referrers/<digest>` is served (else 404, as distribution 2.8 answers).
+    referrers: bool,
     /// `Some(n)`: every page holds `n` new tags and links to one more, for ever.
     endless: Option<usize>,
     /// Every `tags/list` answer waits this long first.
@@ -84,6 +96,8 @@ impl Default for Repo {
             script: VecDeque::new(),
             default: Reply::Ok,
             manifests: HashMap::new(),
+            blobs: HashMap::new(),
+            referrers: false,
             endless: None,
             page_delay: None,
             link_base: None,
@@ -181,11 +195,121 @@ impl StubRegistry {
         let manifest = StubManifest {
             digest: digest.to_string(),
             media_type: media_type.to_string(),
+            bytes: None,
         };
         self.with_repo(repo, |r| {
             r.manifests.insert(reference.to_string(), manifest.clone());
             r.manifests.insert(digest.to_string(), manifest);
         });
+    }
+
+    /// Serves `bytes` at `GET`/`HEAD /v2/<repo>/blobs/<digest>`; returns the digest (sha256).
+    pub fn put_blob(&self, repo: &str, bytes: impl Into<Vec<u8>>) -> String {
+        let bytes = bytes.into();
+        let digest = sha256_digest(&bytes);
+        self.with_repo(repo, |r| {
+            r.blobs.insert(digest.clone(), bytes);
+        });
+        digest
+    }
+
+    /// Serves these exact manifest `bytes` at `GET`/`HEAD /v2/<repo>/manifests/<reference>` and
+    /// `.../manifests/<digest>`, with `Content-Type: media_type` and `Docker-Content-Digest`, when
+    /// `Accept` lists `media_type` (as [`StubRegistry::set_manifest`]). `reference` is a tag, or
+    /// the digest itself for a push by digest. Returns the digest (sha256 of `bytes`).
+    pub fn put_manifest_bytes(
+        &self,
+        repo: &str,
+        reference: &str,
+        bytes: impl Into<Vec<u8>>,
+        media_type: &str,
+    ) -> String {
+        let bytes = bytes.into();
+        let manifest = StubManifest {
+            digest: sha256_digest(&bytes),
+            media_type: media_type.to_string(),
+            bytes: Some(bytes),
+        };
+        let digest = manifest.digest.clone();
+        self.with_repo(repo, |r| {
+            r.manifests.insert(reference.to_string(), manifest.clone());
+            r.manifests.insert(manifest.digest.clone(), manifest);
+        });
+        digest
+    }
+
+    /// Puts a real image under `repo:tag`, as [`crate::registry::Registry::push_image_with`] pushes
+    /// it: config blobs (`architecture`, `os: linux`, `created` when given), the layer, platform
+    /// manifests by digest and the top manifest by tag. Returns the top manifest's descriptor.
+    pub fn put_image(
+        &self,
+        repo: &str,
+        tag: &str,
+        kind: ImageKind,
+        architectures: &[&str],
+        created: Option<&str>,
+    ) -> Descriptor {
+        let image = images::build_with(repo, tag, "", kind, architectures, created);
+        for blob in image.blobs {
+            self.put_blob(repo, blob.bytes);
+        }
+        for manifest in image.platforms {
+            let digest = manifest.blob.digest.clone();
+            self.put_manifest_bytes(repo, &digest, manifest.blob.bytes, manifest.media_type);
+        }
+        let descriptor = Descriptor::of(image.top.media_type, &image.top.blob.bytes);
+        self.put_manifest_bytes(repo, tag, image.top.blob.bytes, image.top.media_type);
+        descriptor
+    }
+
+    /// Serves the OCI Referrers API for `repo`: `GET /v2/<repo>/referrers/<digest>` answers 200
+    /// `application/vnd.oci.image.index.v1+json` listing every manifest put in `repo` whose
+    /// `subject.digest` is `<digest>` (mediaType, digest, size, artifactType, annotations; sorted by
+    /// digest; an empty list if none), filtered by `?artifactType=X` (then with
+    /// `OCI-Filters-Applied: artifactType`). Without this the path answers what distribution 2.8
+    /// answers: `404`, `text/plain; charset=utf-8`, `404 page not found`.
+    pub fn enable_referrers(&self, repo: &str) {
+        self.with_repo(repo, |r| r.referrers = true);
+    }
+
+    /// cosign's classic layout: the signature payload and config blobs, and the signature manifest
+    /// under the tag `sha256-<hex>.sig`. Returns the signature manifest's digest.
+    pub fn push_signature_tag(
+        &self,
+        repo: &str,
+        image_digest: &str,
+        signatures: &[CosignSignature],
+    ) -> String {
+        let manifest = cosign::signature_tag_manifest(signatures);
+        for blob in manifest.blobs {
+            self.put_blob(repo, blob);
+        }
+        let tag = cosign::signature_tag(image_digest);
+        self.put_manifest_bytes(repo, &tag, manifest.bytes, OCI_MANIFEST)
+    }
+
+    /// An OCI 1.1 signature referrer (as [`crate::registry::Registry::push_signature_referrer`]
+    /// pushes it) put by digest, with its blobs, and no fallback tag: found only through the
+    /// Referrers API ([`StubRegistry::enable_referrers`]). Returns the referrer manifest's digest.
+    pub fn push_signature_referrer(
+        &self,
+        repo: &str,
+        image_digest: &str,
+        image_size: u64,
+        image_media_type: &str,
+        signatures: &[CosignSignature],
+    ) -> String {
+        let subject = Descriptor {
+            media_type: image_media_type.to_string(),
+            digest: image_digest.to_string(),
+            size: image_size,
+        };
+        let manifest = cosign::referrer_manifest(&subject, signatures);
+        for blob in manifest.blobs {
+            self.put_blob(repo, blob);
+        }
+        let digest = sha256_digest(&manifest.bytes);
+        self.put_manifest_bytes(repo, &digest, manifest.bytes, OCI_MANIFEST)
     }
 
     /// Ignore the client's `n` (as distribution 2.8.2 does): without `set_page_size`, every tag

@@ -14,6 +14,8 @@ use serde_json::json;
 use super::paging::page;
 use super::reply::{next, Reply, Step};
 use super::{lock, Shared, StubRequest};
+use crate::cosign::referrer_descriptor;
+use crate::registry::OCI_INDEX;
 
 const SERVICE: &str = "tagwatch-stub-registry";
 
@@ -70,6 +72,12 @@ async fn handle(State(ctx): State<Ctx>, method: Method, uri: Uri, headers: Heade
     let rest = rest.trim_start_matches('/');
     if let Some(repo) = rest.strip_suffix("/tags/list") {
         return tags_list(&ctx, repo, uri.query()).await;
+    }
+    if let Some((repo, digest)) = rest.rsplit_once("/referrers/") {
+        return referrers(&ctx, repo, digest, uri.query());
+    }
+    if let Some((repo, digest)) = rest.rsplit_once("/blobs/") {
+        return blob(&ctx, &method, repo, digest);
     }
     if let Some((repo, reference)) = rest.rsplit_once("/manifests/") {
         return manifest(&ctx, &method, repo, reference, &headers);
@@ -235,7 +243,12 @@ fn manifest(
             "manifest unknown",
         );
     };
-    let body = json!({ "schemaVersion": 2, "mediaType": manifest.media_type }).to_string();
+    let body = match manifest.bytes {
+        Some(bytes) => bytes,
+        None => json!({ "schemaVersion": 2, "mediaType": manifest.media_type })
+            .to_string()
+            .into_bytes(),
+    };
     let length = body.len();
     let body = if method == Method::HEAD {
         Body::empty()
@@ -249,6 +262,98 @@ fn manifest(
         .header("Docker-Content-Digest", manifest.digest)
         .body(body)
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+fn blob(ctx: &Ctx, method: &Method, repo: &str, digest: &str) -> Response {
+    let found = lock(&ctx.shared.repos)
+        .get(repo)
+        .and_then(|r| r.blobs.get(digest).cloned());
+    let Some(bytes) = found else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "BLOB_UNKNOWN",
+            "blob unknown to registry",
+        );
+    };
+    let length = bytes.len();
+    let body = if method == Method::HEAD {
+        Body::empty()
+    } else {
+        Body::from(bytes)
+    };
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(http::header::CONTENT_TYPE, "application/octet-stream")
+        .header(http::header::CONTENT_LENGTH, length)
+        .header("Docker-Content-Digest", digest)
+        .body(body)
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+/// The OCI Referrers API when enabled for `repo`; otherwise distribution 2.8's answer to a path
+/// that matches no route.
+fn referrers(ctx: &Ctx, repo: &str, subject: &str, query: Option<&str>) -> Response {
+    let listed = lock(&ctx.shared.repos)
+        .get(repo)
+        .filter(|r| r.referrers)
+        .map(|r| {
+            let mut listed: Vec<(String, serde_json::Value)> = r
+                .manifests
+                .iter()
+                // Each manifest is stored under its digest (and maybe a tag): list it once.
+                .filter(|(key, m)| **key == m.digest)
+                .filter_map(|(_, m)| {
+                    let bytes = m.bytes.as_deref()?;
+                    let manifest: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+                    (manifest["subject"]["digest"] == subject).then_some(())?;
+                    Some((m.digest.clone(), referrer_descriptor(&m.media_type, bytes)?))
+                })
+                .collect();
+            listed.sort_by(|a, b| a.0.cmp(&b.0));
+            listed
+        });
+    let Some(listed) = listed else {
+        return (
+            StatusCode::NOT_FOUND,
+            [
+                (http::header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+                (http::header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+                (
+                    http::header::HeaderName::from_static("docker-distribution-api-version"),
+                    "registry/2.0",
+                ),
+            ],
+            "404 page not found\n",
+        )
+            .into_response();
+    };
+    let wanted = query_param(query, "artifactType");
+    let manifests: Vec<serde_json::Value> = listed
+        .into_iter()
+        .map(|(_, d)| d)
+        .filter(|d| wanted.as_deref().is_none_or(|w| d["artifactType"] == w))
+        .collect();
+    let body = json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests });
+    let mut response = (
+        StatusCode::OK,
+        [(http::header::CONTENT_TYPE, OCI_INDEX)],
+        body.to_string(),
+    )
+        .into_response();
+    if wanted.is_some() {
+        response.headers_mut().insert(
+            "OCI-Filters-Applied",
+            http::HeaderValue::from_static("artifactType"),
+        );
+    }
+    response
+}
+
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    let url = reqwest::Url::parse(&format!("http://stub/?{}", query?)).ok()?;
+    url.query_pairs()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.into_owned())
 }
 
 fn token(ctx: &Ctx) -> Response {
