@@ -316,3 +316,79 @@ impl Gatekeeper {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::plan::gates::SignatureCheck;
+
+    fn facts(check: SignatureCheck) -> Facts {
+        Facts {
+            digest: "sha256:d".into(),
+            platforms: BTreeSet::new(),
+            index: false,
+            created: None,
+            signatures: [("release".to_string(), check)].into(),
+        }
+    }
+
+    /// A version whose signature did not pass is read again once its recheck is due (30 s,
+    /// doubling), so a signature pushed after the image counts; a verified one never is.
+    #[test]
+    fn unsigned_versions_are_checked_again_with_backoff() {
+        let repo: Repository = "reg.io/app".parse().unwrap();
+        let tags = vec!["1.0.0".to_string(), "1.1.0".to_string()];
+        let mut keeper = Gatekeeper::default();
+        let unsigned = SignatureCheck::Unverified("no cosign signature found".into());
+        keeper.facts_read(repo.clone(), "1.1.0".into(), Ok(facts(unsigned.clone())));
+        keeper.facts_read(
+            repo.clone(),
+            "1.0.0".into(),
+            Ok(facts(SignatureCheck::Verified("key".into()))),
+        );
+        let key = (repo.clone(), "1.1.0".to_string());
+        let (due, attempts) = keeper.unsigned[&key];
+        assert_eq!(attempts, 1);
+        let wait = due - Instant::now();
+        assert!(
+            wait > Duration::from_secs(25) && wait <= SIGNATURE_RECHECK,
+            "{wait:?}"
+        );
+
+        // Not due yet: a listing keeps what was read.
+        keeper.listed(&repo, &tags, Timestamp::now());
+        assert_eq!(keeper.facts.len(), 2);
+
+        // Due: dropped, so the next decision reads it again; the verified one stays.
+        keeper.unsigned.get_mut(&key).unwrap().0 = Instant::now();
+        keeper.listed(&repo, &tags, Timestamp::now());
+        assert!(!keeper.facts.contains_key(&key));
+        assert!(keeper
+            .facts
+            .contains_key(&(repo.clone(), "1.0.0".to_string())));
+
+        // Still unsigned: the next wait doubles; signed at last: forgotten.
+        keeper.facts_read(repo.clone(), "1.1.0".into(), Ok(facts(unsigned)));
+        let wait = keeper.unsigned[&key].0 - Instant::now();
+        assert!(
+            wait > SIGNATURE_RECHECK && wait <= SIGNATURE_RECHECK * 2,
+            "{wait:?}"
+        );
+        keeper.facts_read(
+            repo.clone(),
+            "1.1.0".into(),
+            Ok(facts(SignatureCheck::Verified("key".into()))),
+        );
+        assert!(!keeper.unsigned.contains_key(&key));
+
+        // A tag no longer listed is forgotten.
+        keeper.facts_read(
+            repo.clone(),
+            "1.1.0".into(),
+            Ok(facts(SignatureCheck::Undecided("500".into()))),
+        );
+        keeper.listed(&repo, &tags[..1], Timestamp::now());
+        assert!(!keeper.unsigned.contains_key(&key));
+    }
+}

@@ -416,3 +416,173 @@ fn verify_bundle(
     u64::try_from(payload.integrated_time)
         .map_err(|_| "a transparency log entry has a negative time".to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::time::{Duration as StdDuration, SystemTime};
+
+    use tagwatch_testbed::cosign::{
+        CosignSignature, Identity as SignerId, SigningKey, TestCa, TestRekor,
+    };
+
+    use super::*;
+
+    const DIGEST: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const OTHER: &str = "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+    const REF: &str = "reg.io/app";
+    const ISSUER: &str = "https://token.actions.githubusercontent.com";
+    const WHO: &str = "https://github.com/org/app/.github/workflows/release.yml@refs/tags/v1";
+
+    fn material(sig: &CosignSignature) -> Material {
+        Material {
+            payload: sig.payload.clone(),
+            signature: sig.signature_b64.clone(),
+            certificate: sig.certificate_pem.clone(),
+            chain: sig.chain_pem.clone(),
+            bundle: sig.bundle_json.clone(),
+        }
+    }
+
+    fn key_trust(keys: &[&SigningKey]) -> Trust {
+        Trust {
+            keys: keys
+                .iter()
+                .enumerate()
+                .map(|(i, k)| {
+                    let pem = k.public_key_pem();
+                    (
+                        format!("k{i}"),
+                        CosignVerificationKey::try_from_pem(pem.as_bytes()).unwrap(),
+                    )
+                })
+                .collect(),
+            keyless: None,
+        }
+    }
+
+    fn keyless_trust(ca: &TestCa, rekor: &TestRekor, tlog_required: bool) -> Trust {
+        let anchor = CertificateDer::from_pem_slice(ca.root_pem().as_bytes()).unwrap();
+        let key = CosignVerificationKey::try_from_pem(rekor.public_key_pem().as_bytes()).unwrap();
+        Trust {
+            keys: Vec::new(),
+            keyless: Some(KeylessTrust {
+                identities: vec![Identity::new(
+                    None,
+                    Some("https://github.com/org/.*"),
+                    Some(ISSUER),
+                    None,
+                )
+                .unwrap()],
+                root: TrustRoot {
+                    anchors: vec![anchor.into_owned()],
+                    intermediates: Vec::new(),
+                    logs: [(rekor.log_id_hex(), key)].into(),
+                },
+                tlog_required,
+            }),
+        }
+    }
+
+    fn around(now: SystemTime) -> (SystemTime, SystemTime) {
+        (
+            now - StdDuration::from_secs(60),
+            now + StdDuration::from_secs(600),
+        )
+    }
+
+    fn unix(at: SystemTime) -> i64 {
+        at.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs() as i64
+    }
+
+    /// Each way a signature passes or fails a policy: keys (P-256, Ed25519), the digest it
+    /// covers, keyless identity, issuer, trust root, transparency log and certificate time.
+    #[test]
+    fn signatures_table() {
+        let now = Timestamp::now();
+        let sys = SystemTime::now();
+        let p256 = SigningKey::generate_p256();
+        let ed = SigningKey::generate_ed25519();
+        let stranger = SigningKey::generate_p256();
+        let ca = TestCa::new("test fulcio").unwrap();
+        let other_ca = TestCa::new("other").unwrap();
+        let rekor = TestRekor::new();
+        let other_rekor = TestRekor::new();
+
+        let keyless = |ca: &TestCa, who: SignerId, issuer: &str, validity| {
+            let (leaf, key) = ca.issue(who, issuer, validity).unwrap();
+            CosignSignature::keyless(ca, &leaf, &key, REF, DIGEST)
+        };
+        let good = keyless(&ca, SignerId::Uri(WHO.into()), ISSUER, around(sys));
+        let logged = good.clone().with_bundle(rekor.bundle(&good, unix(sys), 7));
+        let wrong_log = good
+            .clone()
+            .with_bundle(other_rekor.bundle(&good, unix(sys), 7));
+        let another = keyless(&ca, SignerId::Uri(WHO.into()), ISSUER, around(sys));
+        // A genuine log entry, but of another signature.
+        let swapped = good
+            .clone()
+            .with_bundle(rekor.bundle(&another, unix(sys), 8));
+        let mut tampered_set = logged.clone();
+        tampered_set.bundle_json = Some(
+            logged
+                .bundle_json
+                .clone()
+                .unwrap()
+                .replace("\"logIndex\":7", "\"logIndex\":9"),
+        );
+        let past = sys - StdDuration::from_secs(3 * 86_400);
+        let expired = keyless(&ca, SignerId::Uri(WHO.into()), ISSUER, around(past));
+        let expired_logged = expired
+            .clone()
+            .with_bundle(rekor.bundle(&expired, unix(past), 3));
+        let mut other_digest = CosignSignature::with_key(&p256, REF, OTHER);
+        other_digest.payload = tagwatch_testbed::cosign::simple_signing_payload(REF, OTHER);
+        let mut garbage = CosignSignature::with_key(&p256, REF, DIGEST);
+        garbage.payload = b"{}".to_vec();
+
+        let keys = key_trust(&[&p256, &ed]);
+        let with_log = keyless_trust(&ca, &rekor, true);
+        let without_log = keyless_trust(&ca, &rekor, false);
+        #[rustfmt::skip]
+        let rows: Vec<(&str, &Trust, Vec<CosignSignature>, Result<&str, &str>)> = vec![
+            ("P-256 key", &keys, vec![CosignSignature::with_key(&p256, REF, DIGEST)], Ok("signed by key k0")),
+            ("Ed25519 key", &keys, vec![CosignSignature::with_key(&ed, REF, DIGEST)], Ok("signed by key k1")),
+            ("unknown key", &keys, vec![CosignSignature::with_key(&stranger, REF, DIGEST)], Err("no signature by a trusted key")),
+            ("any of several", &keys, vec![CosignSignature::with_key(&stranger, REF, DIGEST), CosignSignature::with_key(&ed, REF, DIGEST)], Ok("k1")),
+            ("another digest", &keys, vec![other_digest], Err("covers sha256:bbbb")),
+            ("not simple signing", &keys, vec![garbage], Err("payload")),
+            ("none", &keys, vec![], Err("no cosign signature found")),
+            ("keyless, logged", &with_log, vec![logged.clone()], Ok(WHO)),
+            ("keyless, no log asked", &without_log, vec![good.clone()], Ok(WHO)),
+            ("keyless, log required", &with_log, vec![good.clone()], Err("no transparency log entry")),
+            ("keyless, unknown log", &with_log, vec![wrong_log], Err("not one of the trust root")),
+            ("keyless, entry of another signature", &with_log, vec![swapped], Err("records another signature")),
+            ("keyless, forged timestamp", &with_log, vec![tampered_set], Err("signed timestamp does not verify")),
+            ("keyless, other identity", &without_log, vec![keyless(&ca, SignerId::Email("eve@example.com".into()), ISSUER, around(sys))], Err("eve@example.com (issuer https://token.actions.githubusercontent.com), not an allowed identity")),
+            ("keyless, other issuer", &without_log, vec![keyless(&ca, SignerId::Uri(WHO.into()), "https://evil.example", around(sys))], Err("not an allowed identity")),
+            ("keyless, other CA", &without_log, vec![keyless(&other_ca, SignerId::Uri(WHO.into()), ISSUER, around(sys))], Err("not trusted")),
+            ("keyless, expired now", &without_log, vec![expired], Err("not trusted")),
+            ("keyless, expired but logged in time", &with_log, vec![expired_logged], Ok(WHO)),
+            ("a key signature under keyless only", &with_log, vec![CosignSignature::with_key(&p256, REF, DIGEST)], Err("none with a certificate")),
+        ];
+        for (name, trust, sigs, expected) in rows {
+            let found: Vec<Material> = sigs.iter().map(material).collect();
+            let got = verify(trust, DIGEST, &found, now);
+            match (&got, expected) {
+                (Ok(who), Ok(part)) => assert!(who.contains(part), "{name}: {who}"),
+                (Err(why), Err(part)) => assert!(why.contains(part), "{name}: {why}"),
+                _ => panic!("{name}: got {got:?}, expected {expected:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_built_in_trust_root_parses() {
+        let root = public_good_root().unwrap();
+        assert!(!root.anchors.is_empty());
+        assert!(!root.logs.is_empty());
+        assert!(parse_trusted_root(b"{}").is_err());
+        assert!(parse_trusted_root(b"garbage").is_err());
+    }
+}
