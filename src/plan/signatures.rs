@@ -495,6 +495,14 @@ mod tests {
         at.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs() as i64
     }
 
+    /// A case: its name, the trust, the signatures found, and part of who signed or why not.
+    type Row<'a> = (
+        &'a str,
+        &'a Trust,
+        Vec<CosignSignature>,
+        Result<&'a str, &'a str>,
+    );
+
     /// Each way a signature passes or fails a policy: keys (P-256, Ed25519), the digest it
     /// covers, keyless identity, issuer, trust root, transparency log and certificate time.
     #[test]
@@ -545,7 +553,7 @@ mod tests {
         let with_log = keyless_trust(&ca, &rekor, true);
         let without_log = keyless_trust(&ca, &rekor, false);
         #[rustfmt::skip]
-        let rows: Vec<(&str, &Trust, Vec<CosignSignature>, Result<&str, &str>)> = vec![
+        let rows: Vec<Row> = vec![
             ("P-256 key", &keys, vec![CosignSignature::with_key(&p256, REF, DIGEST)], Ok("signed by key k0")),
             ("Ed25519 key", &keys, vec![CosignSignature::with_key(&ed, REF, DIGEST)], Ok("signed by key k1")),
             ("unknown key", &keys, vec![CosignSignature::with_key(&stranger, REF, DIGEST)], Err("no signature by a trusted key")),
