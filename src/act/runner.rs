@@ -234,9 +234,14 @@ impl Runner {
                 } else {
                     EventType::Warning
                 };
+                // kube's Recorder folds Events with the same type, reason, action and object
+                // into one series and keeps the first note: the action carries a digest of the
+                // note, so a second held-back version is its own Event while a repeat of the
+                // same note still only counts up.
+                let action = format!("Skip-{:016x}", note_digest(&note));
                 tokio::spawn(async move {
                     writer
-                        .publish(&regarding, type_, reason, "Skip", note)
+                        .publish(&regarding, type_, reason, &action, note)
                         .await;
                 });
             }
@@ -254,4 +259,13 @@ impl Runner {
             }
         }
     }
+}
+
+/// A digest of an Event note, the same in every replica of one build (`DefaultHasher::new` has
+/// fixed keys).
+fn note_digest(note: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    note.hash(&mut hasher);
+    hasher.finish()
 }

@@ -179,11 +179,23 @@ impl Gatekeeper {
                 .values()
                 .any(|check| !matches!(check, SignatureCheck::Verified(_)))
         });
+        let undecided = result.as_ref().is_ok_and(|facts| {
+            facts
+                .signatures
+                .values()
+                .any(|check| matches!(check, SignatureCheck::Undecided(_)))
+        });
         if unsigned {
             let attempts = self.unsigned.get(&key).map_or(0, |(_, n)| *n);
-            let wait = SIGNATURE_RECHECK
-                .saturating_mul(1 << attempts.min(10))
-                .min(SIGNATURE_RECHECK_MAX);
+            // A check that could not decide is made again at the next listing, like a failed
+            // read; one that decided "not signed" waits longer each time.
+            let wait = if undecided {
+                Duration::ZERO
+            } else {
+                SIGNATURE_RECHECK
+                    .saturating_mul(1 << attempts.min(10))
+                    .min(SIGNATURE_RECHECK_MAX)
+            };
             self.unsigned
                 .insert(key, (Instant::now() + wait, attempts.saturating_add(1)));
         } else {

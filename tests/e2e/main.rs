@@ -18,6 +18,7 @@ mod observability;
 mod registry_client;
 mod registry_harness;
 mod registry_hostile;
+mod signatures;
 mod stalls;
 mod statefulset_canary;
 mod support;
