@@ -20,7 +20,7 @@ COPY Cargo.toml Cargo.lock ./
 COPY tests/testbed/Cargo.toml tests/testbed/Cargo.toml
 RUN mkdir -p src benches tests/testbed/src \
  && echo 'fn main() {}' > src/main.rs \
- && touch src/lib.rs benches/engine.rs benches/webhook_latency.rs benches/poll_latency.rs tests/testbed/src/lib.rs \
+ && touch src/lib.rs benches/engine.rs benches/webhook_latency.rs benches/poll_latency.rs benches/signatures.rs tests/testbed/src/lib.rs \
  && cargo build --release --locked --bin tagwatch \
  && rm -rf src benches tests/testbed/src \
            target/release/.fingerprint/tagwatch-* \

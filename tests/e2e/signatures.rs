@@ -792,3 +792,95 @@ async fn the_service_reads_policies_from_its_config_file() {
         service.logs()
     );
 }
+
+/// `tagwatch resolve` runs the same check from CI: by key, and keyless against a trust root.
+#[tokio::test]
+async fn resolve_checks_signatures_by_key_and_keyless() {
+    let registry = Registry::anonymous().await.expect("registry");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = SigningKey::generate_p256();
+    let ca = TestCa::new("test fulcio").expect("ca");
+    let rekor = TestRekor::new();
+    let app = format!("{}/cli", registry.host());
+    push_one(&registry, "cli", "1.0.0").await;
+    let by_key = push_one(&registry, "cli", "1.1.0").await;
+    sign_tag(
+        &registry,
+        "cli",
+        &by_key,
+        &[CosignSignature::with_key(&key, &app, &by_key)],
+    )
+    .await;
+    let keyless = push_one(&registry, "cli", "1.2.0").await;
+    let now = SystemTime::now();
+    let (leaf, leaf_key) = ca
+        .issue(
+            Signer::Uri(WORKFLOW.into()),
+            ISSUER,
+            (
+                now - Duration::from_secs(60),
+                now + Duration::from_secs(600),
+            ),
+        )
+        .expect("leaf");
+    let signature = CosignSignature::keyless(&ca, &leaf, &leaf_key, &app, &keyless);
+    let unix = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .expect("time")
+        .as_secs() as i64;
+    let bundle = rekor.bundle(&signature, unix, 1);
+    sign_tag(&registry, "cli", &keyless, &[signature.with_bundle(bundle)]).await;
+    let key_file = dir.path().join("cosign.pub");
+    std::fs::write(&key_file, key.public_key_pem()).expect("key");
+    let root = dir.path().join("trusted_root.json");
+    std::fs::write(&root, trusted_root(&ca, &rekor)).expect("root");
+
+    let resolve = |extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tagwatch"))
+            .args([
+                "resolve",
+                &format!("{app}:1.0.0"),
+                "--insecure",
+                "-o",
+                "json",
+            ])
+            .args(extra)
+            .output()
+            .expect("resolve");
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+        (out.status.code(), json)
+    };
+    let key_path = key_file.to_str().expect("utf-8");
+    let (code, json) = resolve(&["--verify-key", key_path]);
+    assert_eq!(code, Some(0), "{json}");
+    assert_eq!(json["new_image"], format!("{app}:1.1.0@{by_key}"));
+    let gated = json["gated"].as_array().expect("gated");
+    assert_eq!(gated.len(), 1, "{json}");
+    assert_eq!(gated[0]["tag"], "1.2.0");
+    assert_eq!(gated[0]["gate"], "signature");
+
+    let root_path = root.to_str().expect("utf-8");
+    let (code, json) = resolve(&[
+        "--certificate-identity-regexp",
+        "https://github.com/org/.*",
+        "--certificate-oidc-issuer",
+        ISSUER,
+        "--trusted-root",
+        root_path,
+    ]);
+    assert_eq!(code, Some(0), "{json}");
+    assert_eq!(json["new_image"], format!("{app}:1.2.0@{keyless}"));
+
+    // Another identity: nothing passes, so nothing to update to.
+    let (code, json) = resolve(&[
+        "--certificate-identity",
+        "someone@example.com",
+        "--certificate-oidc-issuer",
+        ISSUER,
+        "--trusted-root",
+        root_path,
+    ]);
+    assert_eq!(code, Some(1), "{json}");
+    assert_eq!(json["gated"].as_array().map(Vec::len), Some(2), "{json}");
+}
