@@ -379,11 +379,13 @@ impl RegistryClient {
         }))
     }
 
-    /// A blob's bytes (an image config), checked against its digest. `None` when it does not exist.
+    /// A blob's bytes (an image config, a signature payload), at most `max_bytes`, checked
+    /// against its digest. `None` when it does not exist.
     pub async fn get_blob(
         &self,
         repo: &Repository,
         digest: &str,
+        max_bytes: usize,
         credentials: &Credentials,
     ) -> Result<Option<bytes::Bytes>, RegistryError> {
         let url = parse_url(&format!("{}/blobs/{digest}", self.base_url(repo)?))?;
@@ -397,7 +399,7 @@ impl RegistryClient {
             Err(RegistryError::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(e),
         };
-        let bytes = read_body(response, url.as_str()).await?;
+        let bytes = read_body_max(response, url.as_str(), max_bytes.min(MAX_BODY_BYTES)).await?;
         let actual = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes)));
         if digest.starts_with("sha256:") && actual != digest {
             return Err(RegistryError::Malformed {
@@ -800,18 +802,23 @@ fn url_hash(url: &Url) -> u64 {
     hasher.finish()
 }
 
-async fn read_body(
+async fn read_body(response: reqwest::Response, url: &str) -> Result<bytes::Bytes, RegistryError> {
+    read_body_max(response, url, MAX_BODY_BYTES).await
+}
+
+async fn read_body_max(
     mut response: reqwest::Response,
     url: &str,
+    max: usize,
 ) -> Result<bytes::Bytes, RegistryError> {
     let mut body = bytes::BytesMut::new();
     loop {
         match response.chunk().await {
             Ok(Some(chunk)) => {
-                if body.len().saturating_add(chunk.len()) > MAX_BODY_BYTES {
+                if body.len().saturating_add(chunk.len()) > max {
                     return Err(RegistryError::Malformed {
                         url: url.to_string(),
-                        reason: format!("answer larger than {MAX_BODY_BYTES} bytes"),
+                        reason: format!("answer larger than {max} bytes"),
                     });
                 }
                 body.extend_from_slice(&chunk);

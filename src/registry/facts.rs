@@ -59,6 +59,9 @@ struct RawConfig {
 
 const OCI_CREATED: &str = "org.opencontainers.image.created";
 
+/// An image config is kilobytes (its history can make it hundreds); past this it is refused.
+const MAX_CONFIG_BYTES: usize = 4 * 1024 * 1024;
+
 /// Reads a manifest's shape from its bytes (the media type from the answer's Content-Type, or
 /// the manifest's own `mediaType`).
 pub fn parse_manifest(bytes: &[u8], media_type: &str) -> Result<Shape, String> {
@@ -128,7 +131,10 @@ pub async fn read(
         }),
         Shape::Image { config } => {
             let bytes = fanout
-                .bounded(&repo.registry, client.get_blob(repo, &config, credentials))
+                .bounded(
+                    &repo.registry,
+                    client.get_blob(repo, &config, MAX_CONFIG_BYTES, credentials),
+                )
                 .await
                 .map_err(|e| e.to_string())?
                 .ok_or_else(|| format!("the config blob {config} of {repo}:{tag} is missing"))?;

@@ -120,8 +120,10 @@ pub async fn find(
             .await
             .map_err(|e| e.to_string())
     };
+    // A signature manifest or index that does not parse holds no signature: the version is then
+    // unsigned (and checked again later), not undecidable forever.
     let mut layers = match get_manifest(format!("{tag}.sig")).await? {
-        Some(manifest) => signature_layers(&manifest.bytes)?,
+        Some(manifest) => signature_layers(&manifest.bytes).unwrap_or_default(),
         None => Vec::new(),
     };
     if layers.is_empty() {
@@ -137,12 +139,12 @@ pub async fn find(
             None => get_manifest(tag.clone()).await?,
         };
         let referrers = match index {
-            Some(index) => signature_referrers(&index.bytes)?,
+            Some(index) => signature_referrers(&index.bytes).unwrap_or_default(),
             None => Vec::new(),
         };
         for referrer in referrers {
             if let Some(manifest) = get_manifest(referrer).await? {
-                layers.extend(signature_layers(&manifest.bytes)?);
+                layers.extend(signature_layers(&manifest.bytes).unwrap_or_default());
             }
             if layers.len() >= MAX_SIGNATURES {
                 break;
@@ -154,15 +156,21 @@ pub async fn find(
         let payload = fanout
             .bounded(
                 &repo.registry,
-                client.get_blob(repo, &layer.payload_digest, credentials),
+                client.get_blob(
+                    repo,
+                    &layer.payload_digest,
+                    MAX_PAYLOAD_BYTES as usize,
+                    credentials,
+                ),
             )
-            .await
-            .map_err(|e| e.to_string())?;
-        // A payload blob that is gone makes that one signature unusable, not the registry.
-        let Some(payload) = payload else { continue };
-        if payload.len() as u64 > MAX_PAYLOAD_BYTES {
-            continue;
-        }
+            .await;
+        // A payload that is gone, or too large, makes that one signature unusable; a registry
+        // that cannot answer makes the check undecided.
+        let payload = match payload {
+            Ok(Some(payload)) => payload,
+            Ok(None) | Err(crate::registry::RegistryError::Malformed { .. }) => continue,
+            Err(e) => return Err(e.to_string()),
+        };
         found.push(Material {
             payload: payload.to_vec(),
             signature: layer.signature,

@@ -884,3 +884,69 @@ async fn resolve_checks_signatures_by_key_and_keyless() {
     assert_eq!(code, Some(1), "{json}");
     assert_eq!(json["gated"].as_array().map(Vec::len), Some(2), "{json}");
 }
+
+/// A hostile registry's signature answers (garbage manifests, a payload that is not the one the
+/// layer names) make that version unsigned, never verified, and other versions are judged on.
+#[tokio::test]
+async fn garbage_signature_answers_leave_the_version_unsigned() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = SigningKey::generate_p256();
+    let policy = key_policy("release", dir.path(), &[&key]);
+    let cluster = TestCluster::start().await.expect("cluster");
+    let stub = StubRegistry::start().await.expect("stub");
+    let ns = cluster.namespace.clone();
+    let mut h = poller_with(&cluster, &[stub.host()], DockerConfig::default(), |ctx| {
+        ctx.verification = verification(vec![policy], &ns);
+    });
+    let app = format!("{}/app", stub.host());
+    stub.set_tags("app", ["1.0.0", "1.1.0", "1.2.0", "1.3.0"]);
+    stub.put_image("app", "1.0.0", ImageKind::OciManifest, &["amd64"], None);
+    let good = stub.put_image("app", "1.1.0", ImageKind::OciManifest, &["amd64"], None);
+    stub.push_signature_tag(
+        "app",
+        &good.digest,
+        &[CosignSignature::with_key(&key, &app, &good.digest)],
+    );
+    let garbage = stub.put_image("app", "1.2.0", ImageKind::OciManifest, &["amd64"], None);
+    stub.put_manifest_bytes(
+        "app",
+        &tagwatch_testbed::cosign::signature_tag(&garbage.digest),
+        b"<html>not a manifest</html>".to_vec(),
+        "application/vnd.oci.image.manifest.v1+json",
+    );
+    // A valid layer whose payload blob was never stored.
+    let missing = stub.put_image("app", "1.3.0", ImageKind::OciManifest, &["amd64"], None);
+    let signature = CosignSignature::with_key(&key, &app, &missing.digest);
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": good.digest, "size": 2},
+        "layers": [signature.layer()],
+    });
+    stub.put_manifest_bytes(
+        "app",
+        &tagwatch_testbed::cosign::signature_tag(&missing.digest),
+        serde_json::to_vec(&manifest).expect("json"),
+        "application/vnd.oci.image.manifest.v1+json",
+    );
+    deployment("web")
+        .image(&format!("{app}:1.0.0"))
+        .policy("minor")
+        .annotate("tagwatch.dev/verify", "release")
+        .create(&cluster, &ns)
+        .await;
+    let report = h.poller.round_all(&snapshot(&cluster, &[&ns]).await).await;
+    assert_eq!(report.applied, 1);
+    assert_eq!(
+        image(&cluster, &ns, "web").await,
+        format!("{app}:1.1.0@{}", good.digest)
+    );
+    assert_eq!(
+        h.metric(r#"tagwatch_gate_results_total{gate="signature",result="blocked"}"#),
+        2.0
+    );
+    assert_eq!(
+        h.metric(r#"tagwatch_gate_results_total{gate="signature",result="error"}"#),
+        0.0
+    );
+}
