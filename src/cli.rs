@@ -56,6 +56,51 @@ pub enum Command {
     /// Roll one workload back to the image before (from its history) or to `--to VERSION`,
     /// and reject the version left so tagwatch never applies it again. Exit 2 when refused.
     Rollback(RollbackArgs),
+    /// Stop updates from starting now (an incident freeze), in every namespace or those given,
+    /// until `tagwatch unfreeze` (or `--for` has passed). Rollbacks still run.
+    Freeze(FreezeArgs),
+    /// Lift the incident freeze. Exit 1 when there was none.
+    Unfreeze(StateArgs),
+    /// What waits and why: the freezes, and each update held by a freeze, a window or the
+    /// rollout limit.
+    Pending(PendingArgs),
+}
+
+/// Where tagwatch keeps its state (the `tagwatch-state` ConfigMap).
+#[derive(Debug, Clone, Args)]
+pub struct StateArgs {
+    /// Kubeconfig file; default: $KUBECONFIG, ~/.kube/config, then in-cluster.
+    #[arg(long, env = "TAGWATCH_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// tagwatch's own namespace (where its Lease and state ConfigMap live).
+    #[arg(long, env = "TAGWATCH_STATE_NAMESPACE", default_value = "tagwatch")]
+    pub state_namespace: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct FreezeArgs {
+    #[command(flatten)]
+    pub state: StateArgs,
+    /// Why (shown in Events, `pending` and logs).
+    #[arg(long)]
+    pub reason: String,
+    /// Only these namespaces (repeatable); default: all.
+    #[arg(long = "only-namespace", value_name = "NAMESPACE")]
+    pub namespaces: Vec<String>,
+    /// Lift it by itself after this long (`2h`); default: until `tagwatch unfreeze`.
+    #[arg(long = "for", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PendingArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// tagwatch's own namespace (where its state ConfigMap with the incident freeze lives).
+    #[arg(long, env = "TAGWATCH_STATE_NAMESPACE", default_value = "tagwatch")]
+    pub state_namespace: String,
+    #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
+    pub output: Output,
 }
 
 #[derive(Debug, Clone, Args)]

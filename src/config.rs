@@ -69,6 +69,15 @@ pub struct FileConfig {
     /// repositories).
     #[serde(default)]
     pub verification: VerificationSection,
+    /// Scheduled freezes: no update starts between `from` and `to` in `namespaces` (all when
+    /// empty). Rollbacks and a person's changes are never held.
+    #[serde(default)]
+    pub freezes: Vec<crate::plan::holds::Freeze>,
+    /// At most this many workloads rolling out at once (patched and not yet complete, or in
+    /// canary); the rest wait, first come first served.
+    pub max_concurrent_rollouts: Option<usize>,
+    /// The same limit per namespace.
+    pub max_concurrent_rollouts_per_namespace: Option<usize>,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
@@ -362,6 +371,29 @@ impl FileConfig {
             if let Err((i, problem)) = AllowList::new(patterns) {
                 return refuse(&format!("allowedRegistries[{i}]"), problem);
             }
+        }
+        for (i, freeze) in self.freezes.iter().enumerate() {
+            if let (Some(from), Some(to)) = (freeze.from, freeze.to) {
+                if to <= from {
+                    return refuse(&format!("freezes[{i}].to"), "must be after `from`".into());
+                }
+            }
+            if freeze.from.is_none() || freeze.to.is_none() {
+                return refuse(
+                    &format!("freezes[{i}]"),
+                    "needs `from` and `to` (RFC 3339); for an open-ended freeze use `tagwatch freeze`"
+                        .into(),
+                );
+            }
+        }
+        if self.max_concurrent_rollouts == Some(0) {
+            return refuse("maxConcurrentRollouts", "must be at least 1".into());
+        }
+        if self.max_concurrent_rollouts_per_namespace == Some(0) {
+            return refuse(
+                "maxConcurrentRolloutsPerNamespace",
+                "must be at least 1".into(),
+            );
         }
         let policies = self.verification.policies()?;
         for (i, entry) in self.aliases.iter().enumerate() {

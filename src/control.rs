@@ -38,6 +38,7 @@ use crate::plan::update::{self, Inputs, Outcome, WorkloadPlan};
 use crate::registry::{Login, RegistryError};
 
 mod gates;
+pub mod holds;
 
 /// How often canaries and rollouts in progress are looked at.
 pub const ROLLOUT_CHECK: Duration = Duration::from_secs(1);
@@ -50,6 +51,9 @@ const CREDENTIALS_TIMEOUT: Duration = Duration::from_secs(5);
 const LOGINS_TTL: Duration = Duration::from_secs(600);
 
 /// Finished tasks waiting for the loop; a full channel makes tasks wait, never drops a result.
+/// The Event reason of an update that waits (freeze, window, rollout limit).
+pub const HOLD_REASON: &str = "UpdateWaiting";
+
 const FINISHED_QUEUE: usize = 1024;
 
 /// What a round did, for logs and tests.
@@ -125,6 +129,8 @@ pub struct Poller {
     report: RoundReport,
     /// Release gates: facts read, first-seen times, wake-ups for `tagwatch.dev/min-age`.
     gates: gates::Gatekeeper,
+    /// Updates that wait: freezes, windows, rollout slots.
+    holds: holds::Holds,
 }
 
 impl Poller {
@@ -138,8 +144,8 @@ impl Poller {
     /// A poller that lists and decides but has no way to write: `tagwatch plan`.
     pub fn read_only(ctx: Arc<Context>) -> Poller {
         let (tx, rx) = mpsc::channel(FINISHED_QUEUE);
+        let hold_settings = ctx.holds.clone();
         Poller {
-            ctx,
             tx,
             rx: Some(rx),
             failures: HashMap::new(),
@@ -169,6 +175,8 @@ impl Poller {
             actions: Vec::new(),
             report: RoundReport::default(),
             gates: gates::Gatekeeper::default(),
+            holds: holds::Holds::new(hold_settings),
+            ctx,
         }
     }
 
@@ -184,11 +192,26 @@ impl Poller {
         self.gates.restore(namespace, saved);
     }
 
+    /// Reads the incident freeze (`tagwatch freeze`) from tagwatch's state ConfigMap in
+    /// `namespace`, every few seconds.
+    pub fn watch_freezes(&mut self, namespace: String) {
+        self.holds.store = Some(namespace);
+    }
+
+    /// The incident freeze as read now (at start, before the first decisions).
+    pub fn freeze_read(&mut self, freeze: Result<Option<crate::plan::holds::Freeze>, String>) {
+        self.holds.freeze_read(freeze);
+    }
+
     pub fn next_wakeup(&self) -> Option<Instant> {
-        let polls = [self.schedule.next_wakeup(), self.gates.next_wakeup()]
-            .into_iter()
-            .flatten()
-            .min();
+        let polls = [
+            self.schedule.next_wakeup(),
+            self.gates.next_wakeup(),
+            self.holds.next_wakeup(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         match (polls, self.next_check) {
             (Some(p), Some(c)) => Some(p.min(c)),
             (p, c) => p.or(c),
@@ -203,6 +226,7 @@ impl Poller {
             + self.aliasing.len()
             + usize::from(self.sweeping)
             + self.gates.reads_in_flight()
+            + self.holds.reads_in_flight()
     }
 
     /// A webhook named this repository: list it (as every login that reads it) as soon as its
@@ -271,6 +295,7 @@ impl Poller {
         let workloads = self.discover(deployments);
         self.workloads = workloads.clone();
         self.gates.sync(&workloads);
+        self.holds.sync(&workloads);
         self.report_problems(&workloads);
         self.ctx
             .metrics
@@ -320,6 +345,7 @@ impl Poller {
         }
 
         self.gate_turn(deployments);
+        self.hold_turn(deployments);
 
         let present: HashSet<&WorkloadId> = workloads.iter().map(|w| &w.id).collect();
         self.planned.retain(|id, _| present.contains(id));
@@ -341,6 +367,8 @@ impl Poller {
         }
         // A `min-age` candidate coming of age is one of the clock's reasons to wake.
         self.gate_turn(deployments);
+        // So is a window opening, a freeze ending, and the incident freeze to read.
+        self.hold_turn(deployments);
     }
 
     /// Starts the listings of `due` not already under way, as one poll cycle; returns them.
@@ -367,7 +395,18 @@ impl Poller {
         match done {
             Finished::Listed(listed) => self.listed(listed, deployments),
             Finished::Applied(applied) => self.applied(applied, deployments),
-            Finished::Checked(checked) => self.checked(checked, deployments),
+            Finished::Checked(checked) => {
+                self.checked(checked, deployments);
+                // A finished rollout frees a slot for the next waiting update.
+                self.release_slots(deployments);
+            }
+            Finished::Freeze(freeze) => {
+                if self.holds.freeze_read(freeze) {
+                    for id in self.holds.held_ids() {
+                        self.decide_again(&id, deployments);
+                    }
+                }
+            }
             Finished::Aliased(repo) => {
                 self.aliasing.remove(&repo);
             }
@@ -412,6 +451,98 @@ impl Poller {
             }
         }
         self.save_first_seen();
+    }
+
+    /// Holds' share of a turn: the incident freeze read when due, workloads whose window
+    /// opened or freeze ended decided, free rollout slots handed out.
+    fn hold_turn(&mut self, deployments: &[Object]) {
+        if let Some(namespace) = self.holds.store.clone() {
+            if self.runner.is_some() && self.holds.freeze_due(Instant::now()) {
+                tasks::spawn(
+                    &self.tx,
+                    &self.ctx.metrics,
+                    Task::Listing,
+                    Some(tasks::TASK_TIMEOUT),
+                    crate::act::holds::read_freeze(self.ctx.client.clone(), namespace),
+                    |why| Finished::Freeze(Err(why.to_string())),
+                );
+            }
+        }
+        for id in self.holds.due(Instant::now()) {
+            self.decide_again(&id, deployments);
+        }
+        self.release_slots(deployments);
+        self.set_waiting_gauges();
+    }
+
+    /// Decides the workloads waiting for a rollout slot, longest waiting first, while slots
+    /// are free.
+    fn release_slots(&mut self, deployments: &[Object]) {
+        if !self.holds.limited() {
+            return;
+        }
+        for id in self.holds.queued() {
+            let Some(workload) = self.workloads.iter().find(|w| w.id == id).cloned() else {
+                continue;
+            };
+            self.planned.remove(&id);
+            self.decide(&workload, deployments);
+            if self.holds.is_queued(&id) {
+                // Served in order: the rest wait behind this one.
+                break;
+            }
+        }
+    }
+
+    /// Workloads rolling out: a rollout tagwatch watches and has not seen complete, a canary,
+    /// or a write under way.
+    fn running(&self) -> HashSet<WorkloadId> {
+        let mut running: HashSet<WorkloadId> =
+            self.workloads
+                .iter()
+                .filter(|w| {
+                    w.rollout.canary_state.is_some()
+                        || w.rollout.watching.as_ref().is_some_and(|r| {
+                            !self.settled.contains(&(w.id.clone(), r.started.clone()))
+                        })
+                })
+                .map(|w| w.id.clone())
+                .collect();
+        running.extend(self.writing.iter().cloned());
+        running
+    }
+
+    fn set_waiting_gauges(&self) {
+        for (reason, count) in self.holds.waiting_counts() {
+            self.ctx
+                .metrics
+                .updates_waiting
+                .with_label_values(&[reason])
+                .set(count as i64);
+        }
+    }
+
+    /// Whether `workload`'s update must wait; reported once per reason as `UpdateWaiting`.
+    fn held(&mut self, workload: &Workload, plan: &WorkloadPlan) -> bool {
+        // Counting rollouts costs a look at every workload: only with a limit to count for.
+        let running = if self.holds.limited() {
+            self.running()
+        } else {
+            HashSet::new()
+        };
+        let Some(hold) = self.holds.check(workload, &running, jiff::Timestamp::now()) else {
+            self.set_waiting_gauges();
+            return false;
+        };
+        let versions: Vec<String> = plan
+            .pending()
+            .map(|p| format!("{} → {}", p.container, p.to_tag))
+            .collect();
+        let note = format!("{} waits: {}", versions.join(", "), hold.note());
+        tracing::info!(workload = %workload.id, reason = hold.kind(), %note, "update waits");
+        self.report_once(workload, BTreeSet::from([note]), HOLD_REASON);
+        self.set_waiting_gauges();
+        true
     }
 
     fn save_first_seen(&mut self) {
@@ -912,6 +1043,10 @@ impl Poller {
         self.record_gates(workload, &plan);
         let rv = workload.resource_version.clone();
         let has_work = plan.pending().next().is_some() || !plan.manual.is_empty();
+        if plan.pending().next().is_none() && self.holds.started(id) {
+            // Nothing to start: it no longer waits for anything.
+            self.set_waiting_gauges();
+        }
         if !has_work {
             if let Some(rv) = rv {
                 self.planned.insert(id.clone(), rv);
@@ -925,6 +1060,18 @@ impl Poller {
             }
             return;
         }
+        let mut plan = plan;
+        if plan.pending().next().is_some() && self.held(workload, &plan) {
+            if let Some(rv) = rv {
+                self.planned.insert(id.clone(), rv);
+            }
+            if plan.manual.is_empty() {
+                return;
+            }
+            // A person's own change is recorded whatever holds the update.
+            plan.outcomes
+                .retain(|(_, o)| !matches!(o, update::Outcome::Update(_)));
+        }
         let primary = primary.cloned();
         // A plain rollout still in progress is replaced by this update (canaries wait instead).
         let superseding = workload
@@ -936,6 +1083,9 @@ impl Poller {
             return;
         };
         if self.act(action) {
+            if self.holds.started(id) {
+                self.set_waiting_gauges();
+            }
             self.writing.insert(id.clone());
         }
     }

@@ -29,6 +29,9 @@ async fn main() -> ExitCode {
         Command::Alias(args) => commands::alias::alias(args, file).await,
         Command::History(args) => commands::history::history(args).await.map(|()| 0),
         Command::Rollback(args) => commands::rollback::rollback(args).await.map(|()| 0),
+        Command::Freeze(args) => commands::pending::freeze(args).await.map(|()| 0),
+        Command::Unfreeze(args) => commands::pending::unfreeze(args).await,
+        Command::Pending(args) => commands::pending::pending(args, file).await.map(|()| 0),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use prometheus::core::{MetricVec, MetricVecBuilder};
 use prometheus::{
     Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    Opts, Registry, TextEncoder,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Distinct unconfigured registry hosts that get a label value of their own.
@@ -110,6 +110,8 @@ pub struct Metrics {
     pub canaries_in_progress: IntGauge,
     rollbacks: IntCounterVec,
     gate_results: IntCounterVec,
+    /// Updates waiting for a freeze to end, a window to open or a rollout slot.
+    pub updates_waiting: IntGaugeVec,
     pub rollout_duration: Histogram,
     pub panics: IntCounterVec,
     pub registry_labels: RegistryLabels,
@@ -543,10 +545,20 @@ impl Metrics {
             Opts::new(
                 "tagwatch_gate_results_total",
                 "Release gate judgements, once per workload, version and gate (gate: platforms, \
-                 min-age; result: passed, blocked, waiting, error)",
+                 signature, min-age; result: passed, blocked, waiting, error)",
             ),
             &["gate", "result"],
         )?;
+        let updates_waiting = IntGaugeVec::new(
+            Opts::new(
+                "tagwatch_updates_waiting",
+                "Workloads whose update waits, by reason (freeze, window, limit)",
+            ),
+            &["reason"],
+        )?;
+        for reason in ["freeze", "window", "limit"] {
+            updates_waiting.with_label_values(&[reason]).set(0);
+        }
         let rollout_duration = Histogram::with_opts(
             HistogramOpts::new(
                 "tagwatch_rollout_duration_seconds",
@@ -568,6 +580,7 @@ impl Metrics {
         registry.register(Box::new(canaries_in_progress.clone()))?;
         registry.register(Box::new(rollbacks.clone()))?;
         registry.register(Box::new(gate_results.clone()))?;
+        registry.register(Box::new(updates_waiting.clone()))?;
         registry.register(Box::new(rollout_duration.clone()))?;
         registry.register(Box::new(alias_writes.clone()))?;
         registry.register(Box::new(webhooks.clone()))?;
@@ -608,6 +621,7 @@ impl Metrics {
             canaries_in_progress,
             rollbacks,
             gate_results,
+            updates_waiting,
             rollout_duration,
             panics,
             registry_labels: labels,

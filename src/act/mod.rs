@@ -3,6 +3,7 @@
 //! control loop runs them in.
 
 pub mod gates;
+pub mod holds;
 pub mod partition;
 pub mod prometheus;
 pub mod rollouts;
@@ -42,6 +43,8 @@ pub struct Context {
     pub confirmed: std::sync::Arc<tokio::sync::Mutex<crate::registry::alias_tags::Confirmed>>,
     /// Signature verification policies (`verification.policies`).
     pub verification: std::sync::Arc<crate::act::verify::Verification>,
+    /// Freezes and rollout limits (`freezes`, `maxConcurrentRollouts`).
+    pub holds: crate::control::holds::HoldSettings,
 }
 
 impl Context {

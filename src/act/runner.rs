@@ -229,7 +229,9 @@ impl Runner {
                 reason,
                 note,
             } => {
-                let type_ = if reason == crate::act::gates::GATE_BLOCKED {
+                let type_ = if reason == crate::act::gates::GATE_BLOCKED
+                    || reason == crate::control::HOLD_REASON
+                {
                     EventType::Normal
                 } else {
                     EventType::Warning

@@ -77,6 +77,8 @@ pub enum Finished {
     Nodes(Result<std::collections::BTreeSet<crate::model::gates::Platform>, String>),
     /// First-seen times were saved (or not: saved again later).
     Saved(bool),
+    /// The incident freeze (`tagwatch freeze`) was read (or could not be).
+    Freeze(Result<Option<crate::plan::holds::Freeze>, String>),
 }
 
 pub struct Listed {

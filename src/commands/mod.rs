@@ -2,6 +2,7 @@
 
 pub mod alias;
 pub mod history;
+pub mod pending;
 pub mod plan;
 pub mod resolve;
 pub mod rollback;

@@ -6,14 +6,15 @@ use serde::Serialize;
 
 use crate::act::Context;
 use crate::app;
-use crate::cli::{Output, PlanArgs};
+use crate::cli::{ClusterArgs, Output, PlanArgs};
 use crate::config::{FileConfig, Settings};
 use crate::control::Poller;
 use crate::discover::watch::Workloads;
 use crate::discover::Object;
 use crate::metrics::Metrics;
 use crate::model::kind::Kind;
-use crate::plan::update::Outcome;
+use crate::model::workload::Workload;
+use crate::plan::update::{Outcome, WorkloadPlan};
 use crate::registry::pull_secrets::PullSecrets;
 
 #[derive(Debug, Serialize)]
@@ -34,8 +35,13 @@ pub struct Row {
     pub actions: Vec<String>,
 }
 
-pub async fn plan(args: PlanArgs, file: FileConfig) -> anyhow::Result<()> {
-    let settings = args.cluster.resolve(&file);
+/// Lists the workloads in scope and plans each once, writing nothing: what `plan` prints and
+/// `pending` judges.
+pub(crate) async fn dry_run(
+    cluster: &ClusterArgs,
+    file: &FileConfig,
+) -> anyhow::Result<(Poller, Vec<(Workload, WorkloadPlan)>)> {
+    let settings = cluster.resolve(file);
     let client = app::kube_client(settings.kubeconfig.as_deref()).await?;
     let metrics = Metrics::unregistered()?;
     let deployments = list_workloads(&client, &settings).await;
@@ -51,6 +57,13 @@ pub async fn plan(args: PlanArgs, file: FileConfig) -> anyhow::Result<()> {
         allowed_registries: settings.registries.allowed_registries.clone(),
         confirmed: Default::default(),
         taken_names: Default::default(),
+        holds: crate::control::holds::HoldSettings {
+            freezes: file.freezes.clone(),
+            limits: crate::plan::holds::Limits {
+                total: file.max_concurrent_rollouts,
+                per_namespace: file.max_concurrent_rollouts_per_namespace,
+            },
+        },
         verification: Arc::new(crate::act::verify::Verification {
             policies: file.verification.policies()?,
             namespace: Some(client.default_namespace().to_string()),
@@ -60,6 +73,11 @@ pub async fn plan(args: PlanArgs, file: FileConfig) -> anyhow::Result<()> {
     // Read-only by construction: no writer, so no action is ever performed, only printed.
     let mut poller = Poller::read_only(ctx);
     let plans = poller.dry_run(&deployments).await;
+    Ok((poller, plans))
+}
+
+pub async fn plan(args: PlanArgs, file: FileConfig) -> anyhow::Result<()> {
+    let (mut poller, plans) = dry_run(&args.cluster, &file).await?;
     let mut rows = Vec::new();
     for (workload, plan) in &plans {
         for problem in &workload.problems {

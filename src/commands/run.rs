@@ -13,11 +13,13 @@ use crate::act::Context;
 use crate::app;
 use crate::cli::RunArgs;
 use crate::config::{self, FileConfig};
+use crate::control::holds::HoldSettings;
 use crate::control::Poller;
 use crate::discover::watch::{Workloads, CRD_RECHECK};
 use crate::leader::{self, Elector, Leadership};
 use crate::metrics::Metrics;
 use crate::model::kind::Kind;
+use crate::plan::holds::Limits;
 use crate::registry::pull_secrets::PullSecrets;
 use crate::server::webhooks::Hint;
 use crate::server::{self, HttpState, Liveness, Webhooks};
@@ -120,6 +122,13 @@ pub async fn run(args: RunArgs, file: FileConfig) -> anyhow::Result<()> {
         allowed_registries: settings.registries.allowed_registries.clone(),
         confirmed: Default::default(),
         taken_names: Default::default(),
+        holds: HoldSettings {
+            freezes: file.freezes.clone(),
+            limits: Limits {
+                total: file.max_concurrent_rollouts,
+                per_namespace: file.max_concurrent_rollouts_per_namespace,
+            },
+        },
         verification: Arc::new(Verification {
             policies: file.verification.policies()?,
             aliases: file.alias_policies(),
@@ -160,6 +169,7 @@ pub async fn run(args: RunArgs, file: FileConfig) -> anyhow::Result<()> {
     // First-seen times (tagwatch.dev/min-age) live beside the Lease, in tagwatch's namespace.
     let state_namespace =
         leader::lease_namespace(&leader_settings, args.pod_namespace.as_deref(), &client);
+    poller.watch_freezes(state_namespace.clone());
     let mut was_leader = false;
     let Some(mut finished) = poller.take_events() else {
         anyhow::bail!("the poller's task channel is taken twice");
@@ -183,6 +193,8 @@ pub async fn run(args: RunArgs, file: FileConfig) -> anyhow::Result<()> {
                     state_namespace.clone(),
                     saved_first_seen(&client, &state_namespace).await,
                 );
+                // A freeze set while no replica led holds from the first decision on.
+                poller.freeze_read(crate::act::holds::load(&client, &state_namespace).await);
                 was_leader = true;
             }
             snapshot = deployments.snapshot();

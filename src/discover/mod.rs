@@ -26,6 +26,7 @@ use crate::model::history;
 use crate::model::image::ImageRef;
 use crate::model::policy::Policy;
 use crate::model::rollout_state::{CanaryState, RolloutState};
+use crate::model::window::Window;
 use crate::model::workload::{
     Pin, Problem, RolloutSettings, WatchedContainer, Workload, WorkloadId,
     DEFAULT_PROGRESS_DEADLINE, MAX_WORKLOAD_INTERVAL, MIN_WORKLOAD_INTERVAL,
@@ -138,6 +139,23 @@ pub fn workload<S: Source + ?Sized>(object: &S) -> Option<Workload> {
             return Some(empty_workload(object, id, problems, annotations));
         }
     };
+    // A window that does not parse stops updates: going ahead at any hour would ignore the
+    // owner's "not now".
+    let window = match get(keys::WINDOW) {
+        None => None,
+        Some(text) => match Window::parse(text, get(keys::WINDOW_TIMEZONE)) {
+            Ok(window) => Some(window),
+            Err(reason) => {
+                let field = if reason.contains("time zone") {
+                    keys::WINDOW_TIMEZONE
+                } else {
+                    keys::WINDOW
+                };
+                problem(None, field, reason);
+                return Some(empty_workload(object, id, problems, annotations));
+            }
+        },
+    };
     // A canary asked for but misconfigured stops updates: going ahead without the canary would
     // skip the judgement the owner asked for.
     let rollout = match rollout_state(&annotations) {
@@ -236,6 +254,7 @@ pub fn workload<S: Source + ?Sized>(object: &S) -> Option<Workload> {
     workload.containers = containers;
     workload.interval = interval;
     workload.rollout = rollout;
+    workload.window = window;
     Some(workload)
 }
 
@@ -337,6 +356,7 @@ fn empty_workload<S: Source + ?Sized>(
         rollout: RolloutSettings::default(),
         // Set whatever else is wrong: an invalid opt-out allows nothing.
         gitops: gitops::managed_by(object.meta()),
+        window: None,
     }
 }
 

@@ -17,6 +17,10 @@ pub const VERIFY: &str = "tagwatch.dev/verify";
 /// Release gate: how old a candidate must be (counted from the later of its `created` time and
 /// when tagwatch first saw the tag listed).
 pub const MIN_AGE: &str = "tagwatch.dev/min-age";
+/// When updates may start: `Mon-Fri 09:00-16:00, Sat 10:00-12:00`.
+pub const WINDOW: &str = "tagwatch.dev/window";
+/// The window's IANA time zone (default UTC).
+pub const WINDOW_TIMEZONE: &str = "tagwatch.dev/window-timezone";
 /// What tagwatch last wrote, per container (JSON map container → image).
 pub const APPLIED: &str = "tagwatch.dev/applied";
 /// The alias a container follows (`1`), or a JSON map container → alias.

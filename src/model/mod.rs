@@ -15,4 +15,5 @@ pub mod query;
 pub mod rollout_state;
 pub mod tag;
 pub mod verify;
+pub mod window;
 pub mod workload;

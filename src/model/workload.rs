@@ -156,6 +156,8 @@ pub struct Workload {
     /// `Flux Kustomization flux-system/apps`), unless the workload has `tagwatch.dev/gitops:
     /// allow`: such a workload is not written to.
     pub gitops: Option<String>,
+    /// `tagwatch.dev/window`: when an update may start (`None`: any time).
+    pub window: Option<crate::model::window::Window>,
 }
 
 /// How new versions roll out, and any rollout in progress.

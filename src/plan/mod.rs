@@ -6,6 +6,7 @@ pub mod canary;
 pub mod digest;
 pub mod explain;
 pub mod gates;
+pub mod holds;
 pub mod ordering;
 pub mod partition;
 pub mod patch;

@@ -438,6 +438,7 @@ fn context(
         taken_names: Default::default(),
         confirmed: Default::default(),
         verification: Default::default(),
+        holds: Default::default(),
     };
     (ctx, writer)
 }

@@ -12,6 +12,7 @@ mod commands;
 mod deploy_manifests;
 mod gates;
 mod history_commands;
+mod holds;
 mod kinds;
 mod leader;
 mod observability;

@@ -278,6 +278,7 @@ pub fn poller_with(
         taken_names: Default::default(),
         confirmed: Default::default(),
         verification: Default::default(),
+        holds: Default::default(),
     };
     adjust(&mut ctx);
     let writer = Writer::new(
