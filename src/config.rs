@@ -69,6 +69,9 @@ pub struct FileConfig {
     /// repositories).
     #[serde(default)]
     pub verification: VerificationSection,
+    /// Where notices of updates, canaries, rollbacks and refusals are sent.
+    #[serde(default)]
+    pub notifications: crate::notify::NotificationSection,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
@@ -393,6 +396,9 @@ impl FileConfig {
         {
             return refuse("webhooks.secret", "is empty".into());
         }
+        self.notifications
+            .validate()
+            .or_else(|(field, problem)| refuse(&format!("notifications.{field}"), problem))?;
         let leader = &self.leader_election;
         check_leader_durations(
             leader.lease_duration.unwrap_or(DEFAULT_LEASE_DURATION),
@@ -839,6 +845,21 @@ leaderElection:
             ),
             ("allowedRegistries: ghcr.io\n", "allowedRegistries", ""),
             ("allowLinkLocal: sometimes\n", "allowLinkLocal", ""),
+            (
+                "notifications:\n  sinks:\n    - {name: a, type: email, url: {file: /u}}\n",
+                "notifications.sinks[0].type",
+                "unknown variant `email`",
+            ),
+            (
+                "notifications:\n  sinks:\n    - {name: a, type: slack, url: {file: /u}, events: [deploy]}\n",
+                "notifications.sinks[0].events[0]",
+                "not an event",
+            ),
+            (
+                "notifications:\n  sinks:\n    - {name: a, type: slack, url: {file: /u}}\n    - {name: a, type: teams, url: {file: /v}}\n",
+                "notifications.sinks[1].name",
+                "twice",
+            ),
         ];
         for (text, field, problem) in cases {
             let err = refused(text);

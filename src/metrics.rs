@@ -113,6 +113,7 @@ pub struct Metrics {
     pub rollout_duration: Histogram,
     pub panics: IntCounterVec,
     pub registry_labels: RegistryLabels,
+    notifications: IntCounterVec,
 }
 
 /// Operations on a registry, the `operation` label.
@@ -176,6 +177,32 @@ impl UpdateResult {
             UpdateResult::Applied => "applied",
             UpdateResult::Failed => "failed",
             UpdateResult::Skipped => "skipped",
+        }
+    }
+}
+
+/// The `result` label of `tagwatch_notifications_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotificationResult {
+    Sent,
+    /// Given up after the last try, or an answer that trying again would not change.
+    Failed,
+    /// The sink's queue was full.
+    Dropped,
+}
+
+impl NotificationResult {
+    pub const ALL: [NotificationResult; 3] = [
+        NotificationResult::Sent,
+        NotificationResult::Failed,
+        NotificationResult::Dropped,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            NotificationResult::Sent => "sent",
+            NotificationResult::Failed => "failed",
+            NotificationResult::Dropped => "dropped",
         }
     }
 }
@@ -563,6 +590,14 @@ impl Metrics {
             ),
             &["task"],
         )?;
+        let notifications = IntCounterVec::new(
+            Opts::new(
+                "tagwatch_notifications_total",
+                "Notifications by sink (configured name) and result (sent, failed, dropped)",
+            ),
+            &["sink", "result"],
+        )?;
+        registry.register(Box::new(notifications.clone()))?;
         registry.register(Box::new(panics.clone()))?;
         registry.register(Box::new(canaries.clone()))?;
         registry.register(Box::new(canaries_in_progress.clone()))?;
@@ -611,6 +646,7 @@ impl Metrics {
             rollout_duration,
             panics,
             registry_labels: labels,
+            notifications,
         })
     }
 
@@ -658,6 +694,22 @@ impl Metrics {
         self.gate_results
             .with_label_values(&[gate.label(), result.label()])
             .inc();
+    }
+
+    /// Counts one notice in `tagwatch_notifications_total{sink, result}`.
+    pub fn notification(&self, sink: &str, result: NotificationResult) {
+        self.notifications
+            .with_label_values(&[sink, result.label()])
+            .inc();
+    }
+
+    /// A configured sink: its counters read 0 from the start rather than appearing on the first
+    /// failure (sink names come from the operator's config, a small fixed set).
+    pub fn know_sink(&self, sink: &str) {
+        for result in NotificationResult::ALL {
+            self.notifications
+                .with_label_values(&[sink, result.label()]);
+        }
     }
 
     /// Metrics in a registry of their own: for commands and tests that do not serve `/metrics`.

@@ -156,6 +156,8 @@ pub struct Workload {
     /// `Flux Kustomization flux-system/apps`), unless the workload has `tagwatch.dev/gitops:
     /// allow`: such a workload is not written to.
     pub gitops: Option<String>,
+    /// `tagwatch.dev/notify`: the notification sinks chosen by name (`None`: the default sinks).
+    pub notify: Option<BTreeSet<String>>,
 }
 
 /// How new versions roll out, and any rollout in progress.
