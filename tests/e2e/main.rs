@@ -14,6 +14,7 @@ mod gates;
 mod history_commands;
 mod kinds;
 mod leader;
+mod notifications;
 mod observability;
 mod registry_client;
 mod registry_harness;
