@@ -928,6 +928,26 @@ mod tests {
     }
 
     #[test]
+    fn notification_results_give_the_documented_labels() {
+        let registry = Registry::new();
+        let metrics = Metrics::new(&registry).unwrap();
+        let row = readme_row("tagwatch_notifications_total");
+        metrics.know_sink("ops");
+        for result in NotificationResult::ALL {
+            let sample = |n| {
+                format!(
+                    r#"tagwatch_notifications_total{{result="{}",sink="ops"}} {n}"#,
+                    result.label()
+                )
+            };
+            assert!(counted(&registry, &sample(0)), "{}", sample(0));
+            metrics.notification("ops", result);
+            assert!(counted(&registry, &sample(1)), "{}", sample(1));
+            assert!(row.contains(&format!("`{}`", result.label())), "{row}");
+        }
+    }
+
+    #[test]
     fn typed_labels_are_fixed_snake_case_sets() {
         let mut all: Vec<&str> = Why::ALL.iter().map(|w| w.label()).collect();
         let count = all.len();
