@@ -78,6 +78,9 @@ pub struct FileConfig {
     pub max_concurrent_rollouts: Option<usize>,
     /// The same limit per namespace.
     pub max_concurrent_rollouts_per_namespace: Option<usize>,
+    /// Where notices of updates, canaries, rollbacks and refusals are sent.
+    #[serde(default)]
+    pub notifications: crate::notify::NotificationSection,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
@@ -425,6 +428,9 @@ impl FileConfig {
         {
             return refuse("webhooks.secret", "is empty".into());
         }
+        self.notifications
+            .validate()
+            .or_else(|(field, problem)| refuse(&format!("notifications.{field}"), problem))?;
         let leader = &self.leader_election;
         check_leader_durations(
             leader.lease_duration.unwrap_or(DEFAULT_LEASE_DURATION),
@@ -871,6 +877,21 @@ leaderElection:
             ),
             ("allowedRegistries: ghcr.io\n", "allowedRegistries", ""),
             ("allowLinkLocal: sometimes\n", "allowLinkLocal", ""),
+            (
+                "notifications:\n  sinks:\n    - {name: a, type: email, url: {file: /u}}\n",
+                "notifications.sinks[0].type",
+                "unknown variant `email`",
+            ),
+            (
+                "notifications:\n  sinks:\n    - {name: a, type: slack, url: {file: /u}, events: [deploy]}\n",
+                "notifications.sinks[0].events[0]",
+                "not an event",
+            ),
+            (
+                "notifications:\n  sinks:\n    - {name: a, type: slack, url: {file: /u}}\n    - {name: a, type: teams, url: {file: /v}}\n",
+                "notifications.sinks[1].name",
+                "twice",
+            ),
         ];
         for (text, field, problem) in cases {
             let err = refused(text);

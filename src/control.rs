@@ -294,6 +294,9 @@ impl Poller {
     async fn turn_with(&mut self, deployments: &[Object], all: bool, check_now: bool) {
         let workloads = self.discover(deployments);
         self.workloads = workloads.clone();
+        if let Some(runner) = &self.runner {
+            runner.writer().route_notifications(&workloads);
+        }
         self.gates.sync(&workloads);
         self.holds.sync(&workloads);
         self.report_problems(&workloads);

@@ -15,6 +15,7 @@ pub mod error;
 pub mod leader;
 pub mod metrics;
 pub mod model;
+pub mod notify;
 pub mod plan;
 pub mod registry;
 pub mod server;

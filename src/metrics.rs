@@ -115,6 +115,7 @@ pub struct Metrics {
     pub rollout_duration: Histogram,
     pub panics: IntCounterVec,
     pub registry_labels: RegistryLabels,
+    notifications: IntCounterVec,
 }
 
 /// Operations on a registry, the `operation` label.
@@ -178,6 +179,32 @@ impl UpdateResult {
             UpdateResult::Applied => "applied",
             UpdateResult::Failed => "failed",
             UpdateResult::Skipped => "skipped",
+        }
+    }
+}
+
+/// The `result` label of `tagwatch_notifications_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotificationResult {
+    Sent,
+    /// Given up after the last try, or an answer that trying again would not change.
+    Failed,
+    /// The sink's queue was full.
+    Dropped,
+}
+
+impl NotificationResult {
+    pub const ALL: [NotificationResult; 3] = [
+        NotificationResult::Sent,
+        NotificationResult::Failed,
+        NotificationResult::Dropped,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            NotificationResult::Sent => "sent",
+            NotificationResult::Failed => "failed",
+            NotificationResult::Dropped => "dropped",
         }
     }
 }
@@ -575,6 +602,14 @@ impl Metrics {
             ),
             &["task"],
         )?;
+        let notifications = IntCounterVec::new(
+            Opts::new(
+                "tagwatch_notifications_total",
+                "Notifications by sink (configured name) and result (sent, failed, dropped)",
+            ),
+            &["sink", "result"],
+        )?;
+        registry.register(Box::new(notifications.clone()))?;
         registry.register(Box::new(panics.clone()))?;
         registry.register(Box::new(canaries.clone()))?;
         registry.register(Box::new(canaries_in_progress.clone()))?;
@@ -625,6 +660,7 @@ impl Metrics {
             rollout_duration,
             panics,
             registry_labels: labels,
+            notifications,
         })
     }
 
@@ -672,6 +708,22 @@ impl Metrics {
         self.gate_results
             .with_label_values(&[gate.label(), result.label()])
             .inc();
+    }
+
+    /// Counts one notice in `tagwatch_notifications_total{sink, result}`.
+    pub fn notification(&self, sink: &str, result: NotificationResult) {
+        self.notifications
+            .with_label_values(&[sink, result.label()])
+            .inc();
+    }
+
+    /// A configured sink: its counters read 0 from the start rather than appearing on the first
+    /// failure (sink names come from the operator's config, a small fixed set).
+    pub fn know_sink(&self, sink: &str) {
+        for result in NotificationResult::ALL {
+            self.notifications
+                .with_label_values(&[sink, result.label()]);
+        }
     }
 
     /// Metrics in a registry of their own: for commands and tests that do not serve `/metrics`.
@@ -887,6 +939,26 @@ mod tests {
             r#"tagwatch_rollbacks_total{reason="progress_deadline"} 1"#
         ));
         assert!(readme_row("tagwatch_rollbacks_total").contains("`progress_deadline`"));
+    }
+
+    #[test]
+    fn notification_results_give_the_documented_labels() {
+        let registry = Registry::new();
+        let metrics = Metrics::new(&registry).unwrap();
+        let row = readme_row("tagwatch_notifications_total");
+        metrics.know_sink("ops");
+        for result in NotificationResult::ALL {
+            let sample = |n| {
+                format!(
+                    r#"tagwatch_notifications_total{{result="{}",sink="ops"}} {n}"#,
+                    result.label()
+                )
+            };
+            assert!(counted(&registry, &sample(0)), "{}", sample(0));
+            metrics.notification("ops", result);
+            assert!(counted(&registry, &sample(1)), "{}", sample(1));
+            assert!(row.contains(&format!("`{}`", result.label())), "{row}");
+        }
     }
 
     #[test]

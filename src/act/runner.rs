@@ -21,6 +21,7 @@ use crate::act::rollouts::Step;
 use crate::leader::Leadership;
 use crate::metrics::{CanaryResult, Metrics, Task, UpdateResult, Why};
 use crate::model::workload::{Workload, WorkloadId};
+use crate::notify::{self, Notice, Notifier, Regarding};
 use crate::plan::actions::Action;
 use crate::plan::patch::{ImageChange, State};
 
@@ -30,6 +31,8 @@ pub struct Writer {
     recorder: Recorder,
     leadership: Leadership,
     metrics: Metrics,
+    /// Told of every Event published (those worth telling go to its sinks).
+    notifier: Option<Notifier>,
 }
 
 impl Writer {
@@ -44,6 +47,21 @@ impl Writer {
             recorder,
             leadership,
             metrics,
+            notifier: None,
+        }
+    }
+
+    /// Offers every Event this writer publishes to `notifier`.
+    pub fn with_notifier(mut self, notifier: Notifier) -> Writer {
+        self.notifier = Some(notifier);
+        self
+    }
+
+    /// This turn's workloads, for the notifier to pick each Event's sinks by the workload's
+    /// `tagwatch.dev/notify`.
+    pub fn route_notifications(&self, workloads: &[Arc<Workload>]) {
+        if let Some(notifier) = &self.notifier {
+            notifier.route(workloads);
         }
     }
 
@@ -120,6 +138,24 @@ impl Writer {
         note: String,
     ) {
         if self.may_write(Fenced::Event) {
+            // Offered before the Event is sent: queuing never waits, and a notice should not
+            // depend on the Events API answering.
+            if let Some(notifier) = &self.notifier {
+                let type_text = match type_ {
+                    EventType::Normal => "Normal",
+                    EventType::Warning => "Warning",
+                };
+                if let Some(notice) = Notice::of_event(
+                    reason,
+                    type_text,
+                    Regarding::of(reference),
+                    note.clone(),
+                    k8s_openapi::jiff::Timestamp::now(),
+                    notify::new_id(),
+                ) {
+                    notifier.offer(notice);
+                }
+            }
             write::publish(&self.recorder, reference, type_, reason, action, note).await;
         }
     }

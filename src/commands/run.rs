@@ -19,6 +19,7 @@ use crate::discover::watch::{Workloads, CRD_RECHECK};
 use crate::leader::{self, Elector, Leadership};
 use crate::metrics::Metrics;
 use crate::model::kind::Kind;
+use crate::notify;
 use crate::plan::holds::Limits;
 use crate::registry::pull_secrets::PullSecrets;
 use crate::server::webhooks::Hint;
@@ -59,6 +60,15 @@ pub async fn run(args: RunArgs, file: FileConfig) -> anyhow::Result<()> {
 
     let client = app::kube_client(settings.kubeconfig.as_deref()).await?;
     let credentials = app::registry_credentials(&settings.registries, Some(&client)).await?;
+    // Sink URLs and keys held in Secrets are read from tagwatch's namespace, beside the Lease.
+    let notifier = notify::sources::start(
+        &file.notifications,
+        &client,
+        &leader::lease_namespace(&leader_settings, args.pod_namespace.as_deref(), &client),
+        metrics.clone(),
+        &notify::DeliveryOptions::default(),
+    )
+    .await?;
     let (mut leadership, elector) = if leader_settings.enabled {
         let namespace =
             leader::lease_namespace(&leader_settings, args.pod_namespace.as_deref(), &client);
@@ -159,16 +169,20 @@ pub async fn run(args: RunArgs, file: FileConfig) -> anyhow::Result<()> {
         "discovery synced"
     );
 
-    let writer = Arc::new(Writer::new(
+    // First-seen times (tagwatch.dev/min-age) live beside the Lease, in tagwatch's namespace.
+    let state_namespace =
+        leader::lease_namespace(&leader_settings, args.pod_namespace.as_deref(), &client);
+    let mut writer = Writer::new(
         client.clone(),
         Recorder::new(client.clone(), reporter),
         leadership.clone(),
         metrics.clone(),
-    ));
-    let mut poller = Poller::new(ctx, writer);
-    // First-seen times (tagwatch.dev/min-age) live beside the Lease, in tagwatch's namespace.
-    let state_namespace =
-        leader::lease_namespace(&leader_settings, args.pod_namespace.as_deref(), &client);
+    );
+    if let Some(notifier) = notifier {
+        tracing::info!(sinks = ?notifier.sink_names(), "notifications on");
+        writer = writer.with_notifier(notifier);
+    }
+    let mut poller = Poller::new(ctx, Arc::new(writer));
     poller.watch_freezes(state_namespace.clone());
     let mut was_leader = false;
     let Some(mut finished) = poller.take_events() else {

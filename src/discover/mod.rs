@@ -357,7 +357,24 @@ fn empty_workload<S: Source + ?Sized>(
         // Set whatever else is wrong: an invalid opt-out allows nothing.
         gitops: gitops::managed_by(object.meta()),
         window: None,
+        // Whatever else is wrong too: a refusal is itself worth telling the chosen sinks.
+        notify: notify_sinks(object.meta()),
     }
+}
+
+/// `tagwatch.dev/notify: a, b` → the names (an empty value chooses no sink); absent: `None`.
+fn notify_sinks(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> Option<BTreeSet<String>> {
+    let value = meta.annotations.as_ref()?.get(keys::NOTIFY)?;
+    Some(
+        value
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
+    )
 }
 
 /// tagwatch's own state annotations, parsed.
@@ -475,6 +492,27 @@ mod tests {
 
     fn web(image: &str) -> serde_json::Value {
         json!([{"name": "web", "image": image}])
+    }
+
+    #[test]
+    fn notify_names_sinks_even_on_a_workload_with_problems() {
+        let read = |annotations: serde_json::Value| {
+            workload(&deployment(annotations, web("reg/app:1.0.0"))).unwrap()
+        };
+        let set = |names: &[&str]| Some(names.iter().map(|n| n.to_string()).collect());
+        assert_eq!(read(json!({"tagwatch.dev/policy": "minor"})).notify, None);
+        assert_eq!(
+            read(json!({"tagwatch.dev/policy": "minor", "tagwatch.dev/notify": " ops, audit ,"}))
+                .notify,
+            set(&["audit", "ops"])
+        );
+        assert_eq!(
+            read(json!({"tagwatch.dev/policy": "minor", "tagwatch.dev/notify": ""})).notify,
+            set(&[])
+        );
+        let broken = read(json!({"tagwatch.dev/policy": "sideways", "tagwatch.dev/notify": "ops"}));
+        assert!(!broken.problems.is_empty());
+        assert_eq!(broken.notify, set(&["ops"]));
     }
 
     #[test]

@@ -44,6 +44,9 @@ pub const PROGRESS_DEADLINE: &str = "tagwatch.dev/progress-deadline";
 /// `allow`: tagwatch writes to a workload even though Argo CD or Flux manages it (which would
 /// otherwise undo the writes: tagwatch leaves such a workload alone). Any other value is invalid.
 pub const GITOPS: &str = "tagwatch.dev/gitops";
+/// The notification sinks (by name, comma-separated) told about this workload; absent: the
+/// sinks marked `default`.
+pub const NOTIFY: &str = "tagwatch.dev/notify";
 /// `off`: never roll back automatically.
 pub const ROLLBACK: &str = "tagwatch.dev/rollback";
 /// A rollout tagwatch started and is watching (JSON, written by tagwatch).

@@ -15,6 +15,7 @@ mod history_commands;
 mod holds;
 mod kinds;
 mod leader;
+mod notifications;
 mod observability;
 mod registry_client;
 mod registry_harness;

@@ -16,6 +16,7 @@ use tagwatch::control::Poller;
 use tagwatch::discover::Object;
 use tagwatch::leader::Leadership;
 use tagwatch::metrics::Metrics;
+use tagwatch::notify::Notifier;
 use tagwatch::registry::fanout::Fanout;
 use tagwatch::registry::pull_secrets::PullSecrets;
 use tagwatch::registry::{ClientOptions, DockerConfig, RegistryClient};
@@ -257,6 +258,39 @@ pub fn poller_with(
 ) -> Harness {
     let registry = prometheus::Registry::new();
     let metrics = Metrics::new(&registry).expect("metrics");
+    assemble(cluster, insecure, fallback, registry, metrics, adjust, None)
+}
+
+/// As [`poller`], its metrics in `registry` (`metrics` registered there), every Event offered
+/// to `notifier` (built on the same metrics).
+pub fn poller_notifying(
+    cluster: &TestCluster,
+    insecure: &[String],
+    fallback: DockerConfig,
+    registry: prometheus::Registry,
+    metrics: Metrics,
+    notifier: Notifier,
+) -> Harness {
+    assemble(
+        cluster,
+        insecure,
+        fallback,
+        registry,
+        metrics,
+        |_| {},
+        Some(notifier),
+    )
+}
+
+fn assemble(
+    cluster: &TestCluster,
+    insecure: &[String],
+    fallback: DockerConfig,
+    registry: prometheus::Registry,
+    metrics: Metrics,
+    adjust: impl FnOnce(&mut Context),
+    notifier: Option<Notifier>,
+) -> Harness {
     let client = RegistryClient::new(
         ClientOptions {
             insecure_registries: insecure.to_vec(),
@@ -293,6 +327,10 @@ pub fn poller_with(
         Leadership::always(),
         metrics,
     );
+    let writer = match notifier {
+        Some(notifier) => writer.with_notifier(notifier),
+        None => writer,
+    };
     Harness {
         poller: Poller::new(Arc::new(ctx), Arc::new(writer)),
         registry,
