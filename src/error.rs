@@ -117,6 +117,22 @@ fn kube_label(error: &kube::Error) -> &'static str {
     }
 }
 
+/// An error and its sources, `outer: inner: innermost` (a source already quoted by its outer
+/// error is not repeated): reqwest's own text hides the cause that tells a person what to fix.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        let next = inner.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = inner.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -119,7 +119,7 @@ impl PrometheusClient {
             .timeout(timeout)
             .build()
             .map_err(|e| QueryError::Client {
-                reason: error_chain(&e.without_url()),
+                reason: crate::error::chain(&e.without_url()),
             })?;
         Ok(PrometheusClient {
             http,
@@ -160,28 +160,13 @@ impl PrometheusClient {
             format!("timed out after {:?}", self.timeout)
         } else {
             // reqwest's own message would repeat the URL, userinfo included.
-            error_chain(&e.without_url())
+            crate::error::chain(&e.without_url())
         };
         QueryError::Transport {
             url: self.shown.clone(),
             reason,
         }
     }
-}
-
-/// The error and its sources, `outer: inner: innermost`.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        let next = inner.to_string();
-        if !text.contains(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        source = inner.source();
-    }
-    text
 }
 
 /// The start of a body, for an error message.

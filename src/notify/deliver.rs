@@ -139,7 +139,7 @@ pub fn client() -> Result<reqwest::Client, String> {
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("tagwatch/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|e| error_chain(&e.without_url()))
+        .map_err(|e| crate::error::chain(&e.without_url()))
 }
 
 /// Starts the sink's delivery task (on the current Tokio runtime) and returns its handle; the
@@ -312,26 +312,12 @@ async fn send(
     match tokio::time::timeout(timeout, request.send()).await {
         Err(_) => Answer::Timeout,
         Ok(Err(e)) if e.is_timeout() => Answer::Timeout,
-        Ok(Err(e)) => Answer::Transport(url.scrub(&error_chain(&e.without_url()))),
+        Ok(Err(e)) => Answer::Transport(url.scrub(&crate::error::chain(&e.without_url()))),
         Ok(Ok(response)) => Answer::Status {
             code: response.status().as_u16(),
             retry_after: retry_after(response.headers().get(RETRY_AFTER)),
         },
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        let next = inner.to_string();
-        if !text.contains(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        source = inner.source();
-    }
-    text
 }
 
 #[cfg(test)]
