@@ -27,6 +27,10 @@ pub async fn record_proposal(
     note: String,
 ) {
     let patch = proposal_patch(proposal, workload.resource_version.as_deref());
+    // kube's Recorder folds Events with the same reason and action on one object into a series
+    // that keeps the first note: each proposal is its own Event, or a superseding version's
+    // command would be lost.
+    let action = format!("Propose-{}", proposal.since.as_second());
     match writer.patch(&workload.id, patch, Fenced::State).await {
         Ok(_) => {
             writer
@@ -34,7 +38,7 @@ pub async fn record_proposal(
                     &reference(&workload.id, workload.uid.as_deref()),
                     EventType::Normal,
                     reason,
-                    "Propose",
+                    &action,
                     note,
                 )
                 .await;
