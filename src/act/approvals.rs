@@ -30,7 +30,7 @@ pub async fn record_proposal(
     // kube's Recorder folds Events with the same reason and action on one object into a series
     // that keeps the first note: each proposal is its own Event, or a superseding version's
     // command would be lost.
-    let action = format!("Propose-{}", proposal.since.as_second());
+    let action = format!("Propose-{}", proposal.since.as_nanosecond());
     match writer.patch(&workload.id, patch, Fenced::State).await {
         Ok(_) => {
             writer

@@ -193,6 +193,28 @@ async fn two_approvers_must_be_distinct_people() {
     assert!(again.contains("already approved by alice"), "{again}");
     h.poller.round_all(&snapshot(&cluster, &[&ns]).await).await;
     assert_eq!(image(&cluster, &ns, "web").await, format!("{app}:1.0.0"));
+    // `tagwatch pending` lists the proposal with the approvals given and needed.
+    let host = registry.host();
+    let pending = ok(&cli(
+        &people[0],
+        &[
+            "pending",
+            "-o",
+            "json",
+            "-n",
+            &ns,
+            "--insecure-registry",
+            &host,
+            "--state-namespace",
+            &ns,
+        ],
+    )
+    .await);
+    let pending: serde_json::Value = serde_json::from_str(&pending).expect("json");
+    let row = &pending["waiting"][0];
+    assert_eq!(row["reason"], "approval", "{pending}");
+    assert_eq!(row["approvals_given"], 1, "{pending}");
+    assert_eq!(row["approvals_needed"], 2, "{pending}");
 
     ok(&cli(&people[1], &["approve", &target, "--version", "1.1.0"]).await);
     h.poller.round_all(&snapshot(&cluster, &[&ns]).await).await;
