@@ -64,6 +64,26 @@ pub enum Command {
     /// What waits and why: the freezes, and each update held by a freeze, a window or the
     /// rollout limit.
     Pending(PendingArgs),
+    /// Approve the update proposed on a workload (`tagwatch.dev/approvals`), as the identity
+    /// the API server reports for you. Exit 2 when there is nothing to approve.
+    Approve(ApproveArgs),
+    /// Deny the update proposed on a workload: its version is rejected (never applied).
+    Deny(ApproveArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ApproveArgs {
+    /// The workload: `NAMESPACE/NAME` for a Deployment, else `NAMESPACE/KIND/NAME` with KIND
+    /// one of deploy, sts, ds, cj, rollout (or kubectl's other names for them).
+    #[arg(value_name = "NAMESPACE/[KIND/]NAME", value_parser = parse_workload)]
+    pub workload: crate::model::workload::WorkloadId,
+    /// The version you reviewed; refused when the proposal is for another (a newer version
+    /// superseded it). Default: whatever is proposed.
+    #[arg(long, value_name = "VERSION")]
+    pub version: Option<String>,
+    /// Kubeconfig file; default: $KUBECONFIG, ~/.kube/config, then in-cluster.
+    #[arg(long, env = "TAGWATCH_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
 }
 
 /// Where tagwatch keeps its state (the `tagwatch-state` ConfigMap).

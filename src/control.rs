@@ -525,8 +525,97 @@ impl Poller {
         }
     }
 
+    /// Whether `workload`'s update waits for people to approve it (`tagwatch.dev/approvals`),
+    /// recording the proposal, its expiry or its release as the verdict asks. Approval comes
+    /// before the other holds: people can review while a window is closed or a freeze lasts.
+    fn awaits_approval(&mut self, workload: &Arc<Workload>, plan: &WorkloadPlan) -> bool {
+        use crate::act::approvals::{APPROVAL_EXPIRED, APPROVAL_GRANTED, APPROVAL_REQUIRED};
+        use crate::plan::approvals::{approve_command, Verdict};
+        let pending: BTreeMap<String, String> = plan
+            .pending()
+            .map(|p| (p.container.clone(), p.to_tag.clone()))
+            .collect();
+        let now = jiff::Timestamp::now();
+        let Some(verdict) = self.holds.check_approval(workload, &pending, now) else {
+            return false;
+        };
+        let changes: Vec<String> = plan
+            .pending()
+            .map(|p| format!("{} {} → {}", p.container, p.from_tag, p.to_tag))
+            .collect();
+        let changes = changes.join(", ");
+        match verdict {
+            Verdict::Released { proposal } => {
+                let label = proposal.label();
+                let approvers: Vec<&str> = workload
+                    .approvals
+                    .as_ref()
+                    .map(|a| a.approvers(&label).into_iter().collect())
+                    .unwrap_or_default();
+                let key = format!("{label}@{}", proposal.since);
+                let fresh = self
+                    .reported
+                    .entry(workload.id.clone())
+                    .or_default()
+                    .insert((APPROVAL_GRANTED, key));
+                if fresh {
+                    let note = format!(
+                        "{changes} approved by {}: it goes ahead",
+                        approvers.join(", ")
+                    );
+                    tracing::info!(workload = %workload.id, %note, "update approved");
+                    self.act(Action::Publish {
+                        regarding: reference(&workload.id, workload.uid.as_deref()),
+                        reason: APPROVAL_GRANTED,
+                        note,
+                    });
+                }
+                false
+            }
+            Verdict::Propose(proposal) => {
+                let needed = workload.approvals.as_ref().map_or(1, |a| a.needed);
+                let deadline = workload
+                    .approvals
+                    .as_ref()
+                    .map(|a| humantime::format_duration(a.deadline).to_string())
+                    .unwrap_or_default();
+                let note = format!(
+                    "{changes} needs {needed} approval(s) within {deadline}; approve with: {}",
+                    approve_command(&workload.id.to_string(), &proposal)
+                );
+                tracing::info!(workload = %workload.id, %note, "update proposed");
+                self.act(Action::RecordProposal {
+                    workload: workload.clone(),
+                    proposal,
+                    reason: APPROVAL_REQUIRED,
+                    note,
+                });
+                true
+            }
+            Verdict::Expire(proposal) => {
+                let note = format!(
+                    "the proposal of {} expired unapproved; not updated (a newer version proposes again)",
+                    proposal.label()
+                );
+                tracing::info!(workload = %workload.id, %note, "proposal expired");
+                self.act(Action::RecordProposal {
+                    workload: workload.clone(),
+                    proposal,
+                    reason: APPROVAL_EXPIRED,
+                    note,
+                });
+                true
+            }
+            Verdict::Waiting { .. } | Verdict::Expired(_) => true,
+        }
+    }
+
     /// Whether `workload`'s update must wait; reported once per reason as `UpdateWaiting`.
-    fn held(&mut self, workload: &Workload, plan: &WorkloadPlan) -> bool {
+    fn held(&mut self, workload: &Arc<Workload>, plan: &WorkloadPlan) -> bool {
+        if self.awaits_approval(workload, plan) {
+            self.set_waiting_gauges();
+            return true;
+        }
         // Counting rollouts costs a look at every workload: only with a limit to count for.
         let running = if self.holds.limited() {
             self.running()

@@ -32,6 +32,8 @@ async fn main() -> ExitCode {
         Command::Freeze(args) => commands::pending::freeze(args).await.map(|()| 0),
         Command::Unfreeze(args) => commands::pending::unfreeze(args).await,
         Command::Pending(args) => commands::pending::pending(args, file).await.map(|()| 0),
+        Command::Approve(args) => commands::approve::approve(args).await.map(|()| 0),
+        Command::Deny(args) => commands::approve::deny(args).await.map(|()| 0),
     };
     match result {
         Ok(code) => ExitCode::from(code),

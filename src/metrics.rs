@@ -579,7 +579,7 @@ impl Metrics {
         let updates_waiting = IntGaugeVec::new(
             Opts::new(
                 "tagwatch_updates_waiting",
-                "Workloads whose update waits, by reason (freeze, window, limit)",
+                "Workloads whose update waits, by reason (freeze, window, limit, approval)",
             ),
             &["reason"],
         )?;

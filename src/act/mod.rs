@@ -2,6 +2,7 @@
 //! planned changes, Events, canary objects, rollout checks, Prometheus queries, and the tasks the
 //! control loop runs them in.
 
+pub mod approvals;
 pub mod gates;
 pub mod holds;
 pub mod partition;

@@ -267,6 +267,7 @@ impl Runner {
             } => {
                 let type_ = if reason == crate::act::gates::GATE_BLOCKED
                     || reason == crate::control::HOLD_REASON
+                    || reason == crate::act::approvals::APPROVAL_GRANTED
                 {
                     EventType::Normal
                 } else {
@@ -281,6 +282,19 @@ impl Runner {
                     writer
                         .publish(&regarding, type_, reason, &action, note)
                         .await;
+                });
+            }
+            Action::RecordProposal {
+                workload,
+                proposal,
+                reason,
+                note,
+            } => {
+                tokio::spawn(async move {
+                    crate::act::approvals::record_proposal(
+                        &writer, &workload, &proposal, reason, note,
+                    )
+                    .await;
                 });
             }
             Action::SaveFirstSeen { namespace, data } => {

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod alias;
+pub mod approve;
 pub mod history;
 pub mod pending;
 pub mod plan;

@@ -9,7 +9,8 @@ use crate::app;
 use crate::cli::{FreezeArgs, Output, PendingArgs, StateArgs};
 use crate::config::FileConfig;
 use crate::control::holds::{HoldSettings, Holds};
-use crate::plan::holds::{Freeze, Limits};
+use crate::plan::approvals::Verdict;
+use crate::plan::holds::{Freeze, Hold, Limits};
 
 pub async fn freeze(args: FreezeArgs) -> anyhow::Result<()> {
     let client = app::kube_client(args.state.kubeconfig.as_deref()).await?;
@@ -68,11 +69,16 @@ struct Waiting {
     workload: String,
     /// `container → version` for each held update.
     updates: Vec<String>,
-    /// `freeze`, `window` or `limit`.
+    /// `approval`, `freeze`, `window` or `limit`.
     reason: &'static str,
     message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     until: Option<String>,
+    /// For `approval`: distinct people who approved the proposed version, and how many must.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    approvals_given: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    approvals_needed: Option<u8>,
 }
 
 #[derive(Debug, Serialize)]
@@ -110,7 +116,16 @@ pub async fn pending(args: PendingArgs, file: FileConfig) -> anyhow::Result<()> 
     plans.sort_by(|a, b| a.0.id.cmp(&b.0.id));
     // In a stable order, as the service serves rollout slots: those that fit would start.
     for (workload, plan) in plans {
-        match holds.check(workload, &running, now) {
+        let versions = plan
+            .pending()
+            .map(|p| (p.container.clone(), p.to_tag.clone()))
+            .collect();
+        // Approval first, as the service judges it: a proposal waits for people whatever else.
+        let hold = match holds.check_approval(workload, &versions, now) {
+            None | Some(Verdict::Released { .. }) => holds.check(workload, &running, now),
+            Some(_) => holds.hold_of(&workload.id).cloned(),
+        };
+        match hold {
             None => {
                 running.insert(workload.id.clone());
             }
@@ -123,6 +138,14 @@ pub async fn pending(args: PendingArgs, file: FileConfig) -> anyhow::Result<()> 
                 reason: hold.kind(),
                 message: hold.to_string(),
                 until: hold.until().map(|t| t.to_string()),
+                approvals_given: match &hold {
+                    Hold::Approval { given, .. } => Some(*given),
+                    _ => None,
+                },
+                approvals_needed: match &hold {
+                    Hold::Approval { needed, .. } => Some(*needed),
+                    _ => None,
+                },
             }),
         }
     }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 
 use crate::model::workload::{Workload, WorkloadId};
+use crate::plan::approvals::{self, Verdict};
 use crate::plan::holds::{self, Freeze, Hold, HoldEnv, Limits};
 
 /// The incident freeze is read again after this: `tagwatch freeze` takes effect within it.
@@ -134,6 +135,71 @@ impl Holds {
         hold
     }
 
+    /// Whether `workload`'s update (container → version in `pending`) waits for approval;
+    /// `None` when the workload asks for none. A verdict that holds is remembered like any
+    /// hold, with a wake-up at the proposal's deadline (its expiry is decided by the clock).
+    pub fn check_approval(
+        &mut self,
+        workload: &Workload,
+        pending: &BTreeMap<String, String>,
+        now: Timestamp,
+    ) -> Option<Verdict> {
+        let spec = workload.approvals.as_ref()?;
+        let verdict = approvals::judge(spec, pending, now);
+        let id = &workload.id;
+        let hold = match &verdict {
+            Verdict::Released { .. } => {
+                self.held.remove(id);
+                self.wakeups.remove(id);
+                return Some(verdict);
+            }
+            Verdict::Propose(proposal) => Hold::Approval {
+                version: proposal.label(),
+                given: 0,
+                needed: spec.needed,
+                expires: jiff::SignedDuration::try_from(spec.deadline)
+                    .ok()
+                    .and_then(|d| proposal.since.checked_add(d).ok()),
+            },
+            Verdict::Waiting {
+                proposal,
+                given,
+                needed,
+                expires,
+            } => Hold::Approval {
+                version: proposal.label(),
+                given: *given,
+                needed: *needed,
+                expires: Some(*expires),
+            },
+            Verdict::Expire(proposal) | Verdict::Expired(proposal) => Hold::Approval {
+                version: proposal.label(),
+                given: spec.approvers(&proposal.label()).len(),
+                needed: spec.needed,
+                expires: None,
+            },
+        };
+        // Waiting for people, it keeps no place in the queue for a rollout slot.
+        self.queue.remove(id);
+        match hold.until() {
+            Some(until) => {
+                let wait = Duration::try_from(until.duration_since(now)).unwrap_or_default();
+                self.wakeups
+                    .insert(id.clone(), Instant::now() + wait + WAKE_SLACK);
+            }
+            None => {
+                self.wakeups.remove(id);
+            }
+        }
+        self.held.insert(id.clone(), hold);
+        Some(verdict)
+    }
+
+    /// What holds `id` now, as last checked.
+    pub fn hold_of(&self, id: &WorkloadId) -> Option<&Hold> {
+        self.held.get(id)
+    }
+
     /// The update of `id` started (or was dropped): it no longer waits. True when it did.
     pub fn started(&mut self, id: &WorkloadId) -> bool {
         self.queue.remove(id);
@@ -183,7 +249,8 @@ impl Holds {
 
     /// How many updates wait, per reason (`tagwatch_updates_waiting{reason}`).
     pub fn waiting_counts(&self) -> BTreeMap<&'static str, usize> {
-        let mut counts = BTreeMap::from([("freeze", 0), ("window", 0), ("limit", 0)]);
+        let mut counts =
+            BTreeMap::from([("freeze", 0), ("window", 0), ("limit", 0), ("approval", 0)]);
         for hold in self.held.values() {
             *counts.entry(hold.kind()).or_default() += 1;
         }

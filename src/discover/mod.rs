@@ -156,6 +156,14 @@ pub fn workload<S: Source + ?Sized>(object: &S) -> Option<Workload> {
             }
         },
     };
+    // Approvals that do not parse stop updates: going ahead would skip the review asked for.
+    let approvals = match crate::plan::approvals::Approvals::from_annotations(&annotations) {
+        Ok(approvals) => approvals,
+        Err((field, reason)) => {
+            problem(None, field, reason);
+            return Some(empty_workload(object, id, problems, annotations));
+        }
+    };
     // A canary asked for but misconfigured stops updates: going ahead without the canary would
     // skip the judgement the owner asked for.
     let rollout = match rollout_state(&annotations) {
@@ -255,6 +263,7 @@ pub fn workload<S: Source + ?Sized>(object: &S) -> Option<Workload> {
     workload.interval = interval;
     workload.rollout = rollout;
     workload.window = window;
+    workload.approvals = approvals;
     Some(workload)
 }
 
@@ -357,6 +366,7 @@ fn empty_workload<S: Source + ?Sized>(
         // Set whatever else is wrong: an invalid opt-out allows nothing.
         gitops: gitops::managed_by(object.meta()),
         window: None,
+        approvals: None,
         // Whatever else is wrong too: a refusal is itself worth telling the chosen sinks.
         notify: notify_sinks(object.meta()),
     }

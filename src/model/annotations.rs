@@ -21,6 +21,14 @@ pub const MIN_AGE: &str = "tagwatch.dev/min-age";
 pub const WINDOW: &str = "tagwatch.dev/window";
 /// The window's IANA time zone (default UTC).
 pub const WINDOW_TIMEZONE: &str = "tagwatch.dev/window-timezone";
+/// How many people must approve an update before it is written (1..10).
+pub const APPROVALS: &str = "tagwatch.dev/approvals";
+/// How long a proposal waits for approval before it expires (default 7d).
+pub const APPROVAL_DEADLINE: &str = "tagwatch.dev/approval-deadline";
+/// The update waiting for approval (JSON, written by tagwatch).
+pub const PROPOSAL: &str = "tagwatch.dev/proposal";
+/// Who approved which version (JSON list, written by `tagwatch approve`).
+pub const APPROVALS_GIVEN: &str = "tagwatch.dev/approvals-given";
 /// What tagwatch last wrote, per container (JSON map container → image).
 pub const APPLIED: &str = "tagwatch.dev/applied";
 /// The alias a container follows (`1`), or a JSON map container → alias.

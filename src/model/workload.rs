@@ -158,6 +158,8 @@ pub struct Workload {
     pub gitops: Option<String>,
     /// `tagwatch.dev/window`: when an update may start (`None`: any time).
     pub window: Option<crate::model::window::Window>,
+    /// `tagwatch.dev/approvals`: updates wait for people to approve them (`None`: they don't).
+    pub approvals: Option<crate::plan::approvals::Approvals>,
     /// `tagwatch.dev/notify`: the notification sinks chosen by name (`None`: the default sinks).
     pub notify: Option<BTreeSet<String>>,
 }

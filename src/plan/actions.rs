@@ -58,6 +58,14 @@ pub enum Action {
         reason: &'static str,
         note: String,
     },
+    /// Record a proposal (or its expiry) on the workload with a guarded patch, then publish the
+    /// Normal Event `reason` with `note` (which carries the command that approves).
+    RecordProposal {
+        workload: Arc<Workload>,
+        proposal: super::approvals::Proposal,
+        reason: &'static str,
+        note: String,
+    },
     /// Store when each tag was first seen (`tagwatch.dev/min-age`) in tagwatch's ConfigMap.
     SaveFirstSeen { namespace: String, data: String },
 }
@@ -107,6 +115,12 @@ impl fmt::Display for Action {
                 write!(f, "check {what} {}", workload.id)
             }
             Action::SweepCanaries { .. } => f.write_str("remove left-behind canaries"),
+            Action::RecordProposal {
+                workload,
+                reason,
+                note,
+                ..
+            } => write!(f, "record {reason} on {}: {note}", workload.id),
             Action::SaveFirstSeen { namespace, .. } => {
                 write!(
                     f,
@@ -136,7 +150,8 @@ impl Action {
             Action::Update(job) | Action::RecordManual(job) => {
                 job.workload.id.to_string() == workload
             }
-            Action::CheckRollout { workload: w, .. } => w.id.to_string() == workload,
+            Action::CheckRollout { workload: w, .. }
+            | Action::RecordProposal { workload: w, .. } => w.id.to_string() == workload,
             Action::Publish { regarding, .. } => {
                 let name = format!(
                     "{}/{}",

@@ -66,6 +66,15 @@ pub enum Hold {
         /// How many wait before this one.
         ahead: usize,
     },
+    /// Proposed, waiting for people to approve (`tagwatch.dev/approvals`).
+    Approval {
+        /// What `tagwatch approve --version` names.
+        version: String,
+        given: usize,
+        needed: u8,
+        /// When the proposal expires; `None`: it has.
+        expires: Option<Timestamp>,
+    },
 }
 
 impl Hold {
@@ -75,6 +84,7 @@ impl Hold {
             Hold::Freeze { .. } => "freeze",
             Hold::Window { .. } => "window",
             Hold::Limit { .. } => "limit",
+            Hold::Approval { .. } => "approval",
         }
     }
 
@@ -95,6 +105,7 @@ impl Hold {
             Hold::Freeze { until, .. } => *until,
             Hold::Window { opens, .. } => *opens,
             Hold::Limit { .. } => None,
+            Hold::Approval { expires, .. } => *expires,
         }
     }
 }
@@ -119,6 +130,21 @@ impl fmt::Display for Hold {
                     None => Ok(()),
                 }
             }
+            Hold::Approval {
+                version,
+                given,
+                needed,
+                expires,
+            } => match expires {
+                Some(expires) => write!(
+                    f,
+                    "proposed {version}: {given} of {needed} approvals given; expires at {expires}"
+                ),
+                None => write!(
+                    f,
+                    "the proposal of {version} expired unapproved; a newer version proposes again"
+                ),
+            },
             Hold::Limit {
                 scope,
                 limit,

@@ -2,6 +2,7 @@
 
 pub mod actions;
 pub mod alias_tags;
+pub mod approvals;
 pub mod canary;
 pub mod digest;
 pub mod explain;

@@ -6,6 +6,7 @@
 mod admission_policy;
 mod aliases;
 mod apiserver_fidelity;
+mod approvals;
 mod canary;
 mod canary_query;
 mod commands;

@@ -188,3 +188,61 @@ async fn list_and_watch_framing_match_the_recordings() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// `SelfSubjectReview` (authentication.k8s.io/v1): no recording exists, so the documented v1
+/// shape: 201, the review echoed with `metadata.creationTimestamp: null` and `status.userInfo`
+/// naming the caller. The test bed's caller is the bearer token's user, else its administrator.
+#[tokio::test]
+async fn self_subject_review_answers_the_documented_shape() -> anyhow::Result<()> {
+    let cluster = TestCluster::start().await?;
+    let server = test_server_or_skip!(
+        cluster,
+        "compares raw bodies with the documented shape and names users only the test bed mints"
+    );
+    let http = reqwest::Client::new();
+    let url = format!(
+        "{}/apis/authentication.k8s.io/v1/selfsubjectreviews",
+        server.url()
+    );
+    let body =
+        r#"{"kind":"SelfSubjectReview","apiVersion":"authentication.k8s.io/v1","metadata":{}}"#;
+    let review = |user: &str, groups: Value| {
+        json!({
+            "kind": "SelfSubjectReview", "apiVersion": "authentication.k8s.io/v1",
+            "metadata": {"creationTimestamp": null},
+            "status": {"userInfo": {"username": user, "groups": groups}}
+        })
+    };
+    for (token, want) in [
+        (
+            None,
+            review(
+                "testbed-admin",
+                json!(["system:masters", "system:authenticated"]),
+            ),
+        ),
+        (
+            Some("alice"),
+            review("alice", json!(["system:authenticated"])),
+        ),
+    ] {
+        let mut request = http
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await?;
+        assert_eq!(response.status().as_u16(), 201);
+        assert_eq!(response.json::<Value>().await?, want, "{token:?}");
+    }
+    // Only `create` is served.
+    let get = http.get(&url).send().await?;
+    assert_eq!(get.status().as_u16(), 405);
+
+    // kube's typed client reads it as the CLI does.
+    let user = tagwatch::act::approvals::whoami(&cluster.client).await?;
+    assert_eq!(user, "testbed-admin");
+    Ok(())
+}

@@ -94,6 +94,17 @@ impl TestCluster {
         Ok(path)
     }
 
+    /// A kubeconfig authenticating as `user` (`kubeconfig-<user>` in `dir`), for the CLI run as
+    /// different people. Only the test bed can mint identities: `None` on a real cluster.
+    pub fn kubeconfig_as(&self, dir: &Path, user: &str) -> anyhow::Result<Option<PathBuf>> {
+        let Some(server) = &self.server else {
+            return Ok(None);
+        };
+        let path = dir.join(format!("kubeconfig-{user}"));
+        server.write_kubeconfig_as(&path, Some(user))?;
+        Ok(Some(path))
+    }
+
     /// Makes the test images run: on the test bed every image's pods become Ready from now on;
     /// on a real cluster, true only when [`RUNS_IMAGES_ENV`] says they can. Use it through
     /// [`require_running_images!`](crate::require_running_images!).

@@ -143,10 +143,21 @@ impl ApiServer {
 
     /// Writes a kubeconfig pointing at this server, for running binaries as subprocesses.
     pub fn write_kubeconfig(&self, path: &Path) -> anyhow::Result<()> {
+        self.write_kubeconfig_as(path, None)
+    }
+
+    /// As [`ApiServer::write_kubeconfig`], authenticating as `user` (a bearer token the server
+    /// takes as the user's name, e.g. in `SelfSubjectReview`); `None`: the administrator
+    /// `testbed-admin`.
+    pub fn write_kubeconfig_as(&self, path: &Path, user: Option<&str>) -> anyhow::Result<()> {
+        let credentials = match user {
+            Some(user) => format!("{{token: {}}}", serde_json::to_string(user)?),
+            None => "{}".to_string(),
+        };
         let text = format!(
             "apiVersion: v1\nkind: Config\nclusters:\n- name: testbed\n  cluster:\n    server: {}\n\
              contexts:\n- name: testbed\n  context:\n    cluster: testbed\n    user: testbed\n    \
-             namespace: default\ncurrent-context: testbed\nusers:\n- name: testbed\n  user: {{}}\n",
+             namespace: default\ncurrent-context: testbed\nusers:\n- name: testbed\n  user: {credentials}\n",
             self.url()
         );
         std::fs::write(path, text)?;

@@ -41,6 +41,11 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    let authorization = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let host = parts
         .headers
         .get(header::HOST)
@@ -66,6 +71,7 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
                 uri: &parts.uri,
                 content_type: content_type.as_deref(),
                 user_agent: user_agent.as_deref(),
+                authorization: authorization.as_deref(),
                 host: &host,
                 body: &body,
             },
@@ -93,6 +99,8 @@ struct Incoming<'a> {
     uri: &'a http::Uri,
     content_type: Option<&'a str>,
     user_agent: Option<&'a str>,
+    /// `Bearer <token>`: the token names the user (see [`super::ApiServer::write_kubeconfig_as`]).
+    authorization: Option<&'a str>,
     host: &'a str,
     body: &'a [u8],
 }
@@ -100,6 +108,9 @@ struct Incoming<'a> {
 fn dispatch(shared: &Arc<Shared>, request: &Incoming) -> Result<Response, ApiError> {
     let Query(query) = Query::<HashMap<String, String>>::try_from_uri(request.uri)
         .map_err(|e| ApiError::bad_request(&e.to_string()))?;
+    if request.uri.path() == SELF_SUBJECT_REVIEWS {
+        return self_subject_review(request);
+    }
     let route = parse_path(request.uri.path(), &lock(&shared.cluster).catalog);
     let target = match route {
         Route::Version if request.method == Method::GET => {
@@ -287,4 +298,48 @@ fn dropped_connection() -> Response {
         .headers_mut()
         .insert(header::CONTENT_LENGTH, HeaderValue::from_static("1024"));
     response
+}
+
+const SELF_SUBJECT_REVIEWS: &str = "/apis/authentication.k8s.io/v1/selfsubjectreviews";
+
+/// The user a request is made as: the bearer token's text, or the test bed's administrator for
+/// a request without one (as a kubeconfig written by `write_kubeconfig`).
+pub(crate) const ADMIN_USER: &str = "testbed-admin";
+
+fn user_of(request: &Incoming) -> (String, Vec<&'static str>) {
+    match request
+        .authorization
+        .and_then(|a| a.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    {
+        Some(token) => (token.to_string(), vec!["system:authenticated"]),
+        None => (
+            ADMIN_USER.to_string(),
+            vec!["system:masters", "system:authenticated"],
+        ),
+    }
+}
+
+/// `SelfSubjectReview` (authentication.k8s.io/v1): only `create`, answered with who the caller
+/// is, as the API server does (201, `metadata.creationTimestamp: null`, nothing stored).
+fn self_subject_review(request: &Incoming) -> Result<Response, ApiError> {
+    if request.method != Method::POST {
+        return Err(ApiError::method_not_allowed());
+    }
+    let body: serde_json::Value = serde_json::from_slice(request.body)
+        .map_err(|e| ApiError::bad_request(&format!("decoding the body: {e}")))?;
+    if body.get("kind").and_then(|k| k.as_str()) != Some("SelfSubjectReview") {
+        return Err(ApiError::bad_request("the body is not a SelfSubjectReview"));
+    }
+    let (username, groups) = user_of(request);
+    Ok(json_response(
+        201,
+        &serde_json::json!({
+            "kind": "SelfSubjectReview",
+            "apiVersion": "authentication.k8s.io/v1",
+            "metadata": {"creationTimestamp": null},
+            "status": {"userInfo": {"username": username, "groups": groups}}
+        }),
+    ))
 }
