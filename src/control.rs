@@ -39,6 +39,7 @@ use crate::registry::{Login, RegistryError};
 
 mod gates;
 pub mod holds;
+mod wakeups;
 
 /// How often canaries and rollouts in progress are looked at.
 pub const ROLLOUT_CHECK: Duration = Duration::from_secs(1);

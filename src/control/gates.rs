@@ -19,8 +19,6 @@ use crate::plan::update::{GateInputs, WorkloadPlan};
 /// The Nodes' platforms are read again after this (a new arm64 pool counts).
 const NODES_TTL: Duration = Duration::from_secs(300);
 
-const WAKE_SLACK: Duration = Duration::from_millis(10);
-
 /// A version whose signatures did not pass is checked again after this, doubling up to
 /// [`SIGNATURE_RECHECK_MAX`]: CI often signs moments after it pushes, and a version signed
 /// late must not stay blocked while it is listed.
@@ -48,7 +46,7 @@ pub struct Gatekeeper {
     nodes: Option<Arc<BTreeSet<Platform>>>,
     nodes_read: Option<Instant>,
     reading_nodes: bool,
-    wakeups: HashMap<WorkloadId, Instant>,
+    wakeups: super::wakeups::Wakeups,
     reported: HashMap<WorkloadId, BTreeSet<(String, String, Gate, GateResult)>>,
     /// Workloads whose last decision met a gate that could not decide (or a signature that did
     /// not pass yet): decided again at each listing, even one that brought nothing new.
@@ -103,7 +101,7 @@ impl Gatekeeper {
             self.unsaved = true;
         }
         let present: HashSet<&WorkloadId> = workloads.iter().map(|w| &w.id).collect();
-        self.wakeups.retain(|id, _| present.contains(id));
+        self.wakeups.retain(&present);
         self.reported.retain(|id, _| present.contains(id));
         self.retry.retain(|id| present.contains(id));
     }
@@ -216,17 +214,7 @@ impl Gatekeeper {
         now: Timestamp,
     ) -> Vec<Report> {
         let id = &workload.id;
-        match plan.wake_at {
-            Some(at) => {
-                // A hair late rather than early: woken early, it would only wait again.
-                let wait = Duration::try_from(at.duration_since(now)).unwrap_or_default();
-                self.wakeups
-                    .insert(id.clone(), Instant::now() + wait + WAKE_SLACK);
-            }
-            None => {
-                self.wakeups.remove(id);
-            }
-        }
+        self.wakeups.set(id, plan.wake_at, now);
         let unsettled = plan.judged.iter().any(|j| {
             j.result == GateResult::Error
                 || (j.gate == Gate::Signature && j.result == GateResult::Blocked)
@@ -265,20 +253,11 @@ impl Gatekeeper {
 
     /// Workloads whose youngest waiting candidate came of age.
     pub fn due(&mut self, now: Instant) -> Vec<WorkloadId> {
-        let due: Vec<WorkloadId> = self
-            .wakeups
-            .iter()
-            .filter(|(_, at)| **at <= now)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in &due {
-            self.wakeups.remove(id);
-        }
-        due
+        self.wakeups.due(now)
     }
 
     pub fn next_wakeup(&self) -> Option<Instant> {
-        self.wakeups.values().min().copied()
+        self.wakeups.next()
     }
 
     /// Whether the Nodes must be read now (marked as under way when so).

@@ -15,8 +15,6 @@ use crate::plan::holds::{self, Freeze, Hold, HoldEnv, Limits};
 /// The incident freeze is read again after this: `tagwatch freeze` takes effect within it.
 pub const FREEZE_TTL: Duration = Duration::from_secs(10);
 
-const WAKE_SLACK: Duration = Duration::from_millis(10);
-
 /// What the operator configured.
 #[derive(Debug, Clone, Default)]
 pub struct HoldSettings {
@@ -36,7 +34,7 @@ pub struct Holds {
     /// Waiting for a rollout slot: the order they came in.
     queue: HashMap<WorkloadId, u64>,
     next_seq: u64,
-    wakeups: HashMap<WorkloadId, Instant>,
+    wakeups: super::wakeups::Wakeups,
     held: HashMap<WorkloadId, Hold>,
 }
 
@@ -52,7 +50,7 @@ impl Holds {
     pub fn sync(&mut self, workloads: &[std::sync::Arc<Workload>]) {
         let present: HashSet<&WorkloadId> = workloads.iter().map(|w| &w.id).collect();
         self.queue.retain(|id, _| present.contains(id));
-        self.wakeups.retain(|id, _| present.contains(id));
+        self.wakeups.retain(&present);
         self.held.retain(|id, _| present.contains(id));
     }
 
@@ -118,17 +116,7 @@ impl Holds {
                     self.queue.insert(id.clone(), self.next_seq);
                     self.next_seq += 1;
                 }
-                match hold.until() {
-                    Some(until) => {
-                        let wait =
-                            Duration::try_from(until.duration_since(now)).unwrap_or_default();
-                        self.wakeups
-                            .insert(id.clone(), Instant::now() + wait + WAKE_SLACK);
-                    }
-                    None => {
-                        self.wakeups.remove(id);
-                    }
-                }
+                self.wakeups.set(id, hold.until(), now);
                 self.held.insert(id.clone(), hold.clone());
             }
         }
@@ -181,16 +169,7 @@ impl Holds {
         };
         // Waiting for people, it keeps no place in the queue for a rollout slot.
         self.queue.remove(id);
-        match hold.until() {
-            Some(until) => {
-                let wait = Duration::try_from(until.duration_since(now)).unwrap_or_default();
-                self.wakeups
-                    .insert(id.clone(), Instant::now() + wait + WAKE_SLACK);
-            }
-            None => {
-                self.wakeups.remove(id);
-            }
-        }
+        self.wakeups.set(id, hold.until(), now);
         self.held.insert(id.clone(), hold);
         Some(verdict)
     }
@@ -209,16 +188,7 @@ impl Holds {
 
     /// Workloads whose hold ends by the clock now.
     pub fn due(&mut self, now: Instant) -> Vec<WorkloadId> {
-        let due: Vec<WorkloadId> = self
-            .wakeups
-            .iter()
-            .filter(|(_, at)| **at <= now)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in &due {
-            self.wakeups.remove(id);
-        }
-        due
+        self.wakeups.due(now)
     }
 
     pub fn next_wakeup(&self) -> Option<Instant> {
@@ -227,7 +197,7 @@ impl Holds {
             .as_ref()
             .and(self.live_read)
             .map(|at| at + FREEZE_TTL);
-        self.wakeups.values().copied().chain(freeze).min()
+        self.wakeups.next().into_iter().chain(freeze).min()
     }
 
     pub fn is_queued(&self, id: &WorkloadId) -> bool {
