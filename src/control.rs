@@ -12,6 +12,7 @@
 //! of its listings completes, or when the workload itself changed (then with the last complete
 //! listing, so a person's `app:1` takes effect without waiting a poll).
 
+use futures::StreamExt;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -50,6 +51,9 @@ const CREDENTIALS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Resolved logins are read again after this even when nothing failed: rotated secrets count.
 const LOGINS_TTL: Duration = Duration::from_secs(600);
+/// Workloads whose pull credentials are read at the same time: a bound on the API requests
+/// (and connections) a start-up over thousands of workloads opens at once.
+const CREDENTIAL_READS: usize = 16;
 
 /// Finished tasks waiting for the loop; a full channel makes tasks wait, never drops a result.
 /// The Event reason of an update that waits (freeze, window, rollout limit).
@@ -753,8 +757,9 @@ impl Poller {
     }
 
     /// The login each workload pulls each of its registries with, read again when the workload
-    /// changed, when a registry refused it, or after [`LOGINS_TTL`]. Reads run side by side, each
-    /// cut at [`CREDENTIALS_TIMEOUT`]: a slow API server costs a turn that long at most.
+    /// changed, when a registry refused it, or after [`LOGINS_TTL`]. Up to [`CREDENTIAL_READS`]
+    /// workloads' reads run side by side (a read shared by many is made once), all cut at one
+    /// deadline [`CREDENTIALS_TIMEOUT`] away: a slow API server costs a turn that long at most.
     async fn resolve_logins(&mut self, workloads: &[Arc<Workload>]) {
         let stale: Vec<&Arc<Workload>> = workloads
             .iter()
@@ -768,6 +773,7 @@ impl Poller {
             return;
         }
         let secrets = &self.ctx.secrets;
+        let deadline = tokio::time::Instant::now() + CREDENTIALS_TIMEOUT;
         let reads = stale.into_iter().map(|workload| async move {
             let registries: BTreeSet<&str> = workload
                 .containers
@@ -782,10 +788,14 @@ impl Poller {
                 }
                 by_registry
             };
-            let resolved = tokio::time::timeout(CREDENTIALS_TIMEOUT, read).await;
+            let resolved = tokio::time::timeout_at(deadline, read).await;
             (workload, resolved)
         });
-        for (workload, resolved) in futures::future::join_all(reads).await {
+        let resolved: Vec<_> = futures::stream::iter(reads)
+            .buffer_unordered(CREDENTIAL_READS)
+            .collect()
+            .await;
+        for (workload, resolved) in resolved {
             match resolved {
                 Ok(by_registry) => {
                     self.logins.insert(

@@ -715,8 +715,16 @@ impl Rollouts<'_> {
             }
             return Err(CanaryError::Stale { name });
         }
+        // The cache keeps only what tagwatch reads of the primary (see discover::trim): the
+        // canary is a copy of the whole pod template, read afresh, and of this very primary.
+        let whole = api.get(primary_name).await?;
+        if whole.metadata.uid.as_deref() != Some(primary_uid) {
+            return Err(CanaryError::Build(format!(
+                "{namespace}/{primary_name} was replaced since it was read"
+            )));
+        }
         let canary =
-            canary_deployment(primary, &state.images, spec.replicas).map_err(CanaryError::Build)?;
+            canary_deployment(&whole, &state.images, spec.replicas).map_err(CanaryError::Build)?;
         // Checked at the last moment: the lease can lapse during a slow check.
         if !self.still_leader() {
             return Err(CanaryError::NotLeader(format!("{namespace}/{name}")));

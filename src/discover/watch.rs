@@ -24,8 +24,12 @@ use tokio::sync::{watch as signal, Notify};
 use tokio::task::JoinHandle;
 
 use super::object::{api_resource, Object};
-use super::trim::trim;
+use super::trim::{trim, Trim};
 use crate::model::kind::Kind;
+
+/// Objects per page of the initial list: each page is held whole, as it arrived, until its
+/// objects are trimmed, so the page bounds start-up's peak memory (kube's default is 500).
+pub const LIST_PAGE: u32 = 100;
 
 /// How often discovery is asked whether Argo Rollouts' CRD appeared, unless configured.
 pub const CRD_RECHECK: Duration = Duration::from_secs(30);
@@ -186,7 +190,7 @@ impl Starter {
 
     fn reflect<K, A, W>(&self, api: A, wrap: W)
     where
-        K: Resource + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+        K: Resource + Trim + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
         K::DynamicType: Default + Eq + std::hash::Hash + Clone,
         A: Fn(Client, Option<&str>) -> Api<K>,
         W: Fn(Arc<K>) -> Object + Send + Sync + Copy + 'static,
@@ -210,11 +214,11 @@ impl Starter {
         synced: Arc<std::sync::atomic::AtomicUsize>,
         wanted: usize,
     ) where
-        K: Resource + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+        K: Resource + Trim + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
         K::DynamicType: Eq + std::hash::Hash + Clone,
         W: Fn(Arc<K>) -> Object + Send + Sync + Copy + 'static,
     {
-        let mut config = watcher::Config::default();
+        let mut config = watcher::Config::default().page_size(LIST_PAGE);
         if let Some(selector) = &self.selector {
             config = config.labels(selector);
         }

@@ -1,12 +1,10 @@
 //! Container image references as written in a pod spec.
 //!
-//! Parsing is oci-client's (`Reference`, Docker Hub defaults included); what this adds is keeping
-//! the text the user wrote, so an update to `nginx:1.2.3` is written as `nginx:1.2.4` and not as
+//! Parsing is the distribution grammar's ([`super::reference`], Docker Hub defaults included);
+//! what this adds is keeping the text the user wrote, so an update to `nginx:1.2.3` is written as `nginx:1.2.4` and not as
 //! `docker.io/library/nginx:1.2.4`.
 
 use std::fmt;
-
-use oci_client::Reference;
 
 /// A registry repository, normalised: `nginx` → `docker.io` + `library/nginx`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
@@ -78,34 +76,15 @@ impl ImageRef {
             image: image.to_string(),
             reason,
         };
-        let reference = Reference::try_from(image).map_err(|e| invalid(e.to_string()))?;
-        let (without_digest, digest) = match image.split_once('@') {
-            Some((name, digest)) => (name, Some(digest.to_string())),
-            None => (image, None),
-        };
-        // A ':' after the last '/' separates the tag; one before it belongs to a registry port.
-        let last_segment_start = without_digest.rfind('/').map_or(0, |i| i + 1);
-        let (name, tag) = match without_digest[last_segment_start..].rfind(':') {
-            Some(i) => {
-                let split = last_segment_start + i;
-                (
-                    &without_digest[..split],
-                    Some(without_digest[split + 1..].to_string()),
-                )
-            }
-            None => (without_digest, None),
-        };
-        if tag.is_some() && tag.as_deref() != reference.tag() {
-            return Err(invalid("tag is not where oci parsing put it".to_string()));
-        }
+        let parsed = super::reference::parse(image).map_err(|e| invalid(e.to_string()))?;
         Ok(ImageRef {
-            name: name.to_string(),
+            name: parsed.name.to_string(),
             repository: Repository {
-                registry: reference.registry().to_string(),
-                path: reference.repository().to_string(),
+                registry: parsed.registry,
+                path: parsed.repository,
             },
-            tag,
-            digest,
+            tag: parsed.tag.map(str::to_string),
+            digest: parsed.digest.map(str::to_string),
         })
     }
 

@@ -12,6 +12,7 @@ pub mod gates;
 pub mod history;
 pub mod policy;
 pub mod query;
+pub mod reference;
 pub mod rollout_state;
 pub mod tag;
 pub mod verify;

@@ -2,12 +2,17 @@
 //! `imagePullSecrets`, then its ServiceAccount's, then the config file's, then anonymous.
 //!
 //! Secrets and ServiceAccounts are read with `get` only (tagwatch may not list or watch Secrets)
-//! and cached, so a steady poll cycle costs no API request. A registry that refuses the
+//! and cached, so a steady poll cycle costs no API request. Each is read once however many
+//! workloads ask for it at the same moment: a thousand workloads sharing a namespace's service
+//! account at start-up cost one read, not a thousand connections. A registry that refuses the
 //! credentials makes the cache forget the namespace, so rotated secrets are picked up.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use tokio::sync::OnceCell;
 
 use k8s_openapi::api::core::v1::{Secret as KubeSecret, ServiceAccount};
 use kube::{Api, Client};
@@ -18,8 +23,30 @@ use crate::registry::{Credentials, DockerConfig};
 /// How long a secret read stays trusted without any failure to suggest it changed.
 const CACHE_TTL: Duration = Duration::from_secs(3600);
 
-/// `(namespace, name)` → when read, and what was read.
-type Cache<T> = Mutex<HashMap<(String, String), (Instant, T)>>;
+/// `(namespace, name)` → when first asked for, and the read (under way, or done): every asker
+/// awaits the same one.
+type Cache<T> = Mutex<HashMap<(String, String), (Instant, Arc<OnceCell<T>>)>>;
+
+/// The cached value of `key`, or the one read already under way, or a new read (`read`). A read
+/// given up half-way (its asker timed out) is taken over by the next asker.
+async fn cached<T, F>(cache: &Cache<T>, key: (String, String), read: impl FnOnce() -> F) -> T
+where
+    T: Clone,
+    F: Future<Output = T>,
+{
+    let cell = {
+        let mut cache = lock(cache);
+        match cache.get(&key) {
+            Some((at, cell)) if at.elapsed() < CACHE_TTL => cell.clone(),
+            _ => {
+                let cell = Arc::new(OnceCell::new());
+                cache.insert(key, (Instant::now(), cell.clone()));
+                cell
+            }
+        }
+    };
+    cell.get_or_init(read).await.clone()
+}
 
 pub struct PullSecrets {
     client: Client,
@@ -77,18 +104,7 @@ impl PullSecrets {
         registry: &str,
     ) -> Option<Credentials> {
         let key = (namespace.to_string(), name.to_string());
-        let cached = lock(&self.secrets)
-            .get(&key)
-            .filter(|(at, _)| at.elapsed() < CACHE_TTL)
-            .map(|(_, config)| config.clone());
-        let config = match cached {
-            Some(config) => config,
-            None => {
-                let config = self.read_secret(namespace, name).await;
-                lock(&self.secrets).insert(key, (Instant::now(), config.clone()));
-                config
-            }
-        };
+        let config = cached(&self.secrets, key, || self.read_secret(namespace, name)).await;
         config.and_then(|c| c.lookup(registry).cloned())
     }
 
@@ -117,14 +133,15 @@ impl PullSecrets {
 
     async fn account_secrets(&self, namespace: &str, account: &str) -> Vec<String> {
         let key = (namespace.to_string(), account.to_string());
-        if let Some((_, names)) = lock(&self.accounts)
-            .get(&key)
-            .filter(|(at, _)| at.elapsed() < CACHE_TTL)
-        {
-            return names.clone();
-        }
+        cached(&self.accounts, key, || {
+            self.read_account(namespace, account)
+        })
+        .await
+    }
+
+    async fn read_account(&self, namespace: &str, account: &str) -> Vec<String> {
         let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), namespace);
-        let names = match api.get_opt(account).await {
+        match api.get_opt(account).await {
             Ok(Some(sa)) => sa
                 .image_pull_secrets
                 .unwrap_or_default()
@@ -137,9 +154,7 @@ impl PullSecrets {
                 tracing::warn!(namespace, service_account = account, error = %e, "cannot read service account");
                 Vec::new()
             }
-        };
-        lock(&self.accounts).insert(key, (Instant::now(), names.clone()));
-        names
+        }
     }
 }
 

@@ -63,6 +63,7 @@ async fn canary_web(
     push(registry, "app", &["1.0.0"]).await;
     let mut web = deployment("web")
         .image(&format!("{}/app:1.0.0", registry.host()))
+        .env("LOG_LEVEL", "debug")
         .policy("minor")
         .annotate(CANARY, "true");
     for (key, value) in annotations {
@@ -134,6 +135,11 @@ async fn a_good_version_passes_its_canary_and_is_promoted() {
     assert_eq!(
         value["spec"]["template"]["spec"]["containers"][0]["image"],
         format!("{host}/app:1.1.0")
+    );
+    // The whole pod template, though tagwatch's cache keeps only the images of the primary.
+    assert_eq!(
+        value["spec"]["template"]["spec"]["containers"][0]["env"],
+        serde_json::json!([{"name": "LOG_LEVEL", "value": "debug"}])
     );
     let owner = &value["metadata"]["ownerReferences"][0];
     assert_eq!(owner["kind"], "Deployment");

@@ -57,6 +57,15 @@ impl DeploymentBuilder {
         self
     }
 
+    /// Sets a variable on the first container: something tagwatch never reads, to check that
+    /// what it copies (a canary) is the whole pod template.
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        if let Some(first) = self.containers.first_mut() {
+            first["env"] = json!([{"name": name, "value": value}]);
+        }
+        self
+    }
+
     pub fn annotate(mut self, key: &str, value: &str) -> Self {
         self.annotations.insert(key.into(), value.into());
         self
