@@ -49,12 +49,13 @@ pub async fn record_proposal(
     match writer.patch(&workload.id, patch, Fenced::State).await {
         Ok(_) => {
             writer
-                .publish(
+                .publish_about(
                     &reference(&workload.id, workload.uid.as_deref()),
                     EventType::Normal,
                     reason,
                     &action,
                     note,
+                    Some(proposal.label()),
                 )
                 .await;
         }
