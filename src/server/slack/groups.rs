@@ -39,6 +39,9 @@ pub enum GroupError {
     Unreadable,
 }
 
+/// A group's members and when Slack said so.
+type Cached = (Instant, Arc<BTreeSet<String>>);
+
 /// The members of the allowed groups, asked as needed.
 #[derive(Clone)]
 pub struct Groups {
@@ -46,7 +49,7 @@ pub struct Groups {
     /// `…/usergroups.users.list`.
     method: reqwest::Url,
     token: BotToken,
-    cache: Arc<Mutex<HashMap<String, (Instant, Arc<BTreeSet<String>>)>>>,
+    cache: Arc<Mutex<HashMap<String, Cached>>>,
 }
 
 impl fmt::Debug for Groups {

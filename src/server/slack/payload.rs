@@ -214,7 +214,8 @@ mod tests {
             f(&mut p);
             form(&p)
         };
-        let cases: Vec<(&str, Vec<u8>, fn(&PayloadError) -> bool)> = vec![
+        type Case = (&'static str, Vec<u8>, fn(&PayloadError) -> bool);
+        let cases: Vec<Case> = vec![
             ("empty body", Vec::new(), |e| *e == PayloadError::NoPayload),
             ("other field", b"token=x&payloads=1".to_vec(), |e| {
                 *e == PayloadError::NoPayload
