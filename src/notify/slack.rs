@@ -131,7 +131,7 @@ fn message(notice: &Notice) -> Value {
 
 /// Slack reads `<...>` as links and mentions (`<!channel>`): a tag or an Event note is data from
 /// registries and users, so the three control characters are escaped as Slack asks.
-fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

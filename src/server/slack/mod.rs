@@ -183,10 +183,11 @@ pub async fn serve(slack: SlackInteractions, headers: HeaderMap, body: Body) -> 
     count(result);
     tracing::info!(workload = %interaction.workload, user = %interaction.identity(),
         version = %interaction.version, result = result.label(), "slack interaction");
+    // Versions and errors quote what the button carried: no mention or link may come of it.
     let answer = json!({
         "response_type": "ephemeral",
         "replace_original": false,
-        "text": text,
+        "text": crate::notify::slack::escape(&text),
     });
     respond_later(&slack, interaction.response_url.as_deref(), &answer);
     (StatusCode::OK, axum::Json(answer)).into_response()
