@@ -116,6 +116,7 @@ pub struct Metrics {
     pub panics: IntCounterVec,
     pub registry_labels: RegistryLabels,
     notifications: IntCounterVec,
+    slack_interactions: IntCounterVec,
 }
 
 /// Operations on a registry, the `operation` label.
@@ -209,6 +210,55 @@ impl NotificationResult {
     }
 }
 
+/// The `result` label of `tagwatch_slack_interactions_total`: how a click on a Slack button
+/// ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlackResult {
+    /// An approval recorded.
+    Approved,
+    /// A version denied (rejected).
+    Denied,
+    /// Nothing to decide any more (superseded, expired, decided), or this person had approved
+    /// already: answered so, nothing written.
+    Stale,
+    /// The clicker is not on the allow-list: answered so, nothing written.
+    Refused,
+    /// Missing or wrong signature, or a timestamp over 5 minutes off: 401.
+    Unauthorized,
+    /// Signed, but not a payload tagwatch understands (or a body over the limit).
+    BadRequest,
+    /// Too many clicks being served at once: 503.
+    Busy,
+    /// The API server or Slack failed or was too slow: answered so, maybe nothing written.
+    Error,
+}
+
+impl SlackResult {
+    pub const ALL: [SlackResult; 8] = [
+        SlackResult::Approved,
+        SlackResult::Denied,
+        SlackResult::Stale,
+        SlackResult::Refused,
+        SlackResult::Unauthorized,
+        SlackResult::BadRequest,
+        SlackResult::Busy,
+        SlackResult::Error,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            SlackResult::Approved => "approved",
+            SlackResult::Denied => "denied",
+            SlackResult::Stale => "stale",
+            SlackResult::Refused => "refused",
+            SlackResult::Unauthorized => "unauthorized",
+            SlackResult::BadRequest => "bad_request",
+            SlackResult::Busy => "busy",
+            SlackResult::Error => "error",
+        }
+    }
+}
+
 /// The `result` label of `tagwatch_canaries_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CanaryResult {
@@ -259,16 +309,19 @@ pub enum Task {
     Loop,
     /// A webhook request.
     Webhook,
+    /// A Slack button click (`POST /slack/interactions`).
+    Slack,
 }
 
 impl Task {
-    pub const ALL: [Task; 6] = [
+    pub const ALL: [Task; 7] = [
         Task::Listing,
         Task::Write,
         Task::Check,
         Task::Aliases,
         Task::Loop,
         Task::Webhook,
+        Task::Slack,
     ];
 
     pub fn label(self) -> &'static str {
@@ -279,6 +332,7 @@ impl Task {
             Task::Aliases => "aliases",
             Task::Loop => "loop",
             Task::Webhook => "webhook",
+            Task::Slack => "slack",
         }
     }
 }
@@ -609,6 +663,14 @@ impl Metrics {
             ),
             &["sink", "result"],
         )?;
+        let slack_interactions = IntCounterVec::new(
+            Opts::new(
+                "tagwatch_slack_interactions_total",
+                "Slack button clicks (POST /slack/interactions) by result",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(slack_interactions.clone()))?;
         registry.register(Box::new(notifications.clone()))?;
         registry.register(Box::new(panics.clone()))?;
         registry.register(Box::new(canaries.clone()))?;
@@ -661,6 +723,7 @@ impl Metrics {
             panics,
             registry_labels: labels,
             notifications,
+            slack_interactions,
         })
     }
 
@@ -723,6 +786,20 @@ impl Metrics {
         for result in NotificationResult::ALL {
             self.notifications
                 .with_label_values(&[sink, result.label()]);
+        }
+    }
+
+    /// Counts one click in `tagwatch_slack_interactions_total{result}`.
+    pub fn slack_interaction(&self, result: SlackResult) {
+        self.slack_interactions
+            .with_label_values(&[result.label()])
+            .inc();
+    }
+
+    /// Slack interactions are served: every result reads 0 from the start.
+    pub fn know_slack_interactions(&self) {
+        for result in SlackResult::ALL {
+            self.slack_interactions.with_label_values(&[result.label()]);
         }
     }
 
@@ -956,6 +1033,26 @@ mod tests {
             };
             assert!(counted(&registry, &sample(0)), "{}", sample(0));
             metrics.notification("ops", result);
+            assert!(counted(&registry, &sample(1)), "{}", sample(1));
+            assert!(row.contains(&format!("`{}`", result.label())), "{row}");
+        }
+    }
+
+    #[test]
+    fn slack_results_give_the_documented_labels() {
+        let registry = Registry::new();
+        let metrics = Metrics::new(&registry).unwrap();
+        let row = readme_row("tagwatch_slack_interactions_total");
+        metrics.know_slack_interactions();
+        for result in SlackResult::ALL {
+            let sample = |n| {
+                format!(
+                    r#"tagwatch_slack_interactions_total{{result="{}"}} {n}"#,
+                    result.label()
+                )
+            };
+            assert!(counted(&registry, &sample(0)), "{}", sample(0));
+            metrics.slack_interaction(result);
             assert!(counted(&registry, &sample(1)), "{}", sample(1));
             assert!(row.contains(&format!("`{}`", result.label())), "{row}");
         }

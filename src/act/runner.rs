@@ -137,6 +137,21 @@ impl Writer {
         action: &str,
         note: String,
     ) {
+        self.publish_about(reference, type_, reason, action, note, None)
+            .await;
+    }
+
+    /// As [`Writer::publish`], the notice naming the proposal `label` (`ApprovalRequired`: what
+    /// a Slack button approves).
+    pub async fn publish_about(
+        &self,
+        reference: &ObjectReference,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+        proposal: Option<String>,
+    ) {
         if self.may_write(Fenced::Event) {
             // Offered before the Event is sent: queuing never waits, and a notice should not
             // depend on the Events API answering.
@@ -153,7 +168,7 @@ impl Writer {
                     k8s_openapi::jiff::Timestamp::now(),
                     notify::new_id(),
                 ) {
-                    notifier.offer(notice);
+                    notifier.offer(Notice { proposal, ..notice });
                 }
             }
             write::publish(&self.recorder, reference, type_, reason, action, note).await;

@@ -69,6 +69,35 @@ pub async fn run(args: RunArgs, file: FileConfig) -> anyhow::Result<()> {
         &notify::DeliveryOptions::default(),
     )
     .await?;
+    let reporter = Reporter {
+        controller: "tagwatch".into(),
+        instance: args.pod_name.clone(),
+    };
+    // The signing secret beside the sinks' URLs, in tagwatch's namespace.
+    let slack = match notify::sources::interactions(
+        &file.notifications,
+        &client,
+        &leader::lease_namespace(&leader_settings, args.pod_namespace.as_deref(), &client),
+    )
+    .await?
+    {
+        Some(config) => {
+            let allow_list = !config.allowed_users.is_empty() || !config.allowed_groups.is_empty();
+            let slack = server::slack::SlackInteractions::new(
+                config,
+                client.clone(),
+                reporter.clone(),
+                metrics.clone(),
+            )
+            .map_err(|e| anyhow::anyhow!("notifications.slack.interactions: {e}"))?;
+            tracing::info!(
+                allow_list,
+                "slack interactions on: POST /slack/interactions"
+            );
+            Some(slack)
+        }
+        None => None,
+    };
     let (mut leadership, elector) = if leader_settings.enabled {
         let namespace =
             leader::lease_namespace(&leader_settings, args.pod_namespace.as_deref(), &client);
@@ -103,6 +132,7 @@ pub async fn run(args: RunArgs, file: FileConfig) -> anyhow::Result<()> {
                 leadership.clone(),
                 metrics.clone(),
             )),
+            slack,
         },
         app::stopped(shutdown.clone()),
     )
@@ -112,10 +142,6 @@ pub async fn run(args: RunArgs, file: FileConfig) -> anyhow::Result<()> {
     // Campaign only once serving: a replica that cannot bind never holds the lease.
     let elector = elector.map(|e| tokio::spawn(e.run(app::stopped(shutdown.clone()))));
 
-    let reporter = Reporter {
-        controller: "tagwatch".into(),
-        instance: args.pod_name.clone(),
-    };
     let ctx = Arc::new(Context {
         client: client.clone(),
         fanout: app::fanout(&settings.registries, metrics.clone())?,

@@ -98,6 +98,8 @@ pub struct SinkConfig {
     pub url: SinkUrl,
     pub secret: Option<SigningKey>,
     pub rule: Rule,
+    /// Slack: Approve / Deny buttons on `approval.required`.
+    pub interactive: bool,
 }
 
 /// A running sink: its rule and the queue its delivery task reads.
@@ -171,8 +173,18 @@ pub struct Payload {
 }
 
 pub fn payload(kind: SinkKind, notice: &Notice, secret: Option<&SigningKey>) -> Payload {
+    render(kind, notice, secret, false)
+}
+
+/// As [`payload`]; `interactive`: a Slack message may carry buttons.
+pub fn render(
+    kind: SinkKind,
+    notice: &Notice,
+    secret: Option<&SigningKey>,
+    interactive: bool,
+) -> Payload {
     let (content_type, value) = match kind {
-        SinkKind::Slack => ("application/json", slack::body(notice)),
+        SinkKind::Slack => ("application/json", slack::body(notice, interactive)),
         SinkKind::Teams => ("application/json", teams::body(notice)),
         SinkKind::Webhook => ("application/json", webhook::body(notice)),
         SinkKind::CloudEvents => (cloudevents::CONTENT_TYPE, cloudevents::body(notice)),
@@ -263,7 +275,12 @@ async fn run(
     mut rx: mpsc::Receiver<Arc<Notice>>,
 ) {
     while let Some(notice) = rx.recv().await {
-        let payload = payload(config.kind, &notice, config.secret.as_ref());
+        let payload = render(
+            config.kind,
+            &notice,
+            config.secret.as_ref(),
+            config.interactive,
+        );
         let mut attempt = 1;
         loop {
             let answer = send(&http, &config.url, &payload, options.timeout).await;
@@ -440,6 +457,7 @@ mod tests {
             url: url.clone(),
             secret: Some(SigningKey(b"hmac-key".to_vec())),
             rule: Rule::default(),
+            interactive: false,
         };
         let shown = format!("{config:?}");
         assert!(
@@ -489,6 +507,7 @@ mod tests {
                 default: true,
                 ..Rule::default()
             },
+            interactive: false,
         };
         let options = DeliveryOptions {
             queue: 2,

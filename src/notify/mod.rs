@@ -162,6 +162,9 @@ pub struct Notice {
     pub time: Timestamp,
     /// Unique per notice (a retried delivery keeps it): receivers can drop duplicates.
     pub id: String,
+    /// `approval.required`: the proposal's [`crate::plan::approvals::Proposal::label`], which a
+    /// Slack button names so that a click approves exactly what was shown.
+    pub proposal: Option<String>,
 }
 
 impl Notice {
@@ -182,6 +185,7 @@ impl Notice {
             message,
             time,
             id,
+            proposal: None,
         })
     }
 }
@@ -332,6 +336,7 @@ mod tests {
             message: "web: r.io/app:1.0.0 → r.io/app:1.1.0".into(),
             time: "2025-03-04T05:06:07Z".parse().unwrap(),
             id: "0123".into(),
+            proposal: None,
         }
     }
 

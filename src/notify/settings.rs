@@ -16,7 +16,46 @@ use super::Event;
 pub struct NotificationSection {
     #[serde(default)]
     pub sinks: Vec<SinkEntry>,
+    /// The Slack app behind the `slack` sinks, for what goes beyond posting (the buttons).
+    #[serde(default)]
+    pub slack: SlackSection,
 }
+
+#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SlackSection {
+    /// Approve / Deny buttons answered at `POST /slack/interactions`; absent: no buttons, and
+    /// the route answers 404.
+    pub interactions: Option<InteractionSettings>,
+}
+
+/// One Slack app's interactivity: every `interactive` sink posts through that app's webhooks,
+/// so one signing secret verifies every click.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct InteractionSettings {
+    /// The app's signing secret (Basic Information → App Credentials): whoever holds it can
+    /// forge clicks, so it is kept like a sink URL.
+    pub signing_secret: ValueSource,
+    /// Slack user IDs (`U…`, `W…`) whose clicks count; with `allowedGroups` empty too, anyone
+    /// who can click in the channel.
+    #[serde(default)]
+    pub allowed_users: Vec<String>,
+    /// Slack user group IDs (`S…`) whose members' clicks count; needs `botToken`.
+    #[serde(default)]
+    pub allowed_groups: Vec<String>,
+    /// A bot token (`xoxb-…`, scope `usergroups:read`) to ask Slack who is in a group.
+    pub bot_token: Option<ValueSource>,
+    /// Slack's Web API base (default `https://slack.com/api`): another for GovSlack or an
+    /// egress proxy. A click's `response_url` is answered only on Slack's hosts or this one.
+    pub api_url: Option<String>,
+}
+
+/// Slack's Web API, where `usergroups.users.list` is asked.
+pub const DEFAULT_SLACK_API: &str = "https://slack.com/api";
+
+/// More IDs than this is a pasted export, not an allow-list.
+const MAX_ALLOWED: usize = 1000;
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -36,6 +75,10 @@ pub struct SinkEntry {
     /// Used by workloads without `tagwatch.dev/notify`.
     #[serde(default)]
     pub default: bool,
+    /// `slack` sinks only: `approval.required` messages carry Approve / Deny buttons (needs
+    /// `notifications.slack.interactions`, and the webhook must belong to that app).
+    #[serde(default)]
+    pub interactive: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
@@ -146,6 +189,23 @@ impl NotificationSection {
                     }
                 }
             }
+            if sink.interactive && sink.kind != SinkKind::Slack {
+                return Err((
+                    field("interactive"),
+                    format!(
+                        "only slack sinks have buttons; this is a {} sink",
+                        sink.kind.as_str()
+                    ),
+                ));
+            }
+            if sink.interactive && self.slack.interactions.is_none() {
+                return Err((
+                    field("interactive"),
+                    "needs notifications.slack.interactions (the signing secret that verifies a \
+                     click)"
+                        .into(),
+                ));
+            }
             if let Some(namespaces) = &sink.namespaces {
                 if namespaces.is_empty() {
                     return Err((
@@ -158,8 +218,70 @@ impl NotificationSection {
                 }
             }
         }
+        if let Some(interactions) = &self.slack.interactions {
+            interactions.validate()?;
+        }
         Ok(())
     }
+}
+
+impl InteractionSettings {
+    fn validate(&self) -> Result<(), (String, String)> {
+        let field = |name: &str| format!("slack.interactions.{name}");
+        for (name, ids, prefixes) in [
+            ("allowedUsers", &self.allowed_users, &['U', 'W'][..]),
+            ("allowedGroups", &self.allowed_groups, &['S'][..]),
+        ] {
+            if ids.len() > MAX_ALLOWED {
+                return Err((field(name), format!("more than {MAX_ALLOWED} IDs")));
+            }
+            for (j, id) in ids.iter().enumerate() {
+                if !valid_slack_id(id, prefixes) {
+                    let first: Vec<String> = prefixes.iter().map(|p| format!("`{p}`")).collect();
+                    return Err((
+                        format!("slack.interactions.{name}[{j}]"),
+                        format!(
+                            "`{id}` is not a Slack ID ({} and capital letters or digits; a \
+                             name or handle is not an ID)",
+                            first.join(" or ")
+                        ),
+                    ));
+                }
+            }
+        }
+        if !self.allowed_groups.is_empty() && self.bot_token.is_none() {
+            return Err((
+                field("botToken"),
+                "allowedGroups needs a bot token (scope usergroups:read) to ask Slack who is in \
+                 a group"
+                    .into(),
+            ));
+        }
+        if let Some(url) = &self.api_url {
+            let parsed = reqwest::Url::parse(url.trim()).ok();
+            let usable = parsed.is_some_and(|u| {
+                matches!(u.scheme(), "http" | "https")
+                    && u.host_str().is_some_and(|h| !h.is_empty())
+            });
+            if !usable {
+                return Err((
+                    field("apiUrl"),
+                    format!("`{url}` is not an http(s) URL (e.g. {DEFAULT_SLACK_API})"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `U0123ABC`: one of `prefixes`, then capital letters and digits (Slack's IDs), at most 32.
+fn valid_slack_id(id: &str, prefixes: &[char]) -> bool {
+    id.len() >= 2
+        && id.len() <= 32
+        && id.starts_with(prefixes)
+        && id
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
 }
 
 fn valid_name(name: &str) -> bool {
@@ -207,12 +329,38 @@ sinks:
                 key: "slack".into()
             }
         );
+        assert_eq!(section.slack.interactions, None);
         assert_eq!(section.sinks[1].kind, SinkKind::CloudEvents);
         assert!(!section.sinks[1].default);
         assert_eq!(
             section.sinks[1].url,
             ValueSource::File("/etc/tagwatch/audit-url".into())
         );
+    }
+
+    #[test]
+    fn interactions_parse() {
+        let section = parse(
+            r#"
+slack:
+  interactions:
+    signingSecret: {secret: slack, key: signing-secret}
+    allowedUsers: [U012AB3CD, W0ENTERPRISE]
+    allowedGroups: [S0614TZR7]
+    botToken: {secret: slack, key: bot-token}
+    apiUrl: http://127.0.0.1:9999/api
+sinks:
+  - {name: ops, type: slack, url: {file: /u}, interactive: true}
+  - {name: quiet, type: slack, url: {file: /v}}
+"#,
+        )
+        .unwrap();
+        section.validate().unwrap();
+        let interactions = section.slack.interactions.unwrap();
+        assert_eq!(interactions.allowed_users, ["U012AB3CD", "W0ENTERPRISE"]);
+        assert_eq!(interactions.allowed_groups, ["S0614TZR7"]);
+        assert!(section.sinks[0].interactive);
+        assert!(!section.sinks[1].interactive);
     }
 
     #[test]
@@ -240,6 +388,36 @@ sinks:
             (sink("    events: [update.aplied]\n"), "sinks[0].events[0]", "not an event"),
             (sink("    namespaces: []\n"), "sinks[0].namespaces", "omit it"),
             (sink("    namespaces: [a, ' ']\n"), "sinks[0].namespaces[1]", "is empty"),
+            (sink("    interactive: true\n"), "sinks[0].interactive", "only slack sinks"),
+            (
+                "sinks:\n  - {name: a, type: slack, url: {file: /u}, interactive: true}\n".into(),
+                "sinks[0].interactive",
+                "needs notifications.slack.interactions",
+            ),
+            (
+                "slack:\n  interactions: {signingSecret: {file: /s}, allowedUsers: [alice]}\n"
+                    .into(),
+                "slack.interactions.allowedUsers[0]",
+                "not a Slack ID",
+            ),
+            (
+                "slack:\n  interactions: {signingSecret: {file: /s}, allowedGroups: [U1]}\n"
+                    .into(),
+                "slack.interactions.allowedGroups[0]",
+                "not a Slack ID",
+            ),
+            (
+                "slack:\n  interactions: {signingSecret: {file: /s}, allowedGroups: [S1]}\n"
+                    .into(),
+                "slack.interactions.botToken",
+                "usergroups:read",
+            ),
+            (
+                "slack:\n  interactions: {signingSecret: {file: /s}, apiUrl: 'slack.com/api'}\n"
+                    .into(),
+                "slack.interactions.apiUrl",
+                "not an http(s) URL",
+            ),
         ];
         for (text, field, problem) in cases {
             let section = parse(&text).unwrap_or_else(|e| panic!("{text}: {e}"));

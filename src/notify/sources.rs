@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client};
 
 use super::deliver::{self, DeliveryOptions, SigningKey, SinkConfig, SinkUrl};
-use super::settings::{NotificationSection, SinkEntry, ValueSource};
+use super::settings::{NotificationSection, SinkEntry, ValueSource, DEFAULT_SLACK_API};
 use super::{Event, Notifier, Rule};
 use crate::metrics::Metrics;
 
@@ -21,6 +21,61 @@ pub struct SourceError {
     pub sink: String,
     pub field: &'static str,
     pub problem: String,
+}
+
+/// `notifications.slack.interactions` with its secrets read: what `POST /slack/interactions`
+/// needs. `Debug` shows neither secret.
+#[derive(Debug, Clone)]
+pub struct InteractionConfig {
+    pub signing_secret: SigningKey,
+    pub bot_token: Option<SigningKey>,
+    pub allowed_users: BTreeSet<String>,
+    pub allowed_groups: Vec<String>,
+    pub api_url: reqwest::Url,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("notifications.slack.interactions.{field}: {problem}")]
+pub struct InteractionSourceError {
+    pub field: &'static str,
+    pub problem: String,
+}
+
+/// The Slack interactions settings with the signing secret (and bot token) read; `None` when
+/// not configured. Read once at start, like the sinks' URLs.
+pub async fn interactions(
+    section: &NotificationSection,
+    client: &Client,
+    namespace: &str,
+) -> Result<Option<InteractionConfig>, InteractionSourceError> {
+    let Some(settings) = &section.slack.interactions else {
+        return Ok(None);
+    };
+    let fail = |field: &'static str| move |problem| InteractionSourceError { field, problem };
+    let signing_secret = read(&settings.signing_secret, client, namespace)
+        .await
+        .map_err(fail("signingSecret"))?;
+    let bot_token = match &settings.bot_token {
+        Some(source) => Some(SigningKey(
+            read(source, client, namespace)
+                .await
+                .map_err(fail("botToken"))?
+                .into_bytes(),
+        )),
+        None => None,
+    };
+    let api = settings.api_url.as_deref().unwrap_or(DEFAULT_SLACK_API);
+    let api_url = reqwest::Url::parse(api.trim()).map_err(|e| InteractionSourceError {
+        field: "apiUrl",
+        problem: e.to_string(),
+    })?;
+    Ok(Some(InteractionConfig {
+        signing_secret: SigningKey(signing_secret.into_bytes()),
+        bot_token,
+        allowed_users: settings.allowed_users.iter().cloned().collect(),
+        allowed_groups: settings.allowed_groups.clone(),
+        api_url,
+    }))
 }
 
 /// The notifier for the configured sinks, their delivery tasks started; `None` without sinks.
@@ -84,6 +139,7 @@ pub async fn resolve(
         url,
         secret,
         rule: rule(entry),
+        interactive: entry.interactive,
     })
 }
 

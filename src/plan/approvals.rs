@@ -197,6 +197,7 @@ pub fn approve(
     if approvals.approvers(&label).contains(user) {
         return Ok(None);
     }
+    released(approvals, &label)?;
     let mut given = approvals.given.clone();
     // Approvals of versions no longer proposed are history: kept short, never counted.
     given.retain(|g| g.version == label);
@@ -232,6 +233,30 @@ pub fn open_proposal<'a>(
         ));
     }
     Ok(proposal)
+}
+
+/// The proposal a person may still deny: open (see [`open_proposal`]) and not released yet.
+/// Once enough people approved, the update goes ahead: rejecting its version then would mark
+/// what is being rolled out as never to apply, which is `tagwatch rollback`'s job, not a review's.
+pub fn undecided<'a>(
+    approvals: &'a Approvals,
+    version: Option<&str>,
+) -> Result<&'a Proposal, String> {
+    let proposal = open_proposal(approvals, version)?;
+    released(approvals, &proposal.label())?;
+    Ok(proposal)
+}
+
+/// An error when `label` already has the approvals it needs: another one changes nothing.
+fn released(approvals: &Approvals, label: &str) -> Result<(), String> {
+    let given = approvals.approvers(label).len();
+    if given >= usize::from(approvals.needed) {
+        return Err(format!(
+            "{label} already has its {given} of {} approval(s) and goes ahead",
+            approvals.needed
+        ));
+    }
+    Ok(())
 }
 
 /// Records `proposal`, guarded by the resourceVersion it was decided on (a proposal decided on
@@ -499,6 +524,17 @@ mod tests {
             ..approvals.clone()
         };
         assert!(approve(&expired, None, "b", now).is_err());
+        // Released (enough approvals): nothing more to approve or deny; the ones who approved
+        // still hear that they did.
+        let released = Approvals {
+            given: vec![given("a", "1.2.0"), given("c", "1.2.0")],
+            ..approvals.clone()
+        };
+        assert!(approve(&released, None, "b", now).is_err());
+        assert_eq!(approve(&released, None, "a", now), Ok(None));
+        assert!(undecided(&released, None).is_err());
+        assert!(undecided(&approvals, Some("1.2.0")).is_ok());
+        assert!(undecided(&approvals, Some("1.1.0")).is_err());
         let none = Approvals {
             proposal: None,
             ..approvals

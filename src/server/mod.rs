@@ -1,6 +1,8 @@
 //! The HTTP surface: `/metrics`, `/healthz` (alive), `/readyz` (first discovery done and
-//! leadership known) and `POST /webhooks/{source}` (registry push hints).
+//! leadership known), `POST /webhooks/{source}` (registry push hints) and
+//! `POST /slack/interactions` (Approve / Deny buttons).
 
+pub mod slack;
 pub mod webhooks;
 
 use std::net::SocketAddr;
@@ -32,6 +34,8 @@ pub struct HttpState {
     pub liveness: Option<Liveness>,
     /// None: no webhook endpoints (commands other than `run`).
     pub webhooks: Option<Webhooks>,
+    /// None: `notifications.slack.interactions` is not configured; the route answers 404.
+    pub slack: Option<slack::SlackInteractions>,
 }
 
 /// The control loop's heartbeat: `/healthz` fails once the loop has not completed a turn for
@@ -122,6 +126,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/webhooks/{source}", post(webhook))
+        .route("/slack/interactions", post(slack_interaction))
         .with_state(state)
 }
 
@@ -303,6 +308,34 @@ async fn serve_webhook(
         Err(mpsc::error::TrySendError::Closed(_)) => {
             count("shutting_down");
             retry_later(QUEUE_FULL_RETRY_AFTER, "shutting down; retry\n")
+        }
+    }
+}
+
+async fn slack_interaction(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let Some(interactions) = state.slack else {
+        return (
+            StatusCode::NOT_FOUND,
+            "slack interactions are not configured\n",
+        )
+            .into_response();
+    };
+    let metrics = interactions.metrics();
+    match AssertUnwindSafe(slack::serve(interactions, headers, body))
+        .catch_unwind()
+        .await
+    {
+        Ok(response) => response,
+        Err(panic) => {
+            metrics.panic(crate::metrics::Task::Slack);
+            metrics.slack_interaction(crate::metrics::SlackResult::Error);
+            tracing::error!(panic = %crate::act::tasks::panic_message(panic.as_ref()),
+                "slack interaction handler panicked: counted, answered 500");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response()
         }
     }
 }

@@ -22,6 +22,7 @@ mod registry_client;
 mod registry_harness;
 mod registry_hostile;
 mod signatures;
+mod slack_interactions;
 mod stalls;
 mod statefulset_canary;
 mod support;

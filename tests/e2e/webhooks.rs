@@ -387,6 +387,7 @@ async fn endpoint(queue: usize, body_timeout: Duration) -> Endpoint {
             registry: registry.clone(),
             ready: Default::default(),
             webhooks: Some(hooks),
+            slack: None,
         },
         async move {
             let _ = stopped.await;
