@@ -24,12 +24,24 @@ pub async fn freeze(args: FreezeArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    // Who froze, as the API server knows them. A freeze in an incident is never refused for
+    // want of a name: an API server without SelfSubjectReview records none.
+    let by = match crate::act::approvals::whoami(&client).await {
+        Ok(user) if !user.is_empty() => Some(user),
+        Ok(_) => None,
+        Err(e) => {
+            eprintln!(
+                "warning: cannot ask the API server who you are ({e}); the freeze names no one"
+            );
+            None
+        }
+    };
     let freeze = Freeze {
         from: Some(now),
         to,
         reason: args.reason.clone(),
         namespaces: args.namespaces.clone(),
-        by: None,
+        by: by.clone(),
     };
     crate::act::holds::set(&client, &args.state.state_namespace, &freeze)
         .await
@@ -39,10 +51,11 @@ pub async fn freeze(args: FreezeArgs) -> anyhow::Result<()> {
     } else {
         args.namespaces.join(", ")
     };
+    let by = by.map(|user| format!(" (by {user})")).unwrap_or_default();
     match to {
-        Some(to) => println!("frozen in {scope} until {to}: {}", args.reason),
+        Some(to) => println!("frozen in {scope} until {to}{by}: {}", args.reason),
         None => println!(
-            "frozen in {scope} until `tagwatch unfreeze`: {}",
+            "frozen in {scope} until `tagwatch unfreeze`{by}: {}",
             args.reason
         ),
     }

@@ -306,6 +306,109 @@ mod tests {
         assert!(holds.queued().is_empty());
     }
 
+    /// An update waiting for people is a hold like any other: remembered with its count, woken
+    /// at its deadline, out of the queue for a rollout slot, and let go once released.
+    #[test]
+    fn an_approval_holds_until_released_and_wakes_at_its_deadline() {
+        use crate::plan::approvals::{Approvals, Given, Proposal, DEFAULT_DEADLINE};
+        let mut holds = Holds::new(HoldSettings {
+            freezes: Vec::new(),
+            limits: Limits {
+                total: Some(1),
+                per_namespace: None,
+            },
+        });
+        let mut w = workload("x", "a");
+        let now = Timestamp::now();
+        let pending = BTreeMap::from([("app".to_string(), "1.1.0".to_string())]);
+        assert_eq!(
+            holds.check_approval(&w, &pending, now),
+            None,
+            "asks for none"
+        );
+        assert!(holds.hold_of(&w.id).is_none());
+
+        // Waiting for a rollout slot first, then proposed: it keeps no place in the queue.
+        let busy = HashSet::from([workload("x", "other").id]);
+        assert!(holds.check(&w, &busy, now).is_some());
+        assert_eq!(holds.queued(), vec![w.id.clone()]);
+        w.approvals = Some(Approvals {
+            needed: 2,
+            deadline: DEFAULT_DEADLINE,
+            proposal: None,
+            given: Vec::new(),
+        });
+        let Some(Verdict::Propose(proposal)) = holds.check_approval(&w, &pending, now) else {
+            panic!("a first proposal");
+        };
+        assert!(holds.queued().is_empty());
+        let deadline = now
+            .checked_add(jiff::SignedDuration::try_from(DEFAULT_DEADLINE).unwrap())
+            .unwrap();
+        assert_eq!(
+            holds.hold_of(&w.id),
+            Some(&Hold::Approval {
+                version: "1.1.0".into(),
+                given: 0,
+                needed: 2,
+                expires: Some(deadline),
+            })
+        );
+        assert_eq!(holds.waiting_counts()["approval"], 1);
+        let wakeup = holds.next_wakeup().expect("woken at the deadline");
+        let week = wakeup.saturating_duration_since(Instant::now());
+        assert!(
+            week > DEFAULT_DEADLINE - Duration::from_secs(60),
+            "{week:?}"
+        );
+
+        // One of two approvals: still held, counted.
+        let approval = |user: &str| Given {
+            user: user.into(),
+            version: "1.1.0".into(),
+            at: now,
+        };
+        let mut spec = w.approvals.clone().unwrap();
+        spec.proposal = Some(Proposal { ..proposal });
+        spec.given = vec![approval("alice"), approval("alice")];
+        w.approvals = Some(spec.clone());
+        assert!(matches!(
+            holds.check_approval(&w, &pending, now),
+            Some(Verdict::Waiting { given: 1, .. })
+        ));
+        assert!(matches!(
+            holds.hold_of(&w.id),
+            Some(Hold::Approval { given: 1, .. })
+        ));
+
+        // Past its deadline: expired, with no wake-up left for it.
+        let later = deadline
+            .checked_add(jiff::SignedDuration::from_secs(1))
+            .unwrap();
+        assert!(matches!(
+            holds.check_approval(&w, &pending, later),
+            Some(Verdict::Expire(_))
+        ));
+        assert!(matches!(
+            holds.hold_of(&w.id),
+            Some(Hold::Approval { expires: None, .. })
+        ));
+
+        // Two people: released, and nothing holds it any more.
+        spec.given.push(approval("bob"));
+        w.approvals = Some(spec);
+        assert!(matches!(
+            holds.check_approval(&w, &pending, now),
+            Some(Verdict::Released { .. })
+        ));
+        assert!(holds.hold_of(&w.id).is_none());
+        assert_eq!(holds.next_wakeup(), None);
+        assert_eq!(
+            holds.waiting_counts().get("approval").copied().unwrap_or(0),
+            0
+        );
+    }
+
     #[test]
     fn the_incident_freeze_holds_until_lifted_and_a_failed_read_keeps_it() {
         let mut holds = Holds::new(HoldSettings::default());

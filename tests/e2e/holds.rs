@@ -358,6 +358,13 @@ async fn the_cli_freezes_and_unfreezes_a_running_service() {
     );
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(json["freezes"][0]["reason"], "incident 42", "{json}");
+    // Who froze, as the API server names the caller (whoever runs the test on a real cluster).
+    assert!(
+        json["freezes"][0]["by"]
+            .as_str()
+            .is_some_and(|by| !by.is_empty()),
+        "{json}"
+    );
     assert_eq!(
         json["waiting"][0]["workload"],
         format!("{ns}/web"),
