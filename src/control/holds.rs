@@ -355,7 +355,7 @@ mod tests {
             })
         );
         assert_eq!(holds.waiting_counts()["approval"], 1);
-        let wakeup = holds.next_wakeup().expect("woken at the deadline");
+        let wakeup = holds.next_wakeup().unwrap();
         let week = wakeup.saturating_duration_since(Instant::now());
         assert!(
             week > DEFAULT_DEADLINE - Duration::from_secs(60),
