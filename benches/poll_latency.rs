@@ -336,6 +336,10 @@ async fn bench(settings: &Settings) -> bool {
     let hz = clock_ticks();
 
     let cluster = TestCluster::start().await.expect("test cluster");
+    if let Some(server) = cluster.server() {
+        // The controller-manager's watch traffic: three status writes per rollout, not one.
+        server.set_status_steps(true);
+    }
     let registry = Arc::new(
         Registry::anonymous()
             .await

@@ -31,7 +31,7 @@ use crate::metrics::{Task, UpdateResult, Why};
 use crate::model::image::Repository;
 use crate::model::kind::CanaryMode;
 use crate::model::policy::Policy;
-use crate::model::workload::{Workload, WorkloadId};
+use crate::model::workload::{WatchedContainer, Workload, WorkloadId};
 use crate::plan::actions::{self, Action};
 use crate::plan::partition;
 use crate::plan::schedule::Schedule;
@@ -119,6 +119,8 @@ pub struct Poller {
     /// Writes the API server refused, and what they were decided on.
     refused: HashMap<WorkloadId, Fingerprint>,
     next_check: Option<Instant>,
+    /// Something only a turn redoes is due (logins dropped after a refusal).
+    wants_turn: bool,
     /// Poll cycles under way: when each started and the listings it still waits for.
     cycles: Vec<(Instant, HashSet<ListingKey>)>,
     /// Completed rollouts already counted in the duration histogram.
@@ -172,6 +174,7 @@ impl Poller {
             settled: HashSet::new(),
             refused: HashMap::new(),
             next_check: None,
+            wants_turn: false,
             cycles: Vec::new(),
             timed: HashSet::new(),
             since: k8s_openapi::jiff::Timestamp::now(),
@@ -296,7 +299,13 @@ impl Poller {
         self.turn_with(deployments, false, false).await;
     }
 
+    /// Whether a turn is due before the next resync: see [`Poller::turn`].
+    pub fn wants_turn(&self) -> bool {
+        self.wants_turn
+    }
+
     async fn turn_with(&mut self, deployments: &[Object], all: bool, check_now: bool) {
+        self.wants_turn = false;
         let workloads = self.discover(deployments);
         self.workloads = workloads.clone();
         if let Some(runner) = &self.runner {
@@ -370,7 +379,9 @@ impl Poller {
     pub async fn wake(&mut self, deployments: &[Object]) {
         let due = self.schedule.due(Instant::now());
         self.start_listings(due);
-        if self.next_check.is_none_or(|at| at <= Instant::now()) {
+        // Only while a rollout is watched: with none, a turn (a watch event) starts the checks
+        // of a rollout that begins, and a wake costs no look at every workload.
+        if self.next_check.is_some_and(|at| at <= Instant::now()) {
             self.start_checks(deployments);
         }
         // A `min-age` candidate coming of age is one of the clock's reasons to wake.
@@ -384,6 +395,7 @@ impl Poller {
         due.retain(|key| !self.listing.contains(key));
         due.sort();
         for key in &due {
+            self.schedule.started(key);
             self.start_listing(key.clone());
         }
         if !due.is_empty() {
@@ -655,7 +667,7 @@ impl Poller {
     fn decide_gated(
         &mut self,
         deployments: &[Object],
-        matches: impl Fn(&crate::model::workload::WatchedContainer) -> bool,
+        matches: impl Fn(&WatchedContainer) -> bool,
     ) {
         let affected: Vec<Arc<Workload>> = self
             .workloads
@@ -823,16 +835,31 @@ impl Poller {
 
     /// The listing keys a workload's containers are decided from.
     fn keys_of(&self, workload: &Workload) -> Vec<ListingKey> {
+        self.container_keys(workload)
+            .into_iter()
+            .map(|(_, key)| key)
+            .collect()
+    }
+
+    /// Each container with the listing key it is decided from (none for a container whose
+    /// registry login is not resolved yet).
+    fn container_keys<'w>(
+        &self,
+        workload: &'w Workload,
+    ) -> Vec<(&'w WatchedContainer, ListingKey)> {
         workload
             .containers
             .iter()
             .filter_map(|c| {
                 let repo = &c.image.repository;
                 let login = self.login_of(workload, &repo.registry)?;
-                Some(ListingKey {
-                    repo: repo.clone(),
-                    login: login.clone(),
-                })
+                Some((
+                    c,
+                    ListingKey {
+                        repo: repo.clone(),
+                        login: login.clone(),
+                    },
+                ))
             })
             .collect()
     }
@@ -855,7 +882,7 @@ impl Poller {
     /// What `workload` may be decided on: the listings (and digests) made with its own logins.
     fn inputs_for(&self, workload: &Workload) -> Inputs {
         let mut inputs = Inputs::default();
-        for (container, key) in workload.containers.iter().zip(self.keys_of(workload)) {
+        for (container, key) in self.container_keys(workload) {
             if let Some(tags) = self.listings.get(&key) {
                 inputs.tags.insert(key.repo.clone(), tags.clone());
             }
@@ -933,9 +960,11 @@ impl Poller {
 
     fn start_listing(&mut self, key: ListingKey) {
         // The tags `digest`-policy containers run: their registry digests come with the listing.
+        // Only the key's users, indexed at the last turn: a listing costs its users, not a look
+        // at every workload.
         let mut digest_tags = BTreeSet::new();
-        for workload in &self.workloads {
-            for (container, k) in workload.containers.iter().zip(self.keys_of(workload)) {
+        for workload in self.users.get(&key).into_iter().flatten() {
+            for (container, k) in self.container_keys(workload) {
                 if container.policy == Policy::Digest && k == key {
                     if let Some(tag) = &container.image.tag {
                         digest_tags.insert(tag.clone());
@@ -978,7 +1007,10 @@ impl Poller {
                 tracing::debug!(repository = %key.repo, login = %key.login, tags = tags.len(), "listed");
                 self.report.listed += 1;
                 self.schedule.succeeded(&key, now, rand::random());
-                self.failures.remove(&key);
+                if self.failures.remove(&key).is_some() {
+                    // Its backoff ended: the registry's worst one may have too.
+                    self.update_backoff_gauges();
+                }
                 self.ctx
                     .metrics
                     .registry_last_success
@@ -1027,6 +1059,7 @@ impl Poller {
                 let delay = self
                     .schedule
                     .failed(&key, error.retry_after(), now, rand::random());
+                self.update_backoff_gauges();
                 tracing::warn!(
                     repository = %key.repo,
                     login = %key.login,
@@ -1047,10 +1080,11 @@ impl Poller {
                         self.ctx.secrets.forget_namespace(&namespace);
                         self.logins.retain(|id, _| id.namespace != namespace);
                     }
+                    // Logins are read in turns: the next heartbeat brings one.
+                    self.wants_turn = true;
                 }
             }
         }
-        self.update_backoff_gauges();
     }
 
     /// A poll cycle is the set of listings one turn started; it is counted (and timed) once the

@@ -179,7 +179,12 @@ pub async fn pending(args: PendingArgs, file: FileConfig) -> anyhow::Result<()> 
                 };
                 let from = freeze.from.map(|t| t.to_string()).unwrap_or_default();
                 let to = freeze.to.map_or("unfreeze".to_string(), |t| t.to_string());
-                println!("FREEZE {scope} {from} → {to}: {}", freeze.reason);
+                let by = freeze
+                    .by
+                    .as_ref()
+                    .map(|user| format!(" (by {user})"))
+                    .unwrap_or_default();
+                println!("FREEZE {scope} {from} → {to}{by}: {}", freeze.reason);
             }
             if report.waiting.is_empty() {
                 println!("no update waits");

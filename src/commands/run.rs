@@ -40,6 +40,10 @@ const WEBHOOK_DEBOUNCE: Duration = Duration::from_millis(100);
 
 /// The loop turns at least this often, however quiet: its heartbeat for `/healthz`.
 const HEARTBEAT: Duration = Duration::from_secs(5);
+/// A full turn at least this often even when nothing woke one: logins past their time are read
+/// again, and anything a missed event would have brought is seen. Heartbeats in between only
+/// beat: a turn looks at every workload, and at ten thousand that is not free.
+const RESYNC: Duration = Duration::from_secs(60);
 
 /// `/healthz` fails after this long without a turn (twelve missed heartbeats).
 const LIVENESS_TIMEOUT: Duration = Duration::from_secs(60);
@@ -222,6 +226,7 @@ pub async fn run(args: RunArgs, file: FileConfig) -> anyhow::Result<()> {
     let mut snapshot = Vec::new();
     let mut turn = true;
     let mut woken = false;
+    let mut last_turn = std::time::Instant::now();
     loop {
         if *shutdown.borrow() {
             break;
@@ -239,6 +244,7 @@ pub async fn run(args: RunArgs, file: FileConfig) -> anyhow::Result<()> {
             }
             snapshot = deployments.snapshot();
             guarded(&metrics, poller.turn(&snapshot)).await;
+            last_turn = std::time::Instant::now();
         } else if woken && leadership.is_leader() {
             guarded(&metrics, poller.wake(&snapshot)).await;
         }
@@ -281,7 +287,12 @@ pub async fn run(args: RunArgs, file: FileConfig) -> anyhow::Result<()> {
                 turn = false;
                 woken = true;
             }
-            _ = heartbeat.tick() => {}
+            _ = heartbeat.tick() => {
+                if last_turn.elapsed() < RESYNC && !poller.wants_turn() {
+                    turn = false;
+                    woken = true;
+                }
+            }
             _ = leadership.changed() => {}
             Some(first) = hints.recv() => relist(&mut poller, first, &mut hints, debounce).await,
             _ = app::stopped(shutdown.clone()) => {}

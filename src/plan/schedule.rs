@@ -28,6 +28,11 @@ struct RepoState {
     next_due: Instant,
     last_attempt: Option<Instant>,
     failures: u32,
+    /// A listing is under way: not due, and no reason to wake, until it ends.
+    listing: bool,
+    /// A webhook came while it was being listed: the listing may predate the push, so it is
+    /// listed again as soon as this one succeeds.
+    again: bool,
 }
 
 /// Keyed by what is listed: a repository, or (in the poll loop) a repository as one login sees it.
@@ -100,6 +105,8 @@ impl<K: Clone + Eq + Hash + Ord> Schedule<K> {
                             next_due: after(now, window.mul_f64(fraction(spread))),
                             last_attempt: None,
                             failures: 0,
+                            listing: false,
+                            again: false,
                         },
                     );
                 }
@@ -115,7 +122,7 @@ impl<K: Clone + Eq + Hash + Ord> Schedule<K> {
         let mut due: Vec<K> = self
             .repos
             .iter()
-            .filter(|(_, s)| s.next_due <= after(now, early(s)))
+            .filter(|(_, s)| !s.listing && s.next_due <= after(now, early(s)))
             .map(|(r, _)| r.clone())
             .collect();
         due.sort();
@@ -124,15 +131,33 @@ impl<K: Clone + Eq + Hash + Ord> Schedule<K> {
 
     pub fn next_wakeup(&self) -> Option<Instant> {
         // The earliest due time exactly: joining early is for company, never a reason to wake.
-        self.repos.values().map(|s| s.next_due).min()
+        // One being listed wakes nobody: its end does (a past due time would spin the loop).
+        self.repos
+            .values()
+            .filter(|s| !s.listing)
+            .map(|s| s.next_due)
+            .min()
     }
 
-    /// A complete listing: back to the normal interval, give or take 10% so polls stay spread.
+    /// Its listing started: neither due nor waited for until it succeeds or fails.
+    pub fn started(&mut self, repo: &K) {
+        if let Some(state) = self.repos.get_mut(repo) {
+            state.listing = true;
+        }
+    }
+
+    /// A complete listing: back to the normal interval, give or take 10% so polls stay spread;
+    /// at once if a webhook came while it was under way.
     pub fn succeeded(&mut self, repo: &K, now: Instant, jitter: Jitter) {
         if let Some(state) = self.repos.get_mut(repo) {
             state.failures = 0;
             state.last_attempt = Some(now);
-            state.next_due = after(now, spread(state.interval, jitter));
+            state.listing = false;
+            state.next_due = if std::mem::take(&mut state.again) {
+                now
+            } else {
+                after(now, spread(state.interval, jitter))
+            };
         }
     }
 
@@ -150,6 +175,9 @@ impl<K: Clone + Eq + Hash + Ord> Schedule<K> {
         };
         state.failures = state.failures.saturating_add(1);
         state.last_attempt = Some(now);
+        // The backoff wins over a webhook that came meanwhile, as over any other.
+        state.listing = false;
+        state.again = false;
         let doubling = 2u32.saturating_pow(state.failures.saturating_sub(1).min(16));
         let backoff = state
             .interval
@@ -167,6 +195,10 @@ impl<K: Clone + Eq + Hash + Ord> Schedule<K> {
     /// repository.
     pub fn trigger(&mut self, repo: &K, now: Instant) -> bool {
         match self.repos.get_mut(repo) {
+            Some(state) if state.listing => {
+                state.again = true;
+                true
+            }
             Some(state) => {
                 // While failing, `next_due` is the end of the backoff (only `failed` sets it then).
                 let backoff_end = (state.failures > 0).then_some(state.next_due);
@@ -231,6 +263,40 @@ mod tests {
             .iter()
             .map(|(p, s)| (repo(p), Duration::from_secs(*s)))
             .collect()
+    }
+
+    /// A repository being listed is neither due nor a reason to wake (the loop would spin on
+    /// its past due time); a webhook meanwhile lists it again right after, unless it failed.
+    #[test]
+    fn a_listing_under_way_is_not_due_and_a_webhook_meanwhile_lists_again() {
+        let t0 = Instant::now();
+        let mut s = Schedule::default();
+        s.sync(&wanted(&[("a", 60), ("b", 60)]), t0, 0.0);
+        s.succeeded(&repo("b"), t0, 0.0);
+        let due = t0 + Duration::from_secs(2);
+        assert_eq!(s.due(due), vec![repo("a")]);
+        s.started(&repo("a"));
+        assert!(s.due(due).is_empty());
+        assert_eq!(
+            s.next_wakeup(),
+            s.repos.get(&repo("b")).map(|b| b.next_due),
+            "only b wakes the loop"
+        );
+
+        let done = t0 + Duration::from_secs(3);
+        s.succeeded(&repo("a"), done, 0.0);
+        assert!(s.due(done).is_empty(), "the interval again");
+
+        s.started(&repo("a"));
+        assert!(s.trigger(&repo("a"), done));
+        assert!(s.due(done).is_empty(), "not while it is listed");
+        s.succeeded(&repo("a"), done, 0.0);
+        assert_eq!(s.due(done), vec![repo("a")], "listed again at once");
+
+        s.started(&repo("a"));
+        assert!(s.trigger(&repo("a"), done));
+        s.failed(&repo("a"), None, done, 0.0);
+        assert!(s.due(done).is_empty(), "the backoff wins");
     }
 
     #[test]

@@ -73,6 +73,9 @@ pub(crate) struct Controller {
     /// Behaviour per image string; other images behave as `default_health`.
     pub images: BTreeMap<String, ImageHealth>,
     pub default_health: ImageHealth,
+    /// A Deployment's rollout is written in the controller-manager's steps (three status
+    /// writes, three watch events), not in one: the benchmarks' realistic watch traffic.
+    pub status_steps: bool,
 }
 
 impl Controller {
@@ -228,11 +231,35 @@ fn reconcile(cluster: &mut Cluster, namespace: &str, name: &str, refresh_pods: b
         Progress::Ongoing
     };
     rolled_out["status"] = rollout_status(&deployment, &replica_set, counts, progress);
-    if rolled_out != deployment {
-        let writer = Writer::new("kube-controller-manager").status();
-        managed::record_update(Some(&deployment), &mut rolled_out, &writer);
-        cluster.store.update(&DEPLOYMENTS, rolled_out);
+    if rolled_out == deployment {
+        return;
     }
+    let writer = Writer::new("kube-controller-manager").status();
+    let new_template = deployment["metadata"]["annotations"]["deployment.kubernetes.io/revision"]
+        != rolled_out["metadata"]["annotations"]["deployment.kubernetes.io/revision"];
+    let mut before = deployment;
+    if cluster.controller.status_steps && new_template {
+        // As the controller-manager does (../shared/apiserver-wire/10-watch-stream.txt): the
+        // new revision first, then the new generation observed with nothing updated yet, then
+        // where the rollout stands, each its own write and watch event.
+        let mut revised = before.clone();
+        revised["metadata"]["annotations"]["deployment.kubernetes.io/revision"] =
+            json!(revision.to_string());
+        managed::record_update(Some(&before), &mut revised, &writer);
+        let revised = cluster.store.update(&DEPLOYMENTS, revised);
+        let mut observed = revised.clone();
+        let started = Counts {
+            updated: 0,
+            ..counts
+        };
+        observed["status"] = rollout_status(&revised, &replica_set, started, Progress::Ongoing);
+        managed::record_update(Some(&revised), &mut observed, &writer);
+        before = cluster.store.update(&DEPLOYMENTS, observed);
+        rolled_out["metadata"]["resourceVersion"] = before["metadata"]["resourceVersion"].clone();
+        rolled_out["metadata"]["managedFields"] = before["metadata"]["managedFields"].clone();
+    }
+    managed::record_update(Some(&before), &mut rolled_out, &writer);
+    cluster.store.update(&DEPLOYMENTS, rolled_out);
 }
 
 fn pods_of<'a>(
@@ -430,4 +457,83 @@ pub(crate) fn template_hash(template: &Value) -> String {
             c
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use futures::{StreamExt, TryStreamExt};
+    use k8s_openapi::api::apps::v1::Deployment;
+    use kube::api::{Api, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+
+    use crate::apiserver::ApiServer;
+
+    /// What a watcher sees after one image change: the change itself and the controller's
+    /// status writes, one at once or three in the controller-manager's steps.
+    async fn modified_after_an_image_change(steps: bool) -> Vec<(Option<i64>, Option<String>)> {
+        let server = ApiServer::start().await.unwrap();
+        server.set_status_steps(steps);
+        let api: Api<Deployment> = Api::namespaced(server.client().unwrap(), "default");
+        let deployment = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web"},
+            "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "web", "image": "app:1.0.0"}]}}},
+        }))
+        .unwrap();
+        api.create(&PostParams::default(), &deployment)
+            .await
+            .unwrap();
+        let settled = api.get("web").await.unwrap();
+        let rv = settled.metadata.resource_version.clone().unwrap();
+        let patch = serde_json::json!({"spec": {"template": {"spec": {"containers": [
+            {"name": "web", "image": "app:1.1.0"}]}}}});
+        api.patch("web", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+        // Everything is written by the time the patch answers: a short watch replays it.
+        let events: Vec<WatchEvent<Deployment>> = api
+            .watch(&WatchParams::default().timeout(1), &rv)
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        futures::stream::iter(events)
+            .filter_map(|e| async move {
+                match e {
+                    WatchEvent::Modified(d) => Some((
+                        d.status.as_ref().and_then(|s| s.observed_generation),
+                        d.metadata
+                            .annotations
+                            .as_ref()
+                            .and_then(|a| a.get("deployment.kubernetes.io/revision").cloned()),
+                    )),
+                    _ => None,
+                }
+            })
+            .collect()
+            .await
+    }
+
+    #[tokio::test]
+    async fn a_rollout_is_written_in_the_controller_managers_steps_when_asked() {
+        let one = modified_after_an_image_change(false).await;
+        assert_eq!(
+            one,
+            vec![(Some(1), Some("1".into())), (Some(2), Some("2".into()))]
+        );
+        let steps = modified_after_an_image_change(true).await;
+        assert_eq!(
+            steps,
+            vec![
+                // The patch, as the controller last left it.
+                (Some(1), Some("1".into())),
+                // The new revision, then the new generation observed, then the rollout's end.
+                (Some(1), Some("2".into())),
+                (Some(2), Some("2".into())),
+                (Some(2), Some("2".into())),
+            ]
+        );
+    }
 }

@@ -204,6 +204,12 @@ impl ApiServer {
         lock(&self.shared.cluster).gc_paused = paused;
     }
 
+    /// Deployments' rollouts written in the controller-manager's steps (see
+    /// `Controller::status_steps`), as the benchmarks want; tests keep one status write.
+    pub fn set_status_steps(&self, steps: bool) {
+        lock(&self.shared.cluster).controller.status_steps = steps;
+    }
+
     /// Switching to `Instant` rolls out every Deployment, StatefulSet and DaemonSet at once.
     pub fn set_controller(&self, mode: ControllerMode) {
         let mut cluster = lock(&self.shared.cluster);
