@@ -26,7 +26,7 @@ use crate::act::tasks::{
 };
 use crate::act::write::reference;
 use crate::act::Context;
-use crate::discover::{self, Object, Source};
+use crate::discover::{self, Cached, Object};
 use crate::metrics::{Task, UpdateResult, Why};
 use crate::model::image::Repository;
 use crate::model::kind::CanaryMode;
@@ -257,16 +257,16 @@ impl Poller {
 
     /// A round: lists what is due, decides and writes what changed or was listed, looks at
     /// rollouts in progress, and returns once every task it started is done.
-    pub async fn round(&mut self, deployments: &[Object]) -> RoundReport {
+    pub async fn round(&mut self, deployments: &[Cached]) -> RoundReport {
         self.run_round(deployments, false).await
     }
 
     /// A round that lists every repository now, whatever its schedule ("poll now").
-    pub async fn round_all(&mut self, deployments: &[Object]) -> RoundReport {
+    pub async fn round_all(&mut self, deployments: &[Cached]) -> RoundReport {
         self.run_round(deployments, true).await
     }
 
-    async fn run_round(&mut self, deployments: &[Object], all: bool) -> RoundReport {
+    async fn run_round(&mut self, deployments: &[Cached], all: bool) -> RoundReport {
         self.turn_with(deployments, all, true).await;
         self.drain(deployments, None).await;
         std::mem::take(&mut self.report)
@@ -274,7 +274,7 @@ impl Poller {
 
     /// Handles finished tasks until none is in flight (or `limit` passes: a shutdown waits for
     /// writes in flight, but not for ever).
-    pub async fn drain(&mut self, deployments: &[Object], limit: Option<Duration>) {
+    pub async fn drain(&mut self, deployments: &[Cached], limit: Option<Duration>) {
         let deadline = limit.map(|l| tokio::time::Instant::now() + l);
         while self.in_flight() > 0 {
             let Some(rx) = self.rx.as_mut() else {
@@ -297,7 +297,7 @@ impl Poller {
     /// One turn of the service loop: discovers, starts the listings that are due, decides for the
     /// workloads that changed, and starts the rollout checks that are due. Returns without
     /// waiting for any of the tasks it starts.
-    pub async fn turn(&mut self, deployments: &[Object]) {
+    pub async fn turn(&mut self, deployments: &[Cached]) {
         self.turn_with(deployments, false, false).await;
     }
 
@@ -306,7 +306,7 @@ impl Poller {
         self.wants_turn
     }
 
-    async fn turn_with(&mut self, deployments: &[Object], all: bool, check_now: bool) {
+    async fn turn_with(&mut self, deployments: &[Cached], all: bool, check_now: bool) {
         self.wants_turn = false;
         let workloads = self.discover(deployments);
         self.workloads = workloads.clone();
@@ -378,7 +378,7 @@ impl Poller {
     /// Woken by the clock ([`Poller::next_wakeup`]): starts the listings and rollout checks that
     /// are due, on the last turn's view. Costs what is due, not a look at every workload: with
     /// listings spread over the interval, the clock wakes the loop for nearly every one.
-    pub async fn wake(&mut self, deployments: &[Object]) {
+    pub async fn wake(&mut self, deployments: &[Cached]) {
         let due = self.schedule.due(Instant::now());
         self.start_listings(due);
         // Only while a rollout is watched: with none, a turn (a watch event) starts the checks
@@ -413,7 +413,7 @@ impl Poller {
     }
 
     /// A task is done: record what it found, and decide for what it unblocked.
-    pub async fn finished(&mut self, done: Finished, deployments: &[Object]) {
+    pub async fn finished(&mut self, done: Finished, deployments: &[Cached]) {
         match done {
             Finished::Listed(listed) => self.listed(listed, deployments),
             Finished::Applied(applied) => self.applied(applied, deployments),
@@ -456,7 +456,7 @@ impl Poller {
 
     /// Release gates' share of a turn: the Nodes read when `auto` needs them, the workloads
     /// whose waiting candidate came of age decided, first-seen times saved.
-    fn gate_turn(&mut self, deployments: &[Object]) {
+    fn gate_turn(&mut self, deployments: &[Cached]) {
         if self.gates.nodes_due(Instant::now()) {
             tasks::spawn(
                 &self.tx,
@@ -477,7 +477,7 @@ impl Poller {
 
     /// Holds' share of a turn: the incident freeze read when due, workloads whose window
     /// opened or freeze ended decided, free rollout slots handed out.
-    fn hold_turn(&mut self, deployments: &[Object]) {
+    fn hold_turn(&mut self, deployments: &[Cached]) {
         if let Some(namespace) = self.holds.store.clone() {
             if self.runner.is_some() && self.holds.freeze_due(Instant::now()) {
                 tasks::spawn(
@@ -499,7 +499,7 @@ impl Poller {
 
     /// Decides the workloads waiting for a rollout slot, longest waiting first, while slots
     /// are free.
-    fn release_slots(&mut self, deployments: &[Object]) {
+    fn release_slots(&mut self, deployments: &[Cached]) {
         if !self.holds.limited() {
             return;
         }
@@ -668,7 +668,7 @@ impl Poller {
     /// Decides again the gated workloads with a container `matches` picks (new facts are in).
     fn decide_gated(
         &mut self,
-        deployments: &[Object],
+        deployments: &[Cached],
         matches: impl Fn(&WatchedContainer) -> bool,
     ) {
         let affected: Vec<Arc<Workload>> = self
@@ -732,7 +732,7 @@ impl Poller {
 
     /// Read-only pass for `tagwatch plan`: lists every repository now (as each workload's own
     /// login) and plans every workload. Writes nothing to the cluster (no patch, no Event).
-    pub async fn dry_run(&mut self, deployments: &[Object]) -> Vec<(Workload, WorkloadPlan)> {
+    pub async fn dry_run(&mut self, deployments: &[Cached]) -> Vec<(Workload, WorkloadPlan)> {
         self.turn_with(deployments, true, false).await;
         self.drain(deployments, None).await;
         self.workloads
@@ -747,7 +747,7 @@ impl Poller {
 
     /// The opted-in workloads. An object is parsed again only when its resourceVersion moved:
     /// an idle turn over a thousand workloads then costs a lookup each, not a parse.
-    fn discover(&mut self, objects: &[Object]) -> Vec<Arc<Workload>> {
+    fn discover(&mut self, objects: &[Cached]) -> Vec<Arc<Workload>> {
         let mut seen = HashMap::with_capacity(self.discovered.len());
         let mut workloads = Vec::new();
         for object in objects {
@@ -755,10 +755,14 @@ impl Poller {
             let version = object.meta().resource_version.clone();
             let workload = match self.discovered.remove(&key) {
                 Some((cached, workload)) if version.is_some() && cached == version => workload,
-                _ => discover::workload(object).map(|mut workload| {
-                    self.ctx.verification.enforce(&mut workload);
-                    Arc::new(workload)
-                }),
+                _ => object
+                    .object()
+                    .as_ref()
+                    .and_then(discover::workload)
+                    .map(|mut workload| {
+                        self.ctx.verification.enforce(&mut workload);
+                        Arc::new(workload)
+                    }),
             };
             if let Some(w) = &workload {
                 workloads.push(w.clone());
@@ -1000,7 +1004,7 @@ impl Poller {
         );
     }
 
-    fn listed(&mut self, listed: Listed, deployments: &[Object]) {
+    fn listed(&mut self, listed: Listed, deployments: &[Cached]) {
         let Listed {
             key,
             result,
@@ -1161,7 +1165,7 @@ impl Poller {
     }
 
     /// Decides for one workload from its own listings, and starts the write if there is one.
-    fn decide(&mut self, workload: &Arc<Workload>, deployments: &[Object]) {
+    fn decide(&mut self, workload: &Arc<Workload>, deployments: &[Cached]) {
         let id = &workload.id;
         if self.writing.contains(id) || self.checking.contains(id) {
             self.dirty.insert(id.clone());
@@ -1177,7 +1181,7 @@ impl Poller {
             .canary
             .as_ref()
             .and_then(|_| find(deployments, id));
-        if self.refuse_outright(workload, primary) {
+        if self.refuse_outright(workload, primary.as_ref()) {
             return;
         }
         self.report.planned += 1;
@@ -1216,7 +1220,6 @@ impl Poller {
             plan.outcomes
                 .retain(|(_, o)| !matches!(o, update::Outcome::Update(_)));
         }
-        let primary = primary.cloned();
         // A plain rollout still in progress is replaced by this update (canaries wait instead).
         let superseding = workload
             .rollout
@@ -1277,7 +1280,7 @@ impl Poller {
         false
     }
 
-    fn applied(&mut self, applied: Applied, deployments: &[Object]) {
+    fn applied(&mut self, applied: Applied, deployments: &[Cached]) {
         let Applied {
             id,
             decided_at,
@@ -1328,7 +1331,7 @@ impl Poller {
 
     /// Looks at every canary and watched rollout (and at canaries left behind), each in its own
     /// task; due again in [`ROLLOUT_CHECK`] while any is in progress.
-    fn start_checks(&mut self, deployments: &[Object]) {
+    fn start_checks(&mut self, deployments: &[Cached]) {
         let mut pending = false;
         let mut canaries = 0;
         let workloads = self.workloads.clone();
@@ -1353,7 +1356,7 @@ impl Poller {
             if self.checking.contains(&workload.id) || self.writing.contains(&workload.id) {
                 continue;
             }
-            let Some(object) = find(deployments, &workload.id).cloned() else {
+            let Some(object) = find(deployments, &workload.id) else {
                 continue;
             };
             let check = Action::CheckRollout {
@@ -1371,25 +1374,20 @@ impl Poller {
 
     /// Looks for tagwatch's canaries that nothing records any more (opted out, state removed,
     /// primary gone), beside the loop.
-    fn sweep(&mut self, deployments: &[Object]) {
+    fn sweep(&mut self, deployments: &[Cached]) {
         if self.sweeping {
             return;
         }
-        let any_canary = deployments.iter().any(|d| {
-            d.meta()
-                .annotations
-                .as_ref()
-                .is_some_and(|a| a.contains_key(crate::model::annotations::CANARY_OF))
-        });
-        if !any_canary {
+        if !deployments.iter().any(Cached::is_canary) {
             return;
         }
         let sweep = Action::SweepCanaries {
             workloads: self.workloads.clone(),
             deployments: deployments
                 .iter()
-                .filter_map(|o| match o {
-                    Object::Deployment(d) => Some(d.clone()),
+                .filter(|o| o.kind() == crate::model::kind::Kind::Deployment)
+                .filter_map(|o| match o.object()? {
+                    Object::Deployment(d) => Some(d),
                     _ => None,
                 })
                 .collect(),
@@ -1419,7 +1417,7 @@ impl Poller {
         std::mem::take(&mut self.actions)
     }
 
-    fn checked(&mut self, checked: Checked, deployments: &[Object]) {
+    fn checked(&mut self, checked: Checked, deployments: &[Cached]) {
         let Checked { id, started, step } = checked;
         self.checking.remove(&id);
         match step {
@@ -1464,7 +1462,7 @@ impl Poller {
     }
 
     /// A rollout is over: the workload is decided with what is known now.
-    fn decide_again(&mut self, id: &WorkloadId, deployments: &[Object]) {
+    fn decide_again(&mut self, id: &WorkloadId, deployments: &[Cached]) {
         self.dirty.remove(id);
         if let Some(workload) = self.workloads.iter().find(|w| &w.id == id).cloned() {
             self.decide(&workload, deployments);
@@ -1544,8 +1542,9 @@ fn fingerprint_listing(
     hasher.finish()
 }
 
-fn find<'a>(objects: &'a [Object], id: &WorkloadId) -> Option<&'a Object> {
-    objects.iter().find(|o| o.is(id))
+/// The object of `id`, decoded (the snapshot keeps it compact).
+fn find(objects: &[Cached], id: &WorkloadId) -> Option<Object> {
+    objects.iter().find(|o| o.is(id)).and_then(Cached::object)
 }
 
 fn unix_now() -> f64 {

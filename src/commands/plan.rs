@@ -10,7 +10,7 @@ use crate::cli::{ClusterArgs, Output, PlanArgs};
 use crate::config::{FileConfig, Settings};
 use crate::control::Poller;
 use crate::discover::watch::Workloads;
-use crate::discover::Object;
+use crate::discover::Cached;
 use crate::metrics::Metrics;
 use crate::model::kind::Kind;
 use crate::model::workload::Workload;
@@ -150,7 +150,7 @@ pub async fn plan(args: PlanArgs, file: FileConfig) -> anyhow::Result<()> {
 }
 
 /// Every workload of every kind in scope, read once (the same reflectors `run` keeps).
-async fn list_workloads(client: &kube::Client, settings: &Settings) -> Vec<Object> {
+async fn list_workloads(client: &kube::Client, settings: &Settings) -> Vec<Cached> {
     let watched = Workloads::start(
         client,
         &settings.namespaces,

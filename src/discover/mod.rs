@@ -4,11 +4,13 @@
 //! Pure: takes the object the reflector holds, returns a value. Bad annotations become
 //! [`Problem`]s on the workload (reported and skipped by the caller), never errors that stop others.
 
+pub mod compact;
 pub mod gitops;
 pub mod object;
 pub mod trim;
 pub mod watch;
 
+pub use compact::Cached;
 pub use object::{Object, Source};
 
 use std::collections::{BTreeMap, BTreeSet};

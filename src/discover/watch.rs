@@ -5,7 +5,7 @@
 //! name, and the other kinds are served; it keeps being retried in the background. Argo Rollouts
 //! are watched only once their CRD is served: discovery is asked at start and every
 //! [`CRD_RECHECK`] (`--crd-recheck`) until it is, so installing Argo later needs no restart.
-//! Objects are trimmed ([`super::trim`]) before they are cached.
+//! Objects are trimmed ([`super::trim`]) and cached compact ([`super::compact`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -23,13 +23,16 @@ use serde::de::DeserializeOwned;
 use tokio::sync::{watch as signal, Notify};
 use tokio::task::JoinHandle;
 
-use super::object::{api_resource, Object};
-use super::trim::{trim, Trim};
+use serde::Serialize;
+
+use super::compact::{Cached, Compact};
+use super::object::api_resource;
+use super::trim::Trim;
 use crate::model::kind::Kind;
 
-/// Objects per page of the initial list: each page is held whole, as it arrived, until its
-/// objects are trimmed, so the page bounds start-up's peak memory (kube's default is 500).
-pub const LIST_PAGE: u32 = 100;
+/// Objects per page of the initial list: a page is held as it arrived while its objects are
+/// decoded one by one into their compact form (kube's default is 500).
+pub const LIST_PAGE: u32 = 500;
 
 /// How often discovery is asked whether Argo Rollouts' CRD appeared, unless configured.
 pub const CRD_RECHECK: Duration = Duration::from_secs(30);
@@ -47,7 +50,7 @@ pub enum Availability {
     Absent,
 }
 
-type Snapshotter = Box<dyn Fn() -> Vec<Object> + Send + Sync>;
+type Snapshotter = Box<dyn Fn() -> Vec<Cached> + Send + Sync>;
 
 /// One reflector: how to read its store, whether it has listed.
 struct Reflected {
@@ -113,10 +116,16 @@ impl Workloads {
         });
         for kind in kinds {
             match kind {
-                Kind::Deployment => starter.reflect(api_for::<Deployment>, Object::Deployment),
-                Kind::StatefulSet => starter.reflect(api_for::<StatefulSet>, Object::StatefulSet),
-                Kind::DaemonSet => starter.reflect(api_for::<DaemonSet>, Object::DaemonSet),
-                Kind::CronJob => starter.reflect(api_for::<CronJob>, Object::CronJob),
+                Kind::Deployment => {
+                    starter.reflect(api_for::<Compact<Deployment>>, Cached::Deployment)
+                }
+                Kind::StatefulSet => {
+                    starter.reflect(api_for::<Compact<StatefulSet>>, Cached::StatefulSet)
+                }
+                Kind::DaemonSet => {
+                    starter.reflect(api_for::<Compact<DaemonSet>>, Cached::DaemonSet)
+                }
+                Kind::CronJob => starter.reflect(api_for::<Compact<CronJob>>, Cached::CronJob),
                 Kind::Rollout => starter.clone().wait_for_crd(),
             }
         }
@@ -141,7 +150,7 @@ impl Workloads {
         self.availability.borrow().clone()
     }
 
-    pub fn snapshot(&self) -> Vec<Object> {
+    pub fn snapshot(&self) -> Vec<Cached> {
         lock(&self.reflected)
             .iter()
             .flat_map(|r| (r.snapshot)())
@@ -190,10 +199,10 @@ impl Starter {
 
     fn reflect<K, A, W>(&self, api: A, wrap: W)
     where
-        K: Resource + Trim + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+        K: Resource + Trim + Serialize + DeserializeOwned + Send + Sync + 'static,
         K::DynamicType: Default + Eq + std::hash::Hash + Clone,
-        A: Fn(Client, Option<&str>) -> Api<K>,
-        W: Fn(Arc<K>) -> Object + Send + Sync + Copy + 'static,
+        A: Fn(Client, Option<&str>) -> Api<Compact<K>>,
+        W: Fn(Arc<Compact<K>>) -> Cached + Send + Sync + Copy + 'static,
     {
         let kind = kind_of::<K>();
         let scopes = self.scopes();
@@ -208,15 +217,15 @@ impl Starter {
     fn spawn<K, W>(
         &self,
         kind: Kind,
-        api: Api<K>,
+        api: Api<Compact<K>>,
         dynamic: K::DynamicType,
         wrap: W,
         synced: Arc<std::sync::atomic::AtomicUsize>,
         wanted: usize,
     ) where
-        K: Resource + Trim + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+        K: Resource + Trim + Serialize + DeserializeOwned + Send + Sync + 'static,
         K::DynamicType: Eq + std::hash::Hash + Clone,
-        W: Fn(Arc<K>) -> Object + Send + Sync + Copy + 'static,
+        W: Fn(Arc<Compact<K>>) -> Cached + Send + Sync + Copy + 'static,
     {
         let mut config = watcher::Config::default().page_size(LIST_PAGE);
         if let Some(selector) = &self.selector {
@@ -226,11 +235,11 @@ impl Starter {
         let store = writer.as_reader();
         let changed = self.changed.clone();
         let availability = self.availability.clone();
-        let reader: Store<K> = store.clone();
+        let reader: Store<Compact<K>> = store.clone();
         lock(&self.reflected).push(Reflected {
             snapshot: Box::new(move || reader.state().into_iter().map(wrap).collect()),
         });
-        let stream = reflector::reflector(writer, watcher(api, config).modify(trim::<K>))
+        let stream = reflector::reflector(writer, watcher(api, config))
             .default_backoff()
             .touched_objects();
         let task = tokio::spawn(async move {
@@ -304,7 +313,7 @@ impl Starter {
                         let synced = Arc::new(std::sync::atomic::AtomicUsize::new(0));
                         let wanted = scopes.len();
                         for scope in scopes {
-                            let api: Api<DynamicObject> = match scope.as_deref() {
+                            let api: Api<Compact<DynamicObject>> = match scope.as_deref() {
                                 Some(ns) => {
                                     Api::namespaced_with(starter.client.clone(), ns, &resource)
                                 }
@@ -314,7 +323,7 @@ impl Starter {
                                 kind,
                                 api,
                                 resource.clone(),
-                                Object::Rollout,
+                                Cached::Rollout,
                                 synced.clone(),
                                 wanted,
                             );

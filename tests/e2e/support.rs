@@ -13,7 +13,7 @@ use serde_json::json;
 use tagwatch::act::runner::Writer;
 use tagwatch::act::Context;
 use tagwatch::control::Poller;
-use tagwatch::discover::Object;
+use tagwatch::discover::{Cached, Object};
 use tagwatch::leader::Leadership;
 use tagwatch::metrics::Metrics;
 use tagwatch::notify::Notifier;
@@ -203,7 +203,8 @@ where
         .collect()
 }
 
-pub async fn snapshot(cluster: &TestCluster, namespaces: &[&str]) -> Vec<Object> {
+/// The objects of `namespaces`, cached as the reflectors cache them.
+pub async fn snapshot(cluster: &TestCluster, namespaces: &[&str]) -> Vec<Cached> {
     use k8s_openapi::api::apps::v1::{DaemonSet, StatefulSet};
     use k8s_openapi::api::batch::v1::CronJob;
     let mut all = Vec::new();
@@ -222,7 +223,9 @@ pub async fn snapshot(cluster: &TestCluster, namespaces: &[&str]) -> Vec<Object>
             all.extend(list.items.into_iter().map(|r| Object::Rollout(Arc::new(r))));
         }
     }
-    all
+    all.iter()
+        .map(|o| Cached::new(o).expect("a listed object caches"))
+        .collect()
 }
 
 pub async fn events(cluster: &TestCluster, namespace: &str) -> Vec<Event> {
