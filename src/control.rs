@@ -1224,8 +1224,9 @@ impl Poller {
         let superseding = workload
             .rollout
             .watching
-            .clone()
-            .filter(|w| !self.settled.contains(&(id.clone(), w.started.clone())));
+            .as_deref()
+            .filter(|w| !self.settled.contains(&(id.clone(), w.started.clone())))
+            .cloned();
         let Some(action) = actions::for_plan(workload, primary, inputs, plan, superseding) else {
             return;
         };

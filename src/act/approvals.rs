@@ -155,7 +155,7 @@ async fn read(client: &Client, id: &WorkloadId) -> Result<(Workload, Approvals),
         .approvals
         .clone()
         .ok_or_else(|| DecisionError::NoApprovals { id: id.clone() })?;
-    Ok((workload, approvals))
+    Ok((workload, *approvals))
 }
 
 /// Records `user`'s approval of the proposal on `id` (checked against `version` when named) in

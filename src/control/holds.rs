@@ -101,7 +101,7 @@ impl Holds {
             ahead,
             ahead_here,
         };
-        let hold = holds::hold(namespace, workload.window.as_ref(), env);
+        let hold = holds::hold(namespace, workload.window.as_deref(), env);
         match &hold {
             None => {
                 self.queue.remove(id);
@@ -332,12 +332,12 @@ mod tests {
         let busy = HashSet::from([workload("x", "other").id]);
         assert!(holds.check(&w, &busy, now).is_some());
         assert_eq!(holds.queued(), vec![w.id.clone()]);
-        w.approvals = Some(Approvals {
+        w.approvals = Some(Box::new(Approvals {
             needed: 2,
             deadline: DEFAULT_DEADLINE,
             proposal: None,
             given: Vec::new(),
-        });
+        }));
         let Some(Verdict::Propose(proposal)) = holds.check_approval(&w, &pending, now) else {
             panic!("a first proposal");
         };

@@ -267,8 +267,8 @@ pub fn workload<S: Source + ?Sized>(object: &S) -> Option<Workload> {
     workload.containers = containers;
     workload.interval = interval;
     workload.rollout = rollout;
-    workload.window = window;
-    workload.approvals = approvals;
+    workload.window = window.map(Box::new);
+    workload.approvals = approvals.map(Box::new);
     Some(workload)
 }
 
@@ -333,9 +333,9 @@ fn rollout_state(
         },
     };
     Ok(RolloutSettings {
-        canary,
-        canary_state,
-        watching,
+        canary: canary.map(Box::new),
+        canary_state: canary_state.map(Box::new),
+        watching: watching.map(Box::new),
         rollback,
         progress_deadline,
         history: history::decode(annotations.get(keys::HISTORY).map(String::as_str)),

@@ -157,22 +157,23 @@ pub struct Workload {
     /// allow`: such a workload is not written to.
     pub gitops: Option<String>,
     /// `tagwatch.dev/window`: when an update may start (`None`: any time).
-    pub window: Option<crate::model::window::Window>,
+    pub window: Option<Box<crate::model::window::Window>>,
     /// `tagwatch.dev/approvals`: updates wait for people to approve them (`None`: they don't).
-    pub approvals: Option<crate::plan::approvals::Approvals>,
+    pub approvals: Option<Box<crate::plan::approvals::Approvals>>,
     /// `tagwatch.dev/notify`: the notification sinks chosen by name (`None`: the default sinks).
     pub notify: Option<BTreeSet<String>>,
 }
 
-/// How new versions roll out, and any rollout in progress.
+/// How new versions roll out, and any rollout in progress. The settings and states are boxed:
+/// most workloads have none, and ten thousand of them inline would cost 4 MB.
 #[derive(Debug, Clone)]
 pub struct RolloutSettings {
     /// `tagwatch.dev/canary: "true"` and its settings.
-    pub canary: Option<CanarySpec>,
+    pub canary: Option<Box<CanarySpec>>,
     /// A canary in progress.
-    pub canary_state: Option<CanaryState>,
+    pub canary_state: Option<Box<CanaryState>>,
     /// A rollout tagwatch started and is watching.
-    pub watching: Option<RolloutState>,
+    pub watching: Option<Box<RolloutState>>,
     /// Roll back automatically when the rollout passes its progress deadline.
     pub rollback: bool,
     /// tagwatch's own progress deadline, for kinds without one of their own.
@@ -223,5 +224,19 @@ pub fn encode_rejected(rejected: &BTreeMap<String, BTreeSet<String>>) -> Option<
         None
     } else {
         serde_json::to_string(&non_empty).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_workload_keeps_its_rare_settings_out_of_line() {
+        // Ten thousand workloads are held at once; canaries, rollouts watched, windows and
+        // approvals are the exception, so they cost a pointer each when absent.
+        let size = std::mem::size_of::<Workload>();
+        assert!(size <= 448, "a Workload is {size} B");
+        assert!(std::mem::size_of::<RolloutSettings>() <= 96);
     }
 }

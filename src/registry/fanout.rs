@@ -64,13 +64,25 @@ impl Fanout {
         work.await
     }
 
+    /// As [`Fanout::bounded`], the work made only once its turn came, and on the heap: a task
+    /// waiting its turn then holds a few bytes, not the whole request's state (about 10 KB for a
+    /// listing), so a cycle of a thousand listings waiting behind four costs no 10 MB peak.
+    async fn bounded_later<T, F>(&self, registry: &str, work: impl FnOnce() -> F) -> T
+    where
+        F: Future<Output = T>,
+    {
+        let semaphore = self.semaphore(registry);
+        let _permit = semaphore.acquire_owned().await.ok();
+        Box::pin(work()).await
+    }
+
     /// One complete listing, waiting its turn behind the registry's other requests.
     pub async fn list_one(
         &self,
         repo: &Repository,
         credentials: &Credentials,
     ) -> Result<Vec<String>, RegistryError> {
-        self.bounded(&repo.registry, self.client.list_tags(repo, credentials))
+        self.bounded_later(&repo.registry, || self.client.list_tags(repo, credentials))
             .await
     }
 
@@ -81,10 +93,9 @@ impl Fanout {
         tag: &str,
         credentials: &Credentials,
     ) -> Result<Option<String>, RegistryError> {
-        self.bounded(
-            &repo.registry,
-            self.client.manifest_digest(repo, tag, credentials),
-        )
+        self.bounded_later(&repo.registry, || {
+            self.client.manifest_digest(repo, tag, credentials)
+        })
         .await
     }
 
@@ -95,7 +106,9 @@ impl Fanout {
     ) -> Vec<(Repository, Result<Vec<String>, RegistryError>)> {
         let futures = jobs.into_iter().map(|(repo, credentials)| async move {
             let result = self
-                .bounded(&repo.registry, self.client.list_tags(&repo, &credentials))
+                .bounded_later(&repo.registry, || {
+                    self.client.list_tags(&repo, &credentials)
+                })
                 .await;
             (repo, result)
         });
@@ -109,13 +122,43 @@ impl Fanout {
     ) -> Vec<((Repository, String), Result<Option<String>, RegistryError>)> {
         let futures = jobs.into_iter().map(|(repo, tag, credentials)| async move {
             let result = self
-                .bounded(
-                    &repo.registry,
-                    self.client.manifest_digest(&repo, &tag, &credentials),
-                )
+                .bounded_later(&repo.registry, || {
+                    self.client.manifest_digest(&repo, &tag, &credentials)
+                })
                 .await;
             ((repo, tag), result)
         });
         futures::future::join_all(futures).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::metrics::Metrics;
+    use crate::model::image::ImageRef;
+    use crate::registry::client::ClientOptions;
+
+    #[test]
+    fn a_read_waiting_its_turn_holds_no_request_state() {
+        let client =
+            RegistryClient::new(ClientOptions::default(), Metrics::unregistered().unwrap())
+                .unwrap();
+        let fanout = Fanout::new(client, 1, HashMap::new());
+        let repo = ImageRef::parse("registry.example/app:1")
+            .unwrap()
+            .repository;
+        let anonymous = Credentials::Anonymous;
+        // What a spawned listing task holds while a thousand wait behind a registry's four.
+        let listing = std::mem::size_of_val(&fanout.list_one(&repo, &anonymous));
+        let digest = std::mem::size_of_val(&fanout.digest_one(&repo, "1", &anonymous));
+        let whole = std::mem::size_of_val(&fanout.client.list_tags(&repo, &anonymous));
+        assert!(listing <= 512, "a waiting listing holds {listing} B");
+        assert!(digest <= 512, "a waiting digest read holds {digest} B");
+        assert!(
+            whole > 4 * listing,
+            "the request itself holds {whole} B, waiting {listing} B"
+        );
     }
 }
