@@ -5,8 +5,21 @@ use tagwatch::cli::{Cli, Command};
 use tagwatch::config::{self, FileConfig};
 use tagwatch::{app, commands};
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    app::one_malloc_arena();
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(tagwatch_main()),
+        Err(e) => {
+            eprintln!("tagwatch: cannot start the async runtime: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn tagwatch_main() -> ExitCode {
     let cli = Cli::parse();
     // The file is read before anything starts: a bad one refuses start-up, never half-applies.
     let file = match cli.config.as_deref().map(FileConfig::load).transpose() {
