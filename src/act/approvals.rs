@@ -181,10 +181,7 @@ pub async fn approve(
             return Ok(Approved::Already { label });
         };
         let patch = approvals::given_patch(
-            workload
-                .annotations
-                .get(keys::APPROVALS_GIVEN)
-                .map(String::as_str),
+            workload.annotations.get(keys::APPROVALS_GIVEN),
             &given,
             workload.resource_version.as_deref(),
         );

@@ -70,7 +70,7 @@ impl Rollouts<'_> {
         let patch = partition::patch(
             changes,
             &next,
-            &workload.annotations,
+            &workload.annotations.to_map(),
             workload.resource_version.as_deref(),
             Some(Move { at, to: Some(to) }),
         );
@@ -224,7 +224,7 @@ impl Rollouts<'_> {
         let patch = partition::patch(
             &[],
             &next,
-            &workload.annotations,
+            &workload.annotations.to_map(),
             workload.resource_version.as_deref(),
             moved,
         );
@@ -332,7 +332,7 @@ impl Rollouts<'_> {
         let patch = partition::patch(
             &restore,
             &next,
-            &workload.annotations,
+            &workload.annotations.to_map(),
             workload.resource_version.as_deref(),
             moved,
         );

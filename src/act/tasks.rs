@@ -133,7 +133,7 @@ pub struct Fingerprint(u64);
 pub fn fingerprint(workload: &Workload, plan: &WorkloadPlan) -> Fingerprint {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     workload.generation.hash(&mut hasher);
-    workload.annotations.hash(&mut hasher);
+    workload.annotations_hash.hash(&mut hasher);
     for pending in plan.pending() {
         (&pending.container, &pending.to_tag).hash(&mut hasher);
     }
@@ -547,7 +547,7 @@ async fn write(
     let patch = patch::build_guarded(
         &changes,
         &state,
-        Some(&workload.annotations),
+        Some(&workload.annotations.to_map()),
         workload.resource_version.as_deref(),
     );
     match writer.patch(&workload.id, patch, Fenced::Update).await {

@@ -109,7 +109,7 @@ pub async fn write_guarded(
     let patch = patch::build_guarded(
         changes,
         state,
-        Some(&workload.annotations),
+        Some(&workload.annotations.to_map()),
         workload.resource_version.as_deref(),
     );
     patch_workload(client, &workload.id, patch).await

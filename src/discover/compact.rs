@@ -348,10 +348,7 @@ mod tests {
                 .unwrap()
                 .contains_key(LAST_APPLIED));
             // Discovery reads the same workload from the cached object as from the whole one.
-            let from_whole = crate::discover::workload(&whole).map(|mut w| {
-                w.annotations.remove(LAST_APPLIED);
-                w
-            });
+            let from_whole = crate::discover::workload(&whole);
             assert_eq!(
                 format!("{:?}", crate::discover::workload(&decoded)),
                 format!("{from_whole:?}"),

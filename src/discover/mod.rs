@@ -30,7 +30,7 @@ use crate::model::policy::Policy;
 use crate::model::rollout_state::{CanaryState, RolloutState};
 use crate::model::window::Window;
 use crate::model::workload::{
-    Pin, Problem, RolloutSettings, WatchedContainer, Workload, WorkloadId,
+    OwnAnnotations, Pin, Problem, RolloutSettings, WatchedContainer, Workload, WorkloadId,
     DEFAULT_PROGRESS_DEADLINE, MAX_WORKLOAD_INTERVAL, MIN_WORKLOAD_INTERVAL,
     PROGRESS_DEADLINE_RANGE,
 };
@@ -342,6 +342,18 @@ fn rollout_state(
     })
 }
 
+/// All annotations but kubectl's last-applied copy (which the watch caches drop), hashed.
+fn annotations_hash(annotations: &BTreeMap<String, String>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for (key, value) in annotations {
+        if key != trim::LAST_APPLIED {
+            (key, value).hash(&mut hasher);
+        }
+    }
+    hasher.finish()
+}
+
 fn empty_workload<S: Source + ?Sized>(
     object: &S,
     id: WorkloadId,
@@ -365,7 +377,8 @@ fn empty_workload<S: Source + ?Sized>(
             .unwrap_or_default(),
         containers: Vec::new(),
         problems,
-        annotations,
+        annotations: OwnAnnotations::of(&annotations),
+        annotations_hash: annotations_hash(&annotations),
         generation: object.meta().generation,
         rollout: RolloutSettings::default(),
         // Set whatever else is wrong: an invalid opt-out allows nothing.
@@ -538,6 +551,33 @@ mod tests {
             web("a:1.0.0")
         ))
         .is_none());
+    }
+
+    #[test]
+    fn a_person_changing_any_annotation_changes_the_hash_kubectls_copy_does_not() {
+        let hash = |annotations: serde_json::Value| {
+            workload(&deployment(annotations, web("reg/app:1.2.3")))
+                .unwrap()
+                .annotations_hash
+        };
+        let base = hash(json!({"tagwatch.dev/policy": "minor"}));
+        assert_eq!(
+            hash(json!({"tagwatch.dev/policy": "minor", trim::LAST_APPLIED: "{}"})),
+            base
+        );
+        assert_ne!(
+            hash(json!({"tagwatch.dev/policy": "minor", "policy.example/allow": "yes"})),
+            base
+        );
+        assert_ne!(hash(json!({"tagwatch.dev/policy": "patch"})), base);
+        // Only tagwatch's own annotations are kept.
+        let w = workload(&deployment(
+            json!({"tagwatch.dev/policy": "minor", "policy.example/allow": "yes"}),
+            web("reg/app:1.2.3"),
+        ))
+        .unwrap();
+        assert_eq!(w.annotations.get("tagwatch.dev/policy"), Some("minor"));
+        assert_eq!(w.annotations.get("policy.example/allow"), None);
     }
 
     #[test]

@@ -239,13 +239,8 @@ mod tests {
         );
         assert_eq!(deployment.status, before.status);
 
-        // Discovery and the rollout check read the same from either (but kubectl's copy,
-        // which a workload keeps among its annotations when it is there).
-        let mut whole = before;
-        if let Some(a) = whole.metadata.annotations.as_mut() {
-            a.remove(LAST_APPLIED);
-        }
-        let (slim, whole) = (Object::from(deployment), Object::from(whole));
+        // Discovery and the rollout check read the same from either.
+        let (slim, whole) = (Object::from(deployment), Object::from(before));
         assert_eq!(
             format!("{:?}", workload(&slim)),
             format!("{:?}", workload(&whole))

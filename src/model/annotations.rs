@@ -1,6 +1,8 @@
 //! Every annotation and label key tagwatch reads or writes: the whole user-facing vocabulary in
 //! one place, so a key is spelled once.
 
+/// What every annotation of tagwatch's own begins with.
+pub const PREFIX: &str = "tagwatch.dev/";
 pub const POLICY: &str = "tagwatch.dev/policy";
 /// `tagwatch.dev/policy.<container>` overrides the policy for one container.
 pub const POLICY_PREFIX: &str = "tagwatch.dev/policy.";

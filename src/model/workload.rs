@@ -148,8 +148,11 @@ pub struct Workload {
     pub containers: Vec<WatchedContainer>,
     /// Containers (or the whole workload) left out, and why.
     pub problems: Vec<Problem>,
-    /// The raw state annotations, so a patch can tell whether to add or replace them.
-    pub annotations: BTreeMap<String, String>,
+    /// tagwatch's own annotations as read, so a patch can tell whether to add or replace them.
+    pub annotations: OwnAnnotations,
+    /// A hash of all the workload's annotations (but kubectl's last-applied copy): a refused
+    /// write is tried again once a person changed any of them.
+    pub annotations_hash: u64,
     pub generation: Option<i64>,
     pub rollout: RolloutSettings,
     /// The GitOps owner that would undo tagwatch's writes (`Argo CD application "shop"`,
@@ -162,6 +165,49 @@ pub struct Workload {
     pub approvals: Option<Box<crate::plan::approvals::Approvals>>,
     /// `tagwatch.dev/notify`: the notification sinks chosen by name (`None`: the default sinks).
     pub notify: Option<BTreeSet<String>>,
+}
+
+/// tagwatch's own annotations on a workload (`tagwatch.dev/…` and `kubernetes.io/change-cause`,
+/// which its patches write), as read. A short sorted list rather than a map: a map's first node
+/// reserves room for eleven entries (544 B) whatever it holds, and ten thousand workloads each
+/// keep one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct OwnAnnotations(Box<[(Box<str>, Box<str>)]>);
+
+impl OwnAnnotations {
+    /// Whether tagwatch writes `key`.
+    pub fn is_own(key: &str) -> bool {
+        key.starts_with(super::annotations::PREFIX) || key == super::annotations::CHANGE_CAUSE
+    }
+
+    /// tagwatch's own among `all`.
+    pub fn of(all: &BTreeMap<String, String>) -> OwnAnnotations {
+        OwnAnnotations(
+            all.iter()
+                .filter(|(k, _)| OwnAnnotations::is_own(k))
+                .map(|(k, v)| (k.as_str().into(), v.as_str().into()))
+                .collect(),
+        )
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .binary_search_by(|(k, _)| k.as_ref().cmp(key))
+            .ok()
+            .map(|i| self.0[i].1.as_ref())
+    }
+
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// As a map, for a patch to compare with.
+    pub fn to_map(&self) -> BTreeMap<String, String> {
+        self.0
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
 }
 
 /// How new versions roll out, and any rollout in progress. The settings and states are boxed:
@@ -230,6 +276,40 @@ pub fn encode_rejected(rejected: &BTreeMap<String, BTreeSet<String>>) -> Option<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn own_annotations_are_what_tagwatch_writes_each_found_by_key() {
+        let all = BTreeMap::from([
+            ("tagwatch.dev/policy".to_string(), "minor".to_string()),
+            ("tagwatch.dev/applied".into(), "{}".into()),
+            (
+                "kubernetes.io/change-cause".into(),
+                "tagwatch: app 1.2.3".into(),
+            ),
+            ("meta.helm.sh/release-name".into(), "web".into()),
+            ("tagwatch.dev.example/other".into(), "x".into()),
+        ]);
+        let own = OwnAnnotations::of(&all);
+        assert_eq!(own.get("tagwatch.dev/policy"), Some("minor"));
+        assert_eq!(own.get("tagwatch.dev/applied"), Some("{}"));
+        assert!(own.contains_key("kubernetes.io/change-cause"));
+        assert_eq!(own.get("meta.helm.sh/release-name"), None);
+        assert_eq!(own.get("tagwatch.dev.example/other"), None);
+        assert_eq!(own.get("tagwatch.dev/track"), None);
+        assert_eq!(
+            own.to_map().keys().collect::<Vec<_>>(),
+            vec![
+                "kubernetes.io/change-cause",
+                "tagwatch.dev/applied",
+                "tagwatch.dev/policy"
+            ]
+        );
+        assert_eq!(
+            OwnAnnotations::of(&BTreeMap::new()),
+            OwnAnnotations::default()
+        );
+    }
 
     #[test]
     fn a_workload_keeps_its_rare_settings_out_of_line() {

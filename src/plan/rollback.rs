@@ -554,7 +554,7 @@ mod tests {
         let patch = serde_json::to_value(patch::build_guarded(
             &r.changes,
             &r.state,
-            Some(&r.workload.annotations),
+            Some(&r.workload.annotations.to_map()),
             r.workload.resource_version.as_deref(),
         ))
         .unwrap();
