@@ -1505,6 +1505,10 @@ impl Poller {
         messages: BTreeSet<String>,
         reason: &'static str,
     ) -> usize {
+        if messages.is_empty() {
+            // Most workloads have nothing to report: no entry for them.
+            return 0;
+        }
         let reported = self.reported.entry(workload.id.clone()).or_default();
         let fresh: Vec<String> = messages
             .into_iter()

@@ -72,11 +72,35 @@ fn template(template: &mut PodTemplateSpec) {
     }
 }
 
+/// A condition's times are never read (a rollout is judged by its type, status, reason and
+/// message, and by tagwatch's own clock): two timestamps of every condition of every object.
+macro_rules! untimed {
+    ($status:expr) => {
+        for c in $status
+            .iter_mut()
+            .flat_map(|s| s.conditions.iter_mut().flatten())
+        {
+            c.last_transition_time = None;
+        }
+    };
+}
+
 impl Trim for Deployment {
     fn trim(&mut self) {
         meta(&mut self.metadata);
         if let Some(spec) = self.spec.as_mut() {
             template(&mut spec.template);
+            // The rollout is the controller's; tagwatch judges it by its status alone.
+            spec.strategy = None;
+            spec.revision_history_limit = None;
+        }
+        untimed!(self.status);
+        for c in self
+            .status
+            .iter_mut()
+            .flat_map(|s| s.conditions.iter_mut().flatten())
+        {
+            c.last_update_time = None;
         }
     }
 }
@@ -87,7 +111,9 @@ impl Trim for StatefulSet {
         if let Some(spec) = self.spec.as_mut() {
             template(&mut spec.template);
             spec.volume_claim_templates = None;
+            spec.revision_history_limit = None;
         }
+        untimed!(self.status);
     }
 }
 
@@ -96,7 +122,9 @@ impl Trim for DaemonSet {
         meta(&mut self.metadata);
         if let Some(spec) = self.spec.as_mut() {
             template(&mut spec.template);
+            spec.revision_history_limit = None;
         }
+        untimed!(self.status);
     }
 }
 
@@ -194,9 +222,16 @@ mod tests {
                     "apiVersion": "apps/v1", "fieldsType": "FieldsV1", "fieldsV1": {}}],
             },
             "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
-                "progressDeadlineSeconds": 600, "template": chart_pod()},
+                "progressDeadlineSeconds": 600, "template": chart_pod(),
+                "revisionHistoryLimit": 10,
+                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%"}}},
             "status": {"observedGeneration": 3, "replicas": 2, "updatedReplicas": 2,
-                "availableReplicas": 2, "readyReplicas": 2},
+                "availableReplicas": 2, "readyReplicas": 2,
+                "conditions": [{"type": "Progressing", "status": "True",
+                    "reason": "NewReplicaSetAvailable",
+                    "message": "ReplicaSet \"web-5d9\" has successfully progressed.",
+                    "lastUpdateTime": "2026-12-01T10:00:00Z",
+                    "lastTransitionTime": "2026-12-01T09:00:00Z"}]},
         }))
         .unwrap()
     }
@@ -237,7 +272,20 @@ mod tests {
                 "containers": [{"name": "web", "image": "registry.example/web:1.2.3"}],
             })
         );
-        assert_eq!(deployment.status, before.status);
+        assert_eq!(spec.strategy, None);
+        assert_eq!(spec.revision_history_limit, None);
+        let status = deployment.status.as_ref().unwrap();
+        assert_eq!(status.updated_replicas, Some(2));
+        assert_eq!(status.observed_generation, Some(3));
+        let condition = &status.conditions.as_ref().unwrap()[0];
+        assert_eq!(
+            (condition.type_.as_str(), condition.status.as_str()),
+            ("Progressing", "True")
+        );
+        assert_eq!(condition.reason.as_deref(), Some("NewReplicaSetAvailable"));
+        assert!(condition.message.as_deref().unwrap().contains("progressed"));
+        assert_eq!(condition.last_update_time, None);
+        assert_eq!(condition.last_transition_time, None);
 
         // Discovery and the rollout check read the same from either.
         let (slim, whole) = (Object::from(deployment), Object::from(before));
