@@ -266,17 +266,7 @@ impl Rollouts<'_> {
         object: &Object,
         state: &CanaryState,
     ) -> Step {
-        let watching = workload
-            .rollout
-            .watching
-            .as_deref()
-            .cloned()
-            .unwrap_or(RolloutState {
-                from: state.from.clone(),
-                to: state.images.clone(),
-                started: state.started.clone(),
-                generation: None,
-            });
+        let watching = workload.rollout.watched_or(state);
         match progress_of(
             object,
             &watching.started,

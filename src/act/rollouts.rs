@@ -349,18 +349,7 @@ impl Rollouts<'_> {
         match progress(primary) {
             Progress::InProgress => Step::Waiting,
             Progress::Stuck(message) | Progress::Failed(message) => {
-                let watching =
-                    workload
-                        .rollout
-                        .watching
-                        .as_deref()
-                        .cloned()
-                        .unwrap_or(RolloutState {
-                            from: state.from.clone(),
-                            to: state.images.clone(),
-                            started: state.started.clone(),
-                            generation: None,
-                        });
+                let watching = workload.rollout.watched_or(state);
                 self.stuck(workload, &watching, &message, &Why::ProgressDeadline)
                     .await
             }

@@ -176,19 +176,11 @@ impl Cached {
     }
 
     pub fn id(&self) -> WorkloadId {
-        let meta = self.meta();
-        WorkloadId::new(
-            self.kind(),
-            meta.namespace.as_deref().unwrap_or("default"),
-            meta.name.as_deref().unwrap_or_default(),
-        )
+        super::object::id_of(self.kind(), self.meta())
     }
 
     pub fn is(&self, id: &WorkloadId) -> bool {
-        let meta = self.meta();
-        self.kind() == id.kind
-            && meta.name.as_deref() == Some(id.name.as_str())
-            && meta.namespace.as_deref() == Some(id.namespace.as_str())
+        super::object::is_of(self.kind(), self.meta(), id)
     }
 
     pub fn resource_version(&self) -> Option<&str> {

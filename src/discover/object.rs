@@ -128,21 +128,29 @@ impl Source for Object {
     }
 }
 
+/// Who an object of `kind` described by `meta` is.
+pub fn id_of(kind: Kind, meta: &ObjectMeta) -> WorkloadId {
+    WorkloadId::new(
+        kind,
+        meta.namespace.as_deref().unwrap_or("default"),
+        meta.name.as_deref().unwrap_or_default(),
+    )
+}
+
+/// Whether an object of `kind` described by `meta` is `id`, without building its id.
+pub fn is_of(kind: Kind, meta: &ObjectMeta, id: &WorkloadId) -> bool {
+    kind == id.kind
+        && meta.name.as_deref() == Some(id.name.as_str())
+        && meta.namespace.as_deref() == Some(id.namespace.as_str())
+}
+
 impl Object {
     pub fn id(&self) -> WorkloadId {
-        let meta = self.meta();
-        WorkloadId::new(
-            self.kind(),
-            meta.namespace.as_deref().unwrap_or("default"),
-            meta.name.as_deref().unwrap_or_default(),
-        )
+        id_of(self.kind(), self.meta())
     }
 
     pub fn is(&self, id: &WorkloadId) -> bool {
-        let meta = self.meta();
-        self.kind() == id.kind
-            && meta.name.as_deref() == Some(id.name.as_str())
-            && meta.namespace.as_deref() == Some(id.namespace.as_str())
+        is_of(self.kind(), self.meta(), id)
     }
 
     pub fn as_deployment(&self) -> Option<&Deployment> {

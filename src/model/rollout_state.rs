@@ -47,6 +47,16 @@ pub struct PartitionState {
 }
 
 impl CanaryState {
+    /// The rollout this canary is, for a workload whose watched rollout was not recorded.
+    pub fn as_rollout(&self) -> RolloutState {
+        RolloutState {
+            from: self.from.clone(),
+            to: self.images.clone(),
+            started: self.started.clone(),
+            generation: None,
+        }
+    }
+
     pub fn decode(text: &str) -> Result<CanaryState, String> {
         serde_json::from_str(text).map_err(|e| format!("unreadable canary state: {e}"))
     }

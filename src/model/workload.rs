@@ -227,6 +227,16 @@ pub struct RolloutSettings {
     pub history: Vec<history::Entry>,
 }
 
+impl RolloutSettings {
+    /// The rollout watched, or else the one `canary` is (a canary whose rollout was not recorded).
+    pub fn watched_or(&self, canary: &CanaryState) -> RolloutState {
+        self.watching
+            .as_deref()
+            .cloned()
+            .unwrap_or_else(|| canary.as_rollout())
+    }
+}
+
 impl Default for RolloutSettings {
     fn default() -> Self {
         RolloutSettings {
