@@ -285,10 +285,9 @@ async fn verified_targets(
             let client = ctx.fanout.client();
             let digest = ctx
                 .fanout
-                .bounded(
-                    &repo.registry,
-                    client.manifest_digest(repo, &desired.target, credentials),
-                )
+                .bounded(&repo.registry, || {
+                    client.manifest_digest(repo, &desired.target, credentials)
+                })
                 .await;
             let Ok(Some(digest)) = digest else {
                 return None;

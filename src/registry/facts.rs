@@ -117,7 +117,9 @@ pub async fn read(
 ) -> Result<Facts, String> {
     let client = fanout.client();
     let manifest = fanout
-        .bounded(&repo.registry, client.get_manifest(repo, tag, credentials))
+        .bounded(&repo.registry, || {
+            client.get_manifest(repo, tag, credentials)
+        })
         .await
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("{repo}:{tag} is gone from the registry"))?;
@@ -131,10 +133,9 @@ pub async fn read(
         }),
         Shape::Image { config } => {
             let bytes = fanout
-                .bounded(
-                    &repo.registry,
-                    client.get_blob(repo, &config, MAX_CONFIG_BYTES, credentials),
-                )
+                .bounded(&repo.registry, || {
+                    client.get_blob(repo, &config, MAX_CONFIG_BYTES, credentials)
+                })
                 .await
                 .map_err(|e| e.to_string())?
                 .ok_or_else(|| format!("the config blob {config} of {repo}:{tag} is missing"))?;

@@ -54,24 +54,16 @@ impl Fanout {
             .clone()
     }
 
-    pub async fn bounded<T, F>(&self, registry: &str, work: F) -> T
+    /// Runs `work` once the registry has a free slot. The work is made only once its turn came,
+    /// and on the heap: a task waiting its turn holds a few bytes, not the whole request's state
+    /// (about 10 KB for a listing), so a cycle of a thousand listings waiting behind four costs
+    /// no 10 MB peak.
+    pub async fn bounded<T, F>(&self, registry: &str, work: impl FnOnce() -> F) -> T
     where
         F: Future<Output = T>,
     {
         let semaphore = self.semaphore(registry);
         // The semaphore is never closed, so acquiring only waits.
-        let _permit = semaphore.acquire_owned().await.ok();
-        work.await
-    }
-
-    /// As [`Fanout::bounded`], the work made only once its turn came, and on the heap: a task
-    /// waiting its turn then holds a few bytes, not the whole request's state (about 10 KB for a
-    /// listing), so a cycle of a thousand listings waiting behind four costs no 10 MB peak.
-    async fn bounded_later<T, F>(&self, registry: &str, work: impl FnOnce() -> F) -> T
-    where
-        F: Future<Output = T>,
-    {
-        let semaphore = self.semaphore(registry);
         let _permit = semaphore.acquire_owned().await.ok();
         Box::pin(work()).await
     }
@@ -82,7 +74,7 @@ impl Fanout {
         repo: &Repository,
         credentials: &Credentials,
     ) -> Result<Vec<String>, RegistryError> {
-        self.bounded_later(&repo.registry, || self.client.list_tags(repo, credentials))
+        self.bounded(&repo.registry, || self.client.list_tags(repo, credentials))
             .await
     }
 
@@ -93,7 +85,7 @@ impl Fanout {
         tag: &str,
         credentials: &Credentials,
     ) -> Result<Option<String>, RegistryError> {
-        self.bounded_later(&repo.registry, || {
+        self.bounded(&repo.registry, || {
             self.client.manifest_digest(repo, tag, credentials)
         })
         .await
@@ -106,7 +98,7 @@ impl Fanout {
     ) -> Vec<(Repository, Result<Vec<String>, RegistryError>)> {
         let futures = jobs.into_iter().map(|(repo, credentials)| async move {
             let result = self
-                .bounded_later(&repo.registry, || {
+                .bounded(&repo.registry, || {
                     self.client.list_tags(&repo, &credentials)
                 })
                 .await;
@@ -122,7 +114,7 @@ impl Fanout {
     ) -> Vec<((Repository, String), Result<Option<String>, RegistryError>)> {
         let futures = jobs.into_iter().map(|(repo, tag, credentials)| async move {
             let result = self
-                .bounded_later(&repo.registry, || {
+                .bounded(&repo.registry, || {
                     self.client.manifest_digest(&repo, &tag, &credentials)
                 })
                 .await;

@@ -113,10 +113,9 @@ pub async fn find(
     };
     let get_manifest = |reference: String| async move {
         fanout
-            .bounded(
-                &repo.registry,
-                client.get_manifest(repo, &reference, credentials),
-            )
+            .bounded(&repo.registry, || {
+                client.get_manifest(repo, &reference, credentials)
+            })
             .await
             .map_err(|e| e.to_string())
     };
@@ -128,10 +127,9 @@ pub async fn find(
     };
     if layers.is_empty() {
         let index = match fanout
-            .bounded(
-                &repo.registry,
-                client.get_referrers(repo, digest, SIGNATURE_ARTIFACT, credentials),
-            )
+            .bounded(&repo.registry, || {
+                client.get_referrers(repo, digest, SIGNATURE_ARTIFACT, credentials)
+            })
             .await
             .map_err(|e| e.to_string())?
         {
@@ -154,15 +152,14 @@ pub async fn find(
     let mut found = Vec::new();
     for layer in layers.into_iter().take(MAX_SIGNATURES) {
         let payload = fanout
-            .bounded(
-                &repo.registry,
+            .bounded(&repo.registry, || {
                 client.get_blob(
                     repo,
                     &layer.payload_digest,
                     MAX_PAYLOAD_BYTES as usize,
                     credentials,
-                ),
-            )
+                )
+            })
             .await;
         // A payload that is gone, or too large, makes that one signature unusable; a registry
         // that cannot answer makes the check undecided.
