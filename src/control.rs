@@ -72,12 +72,20 @@ pub struct RoundReport {
     pub refused: usize,
 }
 
-/// An object's resourceVersion and what it parsed to (None: not opted in).
-type Parsed = (Option<String>, Option<Arc<Workload>>);
+/// What the loop knows of one object, kept in one entry (one key) rather than a map each.
+struct Known {
+    /// The resourceVersion it was last parsed at.
+    version: Option<String>,
+    /// What it parsed to (None: not opted in).
+    workload: Option<Arc<Workload>>,
+    /// The resourceVersion it was last planned at.
+    planned: Option<String>,
+    /// Its logins, resolved at `version` (dropped when the object changes).
+    logins: Option<Logins>,
+}
 
 /// Each registry a workload's containers use, and the login it pulls with there.
 struct Logins {
-    resource_version: Option<String>,
     resolved: Instant,
     /// A short list, not a map: one or two registries per workload, and a map's first node
     /// reserves room for eleven (about 1 KB per workload).
@@ -99,13 +107,10 @@ pub struct Poller {
     contents: HashMap<ListingKey, u64>,
     /// The workloads of the last turn that are decided from each key.
     users: HashMap<ListingKey, Vec<Arc<Workload>>>,
-    /// The resourceVersion each workload was last planned at.
-    planned: HashMap<WorkloadId, String>,
-    /// Each object's last parse, by identity, with the resourceVersion it was read at.
-    discovered: HashMap<WorkloadId, Parsed>,
+    /// Each object's last parse, plan and logins, by identity.
+    discovered: HashMap<WorkloadId, Known>,
     /// The workloads of the last turn.
     workloads: Vec<Arc<Workload>>,
-    logins: HashMap<WorkloadId, Logins>,
     /// Work in flight: a key is listed, a workload written or checked, a repository's aliases
     /// synced, by at most one task at a time.
     listing: HashSet<ListingKey>,
@@ -163,10 +168,8 @@ impl Poller {
             digests: HashMap::new(),
             contents: HashMap::new(),
             users: HashMap::new(),
-            planned: HashMap::new(),
             discovered: HashMap::new(),
             workloads: Vec::new(),
-            logins: HashMap::new(),
             listing: HashSet::new(),
             writing: HashSet::new(),
             checking: HashSet::new(),
@@ -350,7 +353,7 @@ impl Poller {
         // A workload whose listing just started is decided when it completes.
         let listing_now: HashSet<&ListingKey> = due.iter().collect();
         for workload in &workloads {
-            let changed = workload.resource_version.as_ref() != self.planned.get(&workload.id);
+            let changed = workload.resource_version.as_ref() != self.planned_at(&workload.id);
             if !changed {
                 continue;
             }
@@ -367,9 +370,7 @@ impl Poller {
         self.hold_turn(deployments);
 
         let present: HashSet<&WorkloadId> = workloads.iter().map(|w| &w.id).collect();
-        self.planned.retain(|id, _| present.contains(id));
         self.reported.retain(|id, _| present.contains(id));
-        self.logins.retain(|id, _| present.contains(id));
         self.refused.retain(|id, _| present.contains(id));
         self.settled.retain(|(id, _)| present.contains(id));
         self.dirty.retain(|id| present.contains(id));
@@ -507,7 +508,7 @@ impl Poller {
             let Some(workload) = self.workloads.iter().find(|w| w.id == id).cloned() else {
                 continue;
             };
-            self.planned.remove(&id);
+            self.unplan(&id);
             self.decide(&workload, deployments);
             if self.holds.is_queued(&id) {
                 // Served in order: the rest wait behind this one.
@@ -752,22 +753,36 @@ impl Poller {
         let mut workloads = Vec::new();
         for object in objects {
             let key = object.id();
-            let version = object.meta().resource_version.clone();
-            let workload = match self.discovered.remove(&key) {
-                Some((cached, workload)) if version.is_some() && cached == version => workload,
-                _ => object
-                    .object()
-                    .as_ref()
-                    .and_then(discover::workload)
-                    .map(|mut workload| {
-                        self.ctx.verification.enforce(&mut workload);
-                        Arc::new(workload)
-                    }),
+            let version = object.resource_version();
+            let known = match self.discovered.remove(&key) {
+                Some(known) if version.is_some() && known.version.as_deref() == version => known,
+                earlier => {
+                    let (planned, logins) = match earlier {
+                        // Compared with the new version: an older plan is no plan. Logins are
+                        // read again for a changed object (its pull secrets may have changed).
+                        Some(e) => (
+                            e.planned,
+                            e.logins.filter(|_| e.version.as_deref() == version),
+                        ),
+                        None => (None, None),
+                    };
+                    Known {
+                        version: version.map(str::to_owned),
+                        workload: object.object().as_ref().and_then(discover::workload).map(
+                            |mut workload| {
+                                self.ctx.verification.enforce(&mut workload);
+                                Arc::new(workload)
+                            },
+                        ),
+                        planned,
+                        logins,
+                    }
+                }
             };
-            if let Some(w) = &workload {
+            if let Some(w) = &known.workload {
                 workloads.push(w.clone());
             }
-            seen.insert(key, (version, workload));
+            seen.insert(key, known);
         }
         // Objects that are gone drop out with what was not carried over.
         self.discovered = seen;
@@ -782,9 +797,8 @@ impl Poller {
         let stale: Vec<&Arc<Workload>> = workloads
             .iter()
             .filter(|w| {
-                !self.logins.get(&w.id).is_some_and(|l| {
-                    l.resource_version == w.resource_version && l.resolved.elapsed() < LOGINS_TTL
-                })
+                self.logins_of(&w.id)
+                    .is_none_or(|l| l.resolved.elapsed() >= LOGINS_TTL)
             })
             .collect();
         if stale.is_empty() {
@@ -816,28 +830,49 @@ impl Poller {
         for (workload, resolved) in resolved {
             match resolved {
                 Ok(by_registry) => {
-                    self.logins.insert(
-                        workload.id.clone(),
-                        Logins {
-                            resource_version: workload.resource_version.clone(),
+                    if let Some(known) = self.discovered.get_mut(&workload.id) {
+                        known.logins = Some(Logins {
                             resolved: Instant::now(),
                             by_registry,
-                        },
-                    );
+                        });
+                    }
                 }
                 Err(_) => {
                     // Not listed for, not decided this turn; never decided with another login.
                     tracing::warn!(workload = %workload.id,
                         "reading pull secrets timed out; trying again next turn");
-                    self.logins.remove(&workload.id);
+                    if let Some(known) = self.discovered.get_mut(&workload.id) {
+                        known.logins = None;
+                    }
                 }
             }
         }
     }
 
+    fn logins_of(&self, id: &WorkloadId) -> Option<&Logins> {
+        self.discovered.get(id)?.logins.as_ref()
+    }
+
+    /// The resourceVersion `id` was last planned at.
+    fn planned_at(&self, id: &WorkloadId) -> Option<&String> {
+        self.discovered.get(id)?.planned.as_ref()
+    }
+
+    fn set_planned(&mut self, id: &WorkloadId, version: String) {
+        if let Some(known) = self.discovered.get_mut(id) {
+            known.planned = Some(version);
+        }
+    }
+
+    /// Decided afresh at the next chance.
+    fn unplan(&mut self, id: &WorkloadId) {
+        if let Some(known) = self.discovered.get_mut(id) {
+            known.planned = None;
+        }
+    }
+
     fn login_of(&self, workload: &Workload, registry: &str) -> Option<&Login> {
-        self.logins
-            .get(&workload.id)?
+        self.logins_of(&workload.id)?
             .by_registry
             .iter()
             .find(|(r, _)| r == registry)
@@ -1054,7 +1089,7 @@ impl Poller {
                     // decision again, so none is made (steady cost ∝ change, not size). A canary
                     // may wait on another object (its name taken): decided at every listing.
                     let unchanged =
-                        self.planned.get(&workload.id) == workload.resource_version.as_ref();
+                        self.planned_at(&workload.id) == workload.resource_version.as_ref();
                     // A gate that could not decide is asked again at every listing.
                     let retry = self.gates.must_retry(&workload.id);
                     if same && unchanged && workload.rollout.canary.is_none() && !retry {
@@ -1089,7 +1124,13 @@ impl Poller {
                         .collect();
                     for namespace in namespaces {
                         self.ctx.secrets.forget_namespace(&namespace);
-                        self.logins.retain(|id, _| id.namespace != namespace);
+                        for (_, known) in self
+                            .discovered
+                            .iter_mut()
+                            .filter(|(id, _)| id.namespace == namespace)
+                        {
+                            known.logins = None;
+                        }
                     }
                     // Logins are read in turns: the next heartbeat brings one.
                     self.wants_turn = true;
@@ -1197,21 +1238,21 @@ impl Poller {
         }
         if !has_work {
             if let Some(rv) = rv {
-                self.planned.insert(id.clone(), rv);
+                self.set_planned(id, rv);
             }
             return;
         }
         if self.refused.get(id) == Some(&tasks::fingerprint(workload, &plan)) {
             // Refused as it stands: not sent again until the workload or the candidate changes.
             if let Some(rv) = rv {
-                self.planned.insert(id.clone(), rv);
+                self.set_planned(id, rv);
             }
             return;
         }
         let mut plan = plan;
         if plan.pending().next().is_some() && self.held(workload, &plan) {
             if let Some(rv) = rv {
-                self.planned.insert(id.clone(), rv);
+                self.set_planned(id, rv);
             }
             if plan.manual.is_empty() {
                 return;
@@ -1316,11 +1357,11 @@ impl Poller {
         };
         match (settled, decided_at) {
             (true, Some(rv)) => {
-                self.planned.insert(id.clone(), rv);
+                self.set_planned(&id, rv);
             }
             // Decided again from the fresh object the reflector brings.
             _ => {
-                self.planned.remove(&id);
+                self.unplan(&id);
             }
         }
         if self.dirty.remove(&id) {
@@ -1436,7 +1477,7 @@ impl Poller {
                 if let Some(started) = started {
                     self.settled.insert((id.clone(), started));
                 }
-                self.planned.remove(&id);
+                self.unplan(&id);
                 self.decide_again(&id, deployments);
             }
             Step::Completed { started } => {

@@ -3,13 +3,15 @@
 //!
 //! A trimmed object is a few hundred bytes of JSON, but parsed into k8s-openapi's types it costs
 //! about 8 KB: every optional field of a pod spec, a container and a status is laid out whether
-//! set or not, and each label or annotation map is a B-tree node with room for eleven entries. An
-//! idle turn reads only each object's identity and resourceVersion; the whole object is decoded
-//! when its workload is parsed again (its resourceVersion moved) or checked, so at 10,000 workloads
-//! the caches cost a tenth of what parsed objects would.
+//! set or not, and each label or annotation map is a B-tree node with room for eleven entries.
+//! Even an `ObjectMeta` holding five fields is laid out whole (about 400 B). An idle turn reads
+//! only each object's identity and resourceVersion; the whole object is decoded when its workload
+//! is parsed again (its resourceVersion moved) or checked, so at 10,000 workloads the caches cost
+//! a tenth of what parsed objects would.
 //!
 //! The object is trimmed ([`super::trim`]) and encoded while its list page or watch event is
-//! decoded, so no parsed object outlives its moment.
+//! decoded ([`Arriving`]), so no parsed object outlives its moment. Its identity is moved out of
+//! the JSON into fields, not copied: the body holds everything else.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -30,21 +32,95 @@ use crate::model::annotations::CANARY_OF;
 use crate::model::kind::Kind;
 use crate::model::workload::WorkloadId;
 
-/// One object of kind `K` as cached: what identifies it, and its trimmed JSON.
+/// One object of kind `K` as cached: what identifies it, and the rest of its trimmed form as JSON.
 pub struct Compact<K> {
-    /// Name, namespace, uid, resourceVersion and generation only: what the reflector keys and
-    /// resumes by, and what an idle turn compares.
-    meta: ObjectMeta,
+    name: Option<Box<str>>,
+    namespace: Option<Box<str>>,
+    uid: Option<Box<str>>,
+    resource_version: Option<Box<str>>,
+    generation: Option<i64>,
     /// One of tagwatch's canaries (`tagwatch.dev/canary-of`): the sweep looks for them each
     /// turn, without decoding anything.
+    canary: bool,
+    /// The trimmed object without the fields above.
+    body: Box<[u8]>,
+    kind: PhantomData<fn() -> K>,
+}
+
+impl<K> fmt::Debug for Compact<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Compact")
+            .field("namespace", &self.namespace)
+            .field("name", &self.name)
+            .field("resource_version", &self.resource_version)
+            .field("bytes", &self.body.len())
+            .finish()
+    }
+}
+
+impl<K> Compact<K> {
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    pub fn namespace(&self) -> Option<&str> {
+        self.namespace.as_deref()
+    }
+
+    pub fn uid(&self) -> Option<&str> {
+        self.uid.as_deref()
+    }
+
+    pub fn resource_version(&self) -> Option<&str> {
+        self.resource_version.as_deref()
+    }
+
+    pub fn generation(&self) -> Option<i64> {
+        self.generation
+    }
+
+    /// The same object as `other` (namespace and name), whatever its version.
+    pub fn same_object(&self, other: &Compact<K>) -> bool {
+        self.namespace == other.namespace && self.name == other.name
+    }
+}
+
+impl<K> Compact<K>
+where
+    K: Resource + Trim + Serialize + DeserializeOwned,
+{
+    /// Trims `object` and keeps it compact.
+    pub fn new(object: K) -> Result<Compact<K>, serde_json::Error> {
+        Arriving::new(object).map(Arriving::into_compact)
+    }
+
+    /// The trimmed object, parsed, with its identity put back.
+    pub fn decode(&self) -> Result<K, serde_json::Error> {
+        let mut object: K = serde_json::from_slice(&self.body)?;
+        let meta = object.meta_mut();
+        let owned = |field: &Option<Box<str>>| field.as_deref().map(str::to_owned);
+        meta.name = owned(&self.name);
+        meta.namespace = owned(&self.namespace);
+        meta.uid = owned(&self.uid);
+        meta.resource_version = owned(&self.resource_version);
+        meta.generation = self.generation;
+        Ok(object)
+    }
+}
+
+/// An object as the watcher decodes it from a list page or a watch event: already compact, with
+/// its identity in an `ObjectMeta` because kube's watcher reads the resourceVersion to resume
+/// from through [`Resource`]. Stored as the [`Compact`] it carries, without the `ObjectMeta`.
+pub struct Arriving<K> {
+    meta: ObjectMeta,
     canary: bool,
     body: Box<[u8]>,
     kind: PhantomData<fn() -> K>,
 }
 
-impl<K> Clone for Compact<K> {
+impl<K> Clone for Arriving<K> {
     fn clone(&self) -> Self {
-        Compact {
+        Arriving {
             meta: self.meta.clone(),
             canary: self.canary,
             body: self.body.clone(),
@@ -53,9 +129,9 @@ impl<K> Clone for Compact<K> {
     }
 }
 
-impl<K> fmt::Debug for Compact<K> {
+impl<K> fmt::Debug for Arriving<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Compact")
+        f.debug_struct("Arriving")
             .field("namespace", &self.meta.namespace)
             .field("name", &self.meta.name)
             .field("resource_version", &self.meta.resource_version)
@@ -64,51 +140,63 @@ impl<K> fmt::Debug for Compact<K> {
     }
 }
 
-impl<K> Compact<K>
+impl<K> Arriving<K>
 where
     K: Resource + Trim + Serialize + DeserializeOwned,
 {
-    /// Trims `object` and keeps it as JSON.
-    pub fn new(mut object: K) -> Result<Compact<K>, serde_json::Error> {
+    /// Trims `object`, moves its identity out and encodes the rest.
+    pub fn new(mut object: K) -> Result<Arriving<K>, serde_json::Error> {
         object.trim();
-        let full = object.meta();
-        let meta = ObjectMeta {
-            name: full.name.clone(),
-            namespace: full.namespace.clone(),
-            uid: full.uid.clone(),
-            resource_version: full.resource_version.clone(),
-            generation: full.generation,
-            ..ObjectMeta::default()
-        };
-        let canary = full
+        let canary = object
+            .meta()
             .annotations
             .as_ref()
             .is_some_and(|a| a.contains_key(CANARY_OF));
+        let full = object.meta_mut();
+        let meta = ObjectMeta {
+            name: full.name.take(),
+            namespace: full.namespace.take(),
+            uid: full.uid.take(),
+            resource_version: full.resource_version.take(),
+            generation: full.generation.take(),
+            ..ObjectMeta::default()
+        };
         let body = serde_json::to_vec(&object)?.into_boxed_slice();
-        Ok(Compact {
+        Ok(Arriving {
             meta,
             canary,
             body,
             kind: PhantomData,
         })
     }
+}
 
-    /// The trimmed object, parsed.
-    pub fn decode(&self) -> Result<K, serde_json::Error> {
-        serde_json::from_slice(&self.body)
+impl<K> Arriving<K> {
+    pub fn into_compact(self) -> Compact<K> {
+        let boxed = |field: Option<String>| field.map(String::into_boxed_str);
+        Compact {
+            name: boxed(self.meta.name),
+            namespace: boxed(self.meta.namespace),
+            uid: boxed(self.meta.uid),
+            resource_version: boxed(self.meta.resource_version),
+            generation: self.meta.generation,
+            canary: self.canary,
+            body: self.body,
+            kind: PhantomData,
+        }
     }
 }
 
-impl<'de, K> Deserialize<'de> for Compact<K>
+impl<'de, K> Deserialize<'de> for Arriving<K>
 where
     K: Resource + Trim + Serialize + DeserializeOwned,
 {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        Compact::new(K::deserialize(deserializer)?).map_err(D::Error::custom)
+        Arriving::new(K::deserialize(deserializer)?).map_err(D::Error::custom)
     }
 }
 
-impl<K: Resource> Resource for Compact<K> {
+impl<K: Resource> Resource for Arriving<K> {
     type DynamicType = K::DynamicType;
     type Scope = K::Scope;
 
@@ -170,21 +258,32 @@ impl Cached {
         }
     }
 
-    /// Name, namespace, uid, resourceVersion and generation (nothing else is set).
-    pub fn meta(&self) -> &ObjectMeta {
-        each!(self, o => &o.meta)
+    pub fn name(&self) -> Option<&str> {
+        each!(self, o => o.name())
+    }
+
+    pub fn namespace(&self) -> Option<&str> {
+        each!(self, o => o.namespace())
+    }
+
+    pub fn uid(&self) -> Option<&str> {
+        each!(self, o => o.uid())
+    }
+
+    pub fn generation(&self) -> Option<i64> {
+        each!(self, o => o.generation())
     }
 
     pub fn id(&self) -> WorkloadId {
-        super::object::id_of(self.kind(), self.meta())
+        super::object::id_of(self.kind(), self.namespace(), self.name())
     }
 
     pub fn is(&self, id: &WorkloadId) -> bool {
-        super::object::is_of(self.kind(), self.meta(), id)
+        super::object::is_of(self.kind(), self.namespace(), self.name(), id)
     }
 
     pub fn resource_version(&self) -> Option<&str> {
-        self.meta().resource_version.as_deref()
+        each!(self, o => o.resource_version())
     }
 
     /// One of tagwatch's canaries.
@@ -309,8 +408,12 @@ mod tests {
     }
 
     fn cached_from_json(kind: Kind, json: Value) -> Cached {
-        fn arc<K: DeserializeOwned>(json: Value) -> Arc<K> {
-            Arc::new(serde_json::from_value(json).unwrap())
+        fn arc<K>(json: Value) -> Arc<Compact<K>>
+        where
+            K: Resource + Trim + Serialize + DeserializeOwned,
+        {
+            let arriving: Arriving<K> = serde_json::from_value(json).unwrap();
+            Arc::new(arriving.into_compact())
         }
         match kind {
             Kind::Deployment => Cached::Deployment(arc(json)),
@@ -357,18 +460,24 @@ mod tests {
         for (json, whole, _) in kinds() {
             let kind = Source::kind(&whole);
             let cached = cached_from_json(kind, json);
-            let meta = cached.meta();
             assert_eq!(cached.kind(), kind);
-            assert_eq!(meta.namespace.as_deref(), Some("shop"));
-            assert_eq!(meta.uid.as_deref(), Some("u-1"));
+            assert_eq!(cached.namespace(), Some("shop"));
+            assert_eq!(cached.uid(), Some("u-1"));
             assert_eq!(cached.resource_version(), Some("7"));
-            assert_eq!(meta.generation, Some(3));
+            assert_eq!(cached.generation(), Some(3));
             assert_eq!(cached.id(), whole.id());
             assert!(cached.is(&whole.id()));
-            // Only identity and versions are kept as fields: the rest is in the JSON.
-            assert_eq!(meta.labels, None);
-            assert_eq!(meta.annotations, None);
             assert!(!cached.is_canary());
+            // The identity is moved out of the JSON, not copied.
+            let body: Value = each!(&cached, o => serde_json::from_slice(&o.body).unwrap());
+            for field in ["name", "namespace", "uid", "resourceVersion", "generation"] {
+                assert_eq!(
+                    body["metadata"].get(field),
+                    None,
+                    "{kind:?} body keeps {field}"
+                );
+            }
+            assert_eq!(body["metadata"]["labels"]["app"], "web", "{kind:?}");
         }
     }
 

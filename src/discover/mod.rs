@@ -7,6 +7,7 @@
 pub mod compact;
 pub mod gitops;
 pub mod object;
+pub mod store;
 pub mod trim;
 pub mod watch;
 

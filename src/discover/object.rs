@@ -128,29 +128,34 @@ impl Source for Object {
     }
 }
 
-/// Who an object of `kind` described by `meta` is.
-pub fn id_of(kind: Kind, meta: &ObjectMeta) -> WorkloadId {
+/// Who an object of `kind` named `name` in `namespace` is.
+pub fn id_of(kind: Kind, namespace: Option<&str>, name: Option<&str>) -> WorkloadId {
     WorkloadId::new(
         kind,
-        meta.namespace.as_deref().unwrap_or("default"),
-        meta.name.as_deref().unwrap_or_default(),
+        namespace.unwrap_or("default"),
+        name.unwrap_or_default(),
     )
 }
 
-/// Whether an object of `kind` described by `meta` is `id`, without building its id.
-pub fn is_of(kind: Kind, meta: &ObjectMeta, id: &WorkloadId) -> bool {
-    kind == id.kind
-        && meta.name.as_deref() == Some(id.name.as_str())
-        && meta.namespace.as_deref() == Some(id.namespace.as_str())
+/// Whether an object of `kind` named `name` in `namespace` is `id`, without building its id.
+pub fn is_of(kind: Kind, namespace: Option<&str>, name: Option<&str>, id: &WorkloadId) -> bool {
+    kind == id.kind && name == Some(id.name.as_str()) && namespace == Some(id.namespace.as_str())
 }
 
 impl Object {
     pub fn id(&self) -> WorkloadId {
-        id_of(self.kind(), self.meta())
+        let meta = self.meta();
+        id_of(self.kind(), meta.namespace.as_deref(), meta.name.as_deref())
     }
 
     pub fn is(&self, id: &WorkloadId) -> bool {
-        is_of(self.kind(), self.meta(), id)
+        let meta = self.meta();
+        is_of(
+            self.kind(),
+            meta.namespace.as_deref(),
+            meta.name.as_deref(),
+            id,
+        )
     }
 
     pub fn as_deployment(&self) -> Option<&Deployment> {

@@ -16,7 +16,6 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::CronJob;
 use kube::api::DynamicObject;
-use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
@@ -25,8 +24,9 @@ use tokio::task::JoinHandle;
 
 use serde::Serialize;
 
-use super::compact::{Cached, Compact};
+use super::compact::{Arriving, Cached, Compact};
 use super::object::api_resource;
+use super::store::{Applied, Store};
 use super::trim::Trim;
 use crate::model::kind::Kind;
 
@@ -117,15 +117,15 @@ impl Workloads {
         for kind in kinds {
             match kind {
                 Kind::Deployment => {
-                    starter.reflect(api_for::<Compact<Deployment>>, Cached::Deployment)
+                    starter.reflect(api_for::<Arriving<Deployment>>, Cached::Deployment)
                 }
                 Kind::StatefulSet => {
-                    starter.reflect(api_for::<Compact<StatefulSet>>, Cached::StatefulSet)
+                    starter.reflect(api_for::<Arriving<StatefulSet>>, Cached::StatefulSet)
                 }
                 Kind::DaemonSet => {
-                    starter.reflect(api_for::<Compact<DaemonSet>>, Cached::DaemonSet)
+                    starter.reflect(api_for::<Arriving<DaemonSet>>, Cached::DaemonSet)
                 }
-                Kind::CronJob => starter.reflect(api_for::<Compact<CronJob>>, Cached::CronJob),
+                Kind::CronJob => starter.reflect(api_for::<Arriving<CronJob>>, Cached::CronJob),
                 Kind::Rollout => starter.clone().wait_for_crd(),
             }
         }
@@ -201,7 +201,7 @@ impl Starter {
     where
         K: Resource + Trim + Serialize + DeserializeOwned + Send + Sync + 'static,
         K::DynamicType: Default + Eq + std::hash::Hash + Clone,
-        A: Fn(Client, Option<&str>) -> Api<Compact<K>>,
+        A: Fn(Client, Option<&str>) -> Api<Arriving<K>>,
         W: Fn(Arc<Compact<K>>) -> Cached + Send + Sync + Copy + 'static,
     {
         let kind = kind_of::<K>();
@@ -210,15 +210,14 @@ impl Starter {
         let wanted = scopes.len();
         for scope in scopes {
             let api = api(self.client.clone(), scope.as_deref());
-            self.spawn(kind, api, Default::default(), wrap, synced.clone(), wanted);
+            self.spawn(kind, api, wrap, synced.clone(), wanted);
         }
     }
 
     fn spawn<K, W>(
         &self,
         kind: Kind,
-        api: Api<Compact<K>>,
-        dynamic: K::DynamicType,
+        api: Api<Arriving<K>>,
         wrap: W,
         synced: Arc<std::sync::atomic::AtomicUsize>,
         wanted: usize,
@@ -231,65 +230,69 @@ impl Starter {
         if let Some(selector) = &self.selector {
             config = config.labels(selector);
         }
-        let writer = reflector::store::Writer::new(dynamic);
-        let store = writer.as_reader();
+        let store = Store::<K>::default();
         let changed = self.changed.clone();
         let availability = self.availability.clone();
-        let reader: Store<Compact<K>> = store.clone();
+        let reader = store.clone();
         lock(&self.reflected).push(Reflected {
             snapshot: Box::new(move || reader.state().into_iter().map(wrap).collect()),
         });
-        let stream = reflector::reflector(writer, watcher(api, config))
-            .default_backoff()
-            .touched_objects();
+        let stream = watcher(api, config).default_backoff();
         let task = tokio::spawn(async move {
-            let ready = store.clone();
             let mut reported = false;
             let mut stream = std::pin::pin!(stream);
             let mut counted = false;
             loop {
-                tokio::select! {
-                    item = stream.next() => match item {
-                        Some(Ok(_)) => changed.notify_one(),
-                        Some(Err(e)) => {
-                            // Forbidden or not served: this kind is out of reach, say so once and
-                            // serve the others. Anything else is a passing failure: the watcher
-                            // retries with backoff by itself, and readiness waits for the list.
-                            let out_of_reach = match &e {
-                                watcher::Error::InitialListFailed(kube::Error::Api(status)) => {
-                                    status.code == 403 || status.code == 404
-                                }
-                                _ => false,
-                            };
-                            if out_of_reach && !reported {
-                                tracing::warn!(kind = kind.name(), error = %e,
-                                    "cannot list {}; the other kinds are served, this one is retried",
-                                    kind.plural());
-                                reported = true;
-                                availability.send_modify(|kinds| {
-                                    if kinds.get(&kind) == Some(&Availability::Starting) {
-                                        kinds.insert(kind, Availability::Unavailable(e.to_string()));
+                match stream.next().await {
+                    Some(Ok(event)) => match store.apply(event) {
+                        Applied::Changed => changed.notify_one(),
+                        Applied::Gathering => {}
+                        Applied::Listed => {
+                            changed.notify_one();
+                            if !counted {
+                                counted = true;
+                                let now =
+                                    synced.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                                if now >= wanted {
+                                    availability.send_modify(|kinds| {
+                                        kinds.insert(kind, Availability::Synced);
+                                    });
+                                    if reported {
+                                        tracing::info!(
+                                            kind = kind.name(),
+                                            "now watching {}",
+                                            kind.plural()
+                                        );
                                     }
-                                });
-                            } else if !out_of_reach {
-                                tracing::warn!(kind = kind.name(), error = %e, "workload watch failed; retrying");
+                                }
                             }
                         }
-                        None => return,
                     },
-                    _ = ready.wait_until_ready(), if !counted => {
-                        counted = true;
-                        let now = synced.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-                        if now >= wanted {
-                            availability.send_modify(|kinds| {
-                                kinds.insert(kind, Availability::Synced);
-                            });
-                            if reported {
-                                tracing::info!(kind = kind.name(), "now watching {}", kind.plural());
+                    Some(Err(e)) => {
+                        // Forbidden or not served: this kind is out of reach, say so once and
+                        // serve the others. Anything else is a passing failure: the watcher
+                        // retries with backoff by itself, and readiness waits for the list.
+                        let out_of_reach = match &e {
+                            watcher::Error::InitialListFailed(kube::Error::Api(status)) => {
+                                status.code == 403 || status.code == 404
                             }
-                            changed.notify_one();
+                            _ => false,
+                        };
+                        if out_of_reach && !reported {
+                            tracing::warn!(kind = kind.name(), error = %e,
+                                "cannot list {}; the other kinds are served, this one is retried",
+                                kind.plural());
+                            reported = true;
+                            availability.send_modify(|kinds| {
+                                if kinds.get(&kind) == Some(&Availability::Starting) {
+                                    kinds.insert(kind, Availability::Unavailable(e.to_string()));
+                                }
+                            });
+                        } else if !out_of_reach {
+                            tracing::warn!(kind = kind.name(), error = %e, "workload watch failed; retrying");
                         }
                     }
+                    None => return,
                 }
             }
         });
@@ -313,20 +316,13 @@ impl Starter {
                         let synced = Arc::new(std::sync::atomic::AtomicUsize::new(0));
                         let wanted = scopes.len();
                         for scope in scopes {
-                            let api: Api<Compact<DynamicObject>> = match scope.as_deref() {
+                            let api: Api<Arriving<DynamicObject>> = match scope.as_deref() {
                                 Some(ns) => {
                                     Api::namespaced_with(starter.client.clone(), ns, &resource)
                                 }
                                 None => Api::all_with(starter.client.clone(), &resource),
                             };
-                            starter.spawn(
-                                kind,
-                                api,
-                                resource.clone(),
-                                Cached::Rollout,
-                                synced.clone(),
-                                wanted,
-                            );
+                            starter.spawn(kind, api, Cached::Rollout, synced.clone(), wanted);
                         }
                         return;
                     }
