@@ -73,6 +73,7 @@ pub struct RoundReport {
 }
 
 /// What the loop knows of one object, kept in one entry (one key) rather than a map each.
+#[derive(Default)]
 struct Known {
     /// The resourceVersion it was last parsed at.
     version: Option<String>,
@@ -82,6 +83,8 @@ struct Known {
     planned: Option<String>,
     /// Its logins, resolved at `version` (dropped when the object changes).
     logins: Option<Logins>,
+    /// The last turn that saw the object.
+    turn: u64,
 }
 
 /// Each registry a workload's containers use, and the login it pulls with there.
@@ -109,6 +112,8 @@ pub struct Poller {
     users: HashMap<ListingKey, Vec<Arc<Workload>>>,
     /// Each object's last parse, plan and logins, by identity.
     discovered: HashMap<WorkloadId, Known>,
+    /// Turns taken (by [`Poller::discover`]).
+    turns: u64,
     /// The workloads of the last turn.
     workloads: Vec<Arc<Workload>>,
     /// Work in flight: a key is listed, a workload written or checked, a repository's aliases
@@ -169,6 +174,7 @@ impl Poller {
             contents: HashMap::new(),
             users: HashMap::new(),
             discovered: HashMap::new(),
+            turns: 0,
             workloads: Vec::new(),
             listing: HashSet::new(),
             writing: HashSet::new(),
@@ -747,45 +753,40 @@ impl Poller {
     }
 
     /// The opted-in workloads. An object is parsed again only when its resourceVersion moved:
-    /// an idle turn over a thousand workloads then costs a lookup each, not a parse.
+    /// an idle turn over a thousand workloads then costs a lookup each, not a parse. The entries
+    /// are updated in place: a table rebuilt every turn (2.5 MB at 10,000 objects) would leave a
+    /// hole in the heap each time.
     fn discover(&mut self, objects: &[Cached]) -> Vec<Arc<Workload>> {
-        let mut seen = HashMap::with_capacity(self.discovered.len());
+        self.turns = self.turns.wrapping_add(1);
+        let turn = self.turns;
         let mut workloads = Vec::new();
         for object in objects {
-            let key = object.id();
             let version = object.resource_version();
-            let known = match self.discovered.remove(&key) {
-                Some(known) if version.is_some() && known.version.as_deref() == version => known,
-                earlier => {
-                    let (planned, logins) = match earlier {
-                        // Compared with the new version: an older plan is no plan. Logins are
-                        // read again for a changed object (its pull secrets may have changed).
-                        Some(e) => (
-                            e.planned,
-                            e.logins.filter(|_| e.version.as_deref() == version),
-                        ),
-                        None => (None, None),
-                    };
-                    Known {
-                        version: version.map(str::to_owned),
-                        workload: object.object().as_ref().and_then(discover::workload).map(
-                            |mut workload| {
-                                self.ctx.verification.enforce(&mut workload);
-                                Arc::new(workload)
-                            },
-                        ),
-                        planned,
-                        logins,
-                    }
+            let known = self.discovered.entry(object.id()).or_default();
+            if version.is_none() || known.version.as_deref() != version {
+                if known.version.as_deref() != version {
+                    // Read again for a changed object: its pull secrets may have changed. Its
+                    // plan stays, compared with the new version: an older plan is no plan.
+                    known.logins = None;
                 }
-            };
+                known.version = version.map(str::to_owned);
+                known.workload =
+                    object
+                        .object()
+                        .as_ref()
+                        .and_then(discover::workload)
+                        .map(|mut workload| {
+                            self.ctx.verification.enforce(&mut workload);
+                            Arc::new(workload)
+                        });
+            }
+            known.turn = turn;
             if let Some(w) = &known.workload {
                 workloads.push(w.clone());
             }
-            seen.insert(key, known);
         }
-        // Objects that are gone drop out with what was not carried over.
-        self.discovered = seen;
+        // Objects that are gone drop out with all that was known of them.
+        self.discovered.retain(|_, known| known.turn == turn);
         workloads
     }
 

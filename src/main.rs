@@ -6,7 +6,7 @@ use tagwatch::config::{self, FileConfig};
 use tagwatch::{app, commands};
 
 fn main() -> ExitCode {
-    app::one_malloc_arena();
+    app::tune_malloc();
     match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
