@@ -227,6 +227,12 @@ pub async fn run(args: RunArgs, file: FileConfig) -> anyhow::Result<()> {
     let mut turn = true;
     let mut woken = false;
     let mut last_turn = std::time::Instant::now();
+    // Debounced turns: for a burst of watch events, and (listing what they name) for a burst of
+    // webhooks. The loop waits for them in its select, not in a sleep of its own, so a listing or
+    // write that finishes meanwhile is served at once instead of after the debounce.
+    let mut turn_at: Option<tokio::time::Instant> = None;
+    let mut relist_at: Option<tokio::time::Instant> = None;
+    let mut hinted: Vec<Hint> = Vec::new();
     loop {
         if *shutdown.borrow() {
             break;
@@ -245,6 +251,8 @@ pub async fn run(args: RunArgs, file: FileConfig) -> anyhow::Result<()> {
             snapshot = deployments.snapshot();
             guarded(&metrics, poller.turn(&snapshot)).await;
             last_turn = std::time::Instant::now();
+            // This turn saw every watch event so far.
+            turn_at = None;
         } else if woken && leadership.is_leader() {
             guarded(&metrics, poller.wake(&snapshot)).await;
         }
@@ -276,10 +284,31 @@ pub async fn run(args: RunArgs, file: FileConfig) -> anyhow::Result<()> {
                 turn = false;
             }
             _ = deployments.changed() => {
-                // A webhook arriving while watch events settle is served in the same turn.
-                tokio::select! {
-                    _ = tokio::time::sleep(DEBOUNCE) => {}
-                    Some(first) = hints.recv() => relist(&mut poller, first, &mut hints, debounce).await,
+                // One turn for a burst, DEBOUNCE after its first event.
+                turn_at = Some(earliest(turn_at, DEBOUNCE));
+                turn = false;
+            }
+            Some(batch) = hints.recv() => {
+                // Webhooks gathered for `debounce` after the first, then listed together.
+                hinted.extend(batch);
+                relist_at = Some(earliest(relist_at, debounce));
+                turn = false;
+            }
+            _ = sleep_until_first(turn_at, relist_at), if turn_at.is_some() || relist_at.is_some() => {
+                // Watch events bring a full turn. Webhooks alone need none: the repositories
+                // they name are due now, and a wake starts what is due.
+                let now = tokio::time::Instant::now();
+                let watched = turn_at.is_some_and(|at| at <= now);
+                if watched {
+                    turn_at = None;
+                }
+                if relist_at.is_some_and(|at| at <= now) {
+                    relist_at = None;
+                    trigger(&mut poller, hinted.drain(..));
+                    if !watched {
+                        turn = false;
+                        woken = true;
+                    }
                 }
             }
             _ = tokio::time::sleep_until(wake) => {
@@ -294,7 +323,6 @@ pub async fn run(args: RunArgs, file: FileConfig) -> anyhow::Result<()> {
                 }
             }
             _ = leadership.changed() => {}
-            Some(first) = hints.recv() => relist(&mut poller, first, &mut hints, debounce).await,
             _ = app::stopped(shutdown.clone()) => {}
         }
     }
@@ -316,7 +344,7 @@ pub async fn run(args: RunArgs, file: FileConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs one step of the loop; a panic in it is logged and counted, and the loop goes on.
+/// The first-seen times the last leader saved (`tagwatch.dev/min-age`).
 async fn saved_first_seen(client: &kube::Client, namespace: &str) -> crate::plan::gates::FirstSeen {
     match crate::act::gates::load_first_seen(client, namespace).await {
         Ok(seen) => seen,
@@ -329,6 +357,7 @@ async fn saved_first_seen(client: &kube::Client, namespace: &str) -> crate::plan
     }
 }
 
+/// Runs one step of the loop; a panic in it is logged and counted, and the loop goes on.
 async fn guarded(metrics: &Metrics, step: impl std::future::Future<Output = ()>) {
     if let Err(panic) = AssertUnwindSafe(step).catch_unwind().await {
         metrics.panic(crate::metrics::Task::Loop);
@@ -336,23 +365,27 @@ async fn guarded(metrics: &Metrics, step: impl std::future::Future<Output = ()>)
     }
 }
 
-/// Webhook hints: gathers a burst for `debounce`, then marks each named repository due now (or
-/// when its backoff ends). Only a hint: the repository is listed again and what it really holds
-/// decides. A repository no workload or alias uses is ignored.
-async fn relist(
-    poller: &mut Poller,
-    first: Vec<Hint>,
-    hints: &mut mpsc::Receiver<Vec<Hint>>,
-    debounce: Duration,
-) {
-    tokio::time::sleep(debounce).await;
-    let mut batch = first;
-    while let Ok(more) = hints.try_recv() {
-        batch.extend(more);
-    }
-    for hint in batch {
+/// Webhook hints: marks each named repository due now (or when its backoff ends). Only a hint:
+/// the repository is listed again and what it really holds decides. A repository no workload or
+/// alias uses is ignored.
+fn trigger(poller: &mut Poller, hints: impl Iterator<Item = Hint>) {
+    for hint in hints {
         if !poller.trigger(&hint.repository) {
             tracing::debug!(repository = %hint.repository, "webhook for an unwatched repository ignored");
         }
     }
+}
+
+/// Resolves at the sooner of two optional moments (never, if neither is set).
+async fn sleep_until_first(a: Option<tokio::time::Instant>, b: Option<tokio::time::Instant>) {
+    match a.into_iter().chain(b).min() {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// `now + wait`, or `at` if that is sooner: a burst is served `wait` after its first arrival.
+fn earliest(at: Option<tokio::time::Instant>, wait: Duration) -> tokio::time::Instant {
+    let then = tokio::time::Instant::now() + wait;
+    at.map_or(then, |at| at.min(then))
 }
