@@ -35,7 +35,6 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::PostParams;
 use kube::runtime::watcher::{self, watcher, Event};
 use kube::runtime::WatchStreamExt as _;
 use kube::Api;
@@ -368,28 +367,7 @@ async fn bench(settings: &Settings) -> bool {
         })
         .collect();
     let deployments: Api<Deployment> = Api::namespaced(cluster.client.clone(), &ns);
-    match cluster.server() {
-        Some(server) => {
-            for object in &objects {
-                server.put_deployment(object).expect("store Deployment");
-            }
-        }
-        None => {
-            futures::stream::iter(&objects)
-                .map(|object| {
-                    let deployments = &deployments;
-                    async move {
-                        deployments
-                            .create(&PostParams::default(), object)
-                            .await
-                            .expect("create Deployment")
-                    }
-                })
-                .buffer_unordered(CREATE_CONCURRENCY)
-                .collect::<Vec<_>>()
-                .await;
-        }
-    }
+    support::store_deployments(&cluster, &deployments, &objects, CREATE_CONCURRENCY).await;
     drop(objects);
     let created = creating.elapsed();
 

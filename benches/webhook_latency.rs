@@ -132,33 +132,12 @@ async fn bench(iterations: usize, watched: usize, repositories: usize) -> bool {
     let objects: Vec<Deployment> = (0..others)
         .map(|d| {
             let image = format!("{host}/{}:1.0.0", other_repo(d % repositories));
-            deployment(&format!("other-{d}"), &image)
+            let mut object = deployment(&format!("other-{d}"), &image);
+            object.metadata.namespace = Some(ns.clone());
+            object
         })
         .collect();
-    match cluster.server() {
-        Some(server) => {
-            for object in &objects {
-                let mut object = object.clone();
-                object.metadata.namespace = Some(ns.clone());
-                server.put_deployment(&object).expect("store Deployment");
-            }
-        }
-        None => {
-            futures::stream::iter(&objects)
-                .map(|object| {
-                    let deployments = &deployments;
-                    async move {
-                        deployments
-                            .create(&PostParams::default(), object)
-                            .await
-                            .expect("create Deployment")
-                    }
-                })
-                .buffer_unordered(CREATE_CONCURRENCY)
-                .collect::<Vec<_>>()
-                .await;
-        }
-    }
+    support::store_deployments(&cluster, &deployments, &objects, CREATE_CONCURRENCY).await;
     drop(objects);
 
     let dir = tempfile::tempdir().expect("tempdir");

@@ -177,3 +177,33 @@ pub fn percentiles(samples: &mut [Duration]) -> Option<Percentiles> {
 pub fn ms(d: Duration) -> String {
     format!("{:.1}", d.as_secs_f64() * 1000.0)
 }
+
+/// Stores `objects` in the cluster: straight into the test bed's API server, or created through the
+/// API (`concurrency` at once) on a real cluster.
+pub async fn store_deployments(
+    cluster: &tagwatch_testbed::cluster::TestCluster,
+    deployments: &kube::Api<Deployment>,
+    objects: &[Deployment],
+    concurrency: usize,
+) {
+    use futures::StreamExt as _;
+    match cluster.server() {
+        Some(server) => {
+            for object in objects {
+                server.put_deployment(object).expect("store Deployment");
+            }
+        }
+        None => {
+            futures::stream::iter(objects)
+                .map(|object| async move {
+                    deployments
+                        .create(&kube::api::PostParams::default(), object)
+                        .await
+                        .expect("create Deployment")
+                })
+                .buffer_unordered(concurrency)
+                .collect::<Vec<_>>()
+                .await;
+        }
+    }
+}
